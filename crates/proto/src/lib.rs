@@ -1,0 +1,46 @@
+//! Ordo's protobuf API as Rust: messages, gRPC servers and clients, generated
+//! at build time from `proto/` (the single source) by protox and
+//! tonic-prost-build.
+//!
+//! - [`order::v1`]: `ordo.order.v1.OrderService` — its server trait for the
+//!   order service and its client ([`OrderServiceClient`]) for everyone else.
+//! - [`events::v1`]: the event payloads published to the `ORDERS` stream.
+//! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ordo_proto::OrderServiceClient;
+//! use ordo_proto::order::v1::GetOrderRequest;
+//!
+//! let mut client = OrderServiceClient::connect("http://127.0.0.1:50051").await?;
+//! let order = client
+//!     .get_order(GetOrderRequest { order_id: "0190…".into() })
+//!     .await?
+//!     .into_inner();
+//! # let _ = order; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+/// `ordo.order.v1`: the order service API.
+pub mod order {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.order.v1");
+    }
+}
+
+/// `ordo.events.v1`: event payloads carried by NATS messages.
+pub mod events {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.events.v1");
+    }
+}
+
+pub use order::v1::order_service_client::OrderServiceClient;
+
+/// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ordo_descriptor.bin"));

@@ -1,0 +1,183 @@
+//! Building and running the order service: connect, migrate, bind, serve,
+//! and shut down within a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ordo_migrations::{Migrator, MigratorTrait as _};
+use ordo_proto::order::v1::order_service_server::OrderServiceServer;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::grpc::OrderApi;
+use crate::health;
+use crate::settings::Settings;
+use crate::store::OrderStore;
+
+/// A built order service: its database is reachable and migrated, and its
+/// listener is bound (so `local_addr` is known before serving, also on port 0).
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: OrderStore,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects to the database, applies migrations unless disabled, and
+    /// binds the gRPC listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.migrate {
+            migrate(&settings.database_url).await?;
+        }
+        let db = connect(&settings.database_url, settings.database_max_connections).await?;
+        let listener = TcpListener::bind(settings.grpc_listen_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on GRPC_LISTEN_ADDR {}",
+                    settings.grpc_listen_addr
+                )
+            })?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            store: OrderStore::new(db, settings.outbox_partitions),
+            settings,
+        })
+    }
+
+    /// Where gRPC is served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING, stops
+    /// accepting, and lets in-flight requests drain for at most
+    /// `SHUTDOWN_TIMEOUT`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        health::report(&reporter, ServingStatus::NotServing).await;
+        let watcher = tokio::spawn(health::watch_database(
+            self.store.clone(),
+            reporter.clone(),
+            self.settings.health_probe_interval,
+        ));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
+        let stop_accepting = {
+            let reporter = reporter.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: not serving, draining requests");
+                watcher.abort();
+                health::report(&reporter, ServingStatus::NotServing).await;
+                let _ = draining_tx.send(());
+            }
+        };
+
+        tracing::info!(addr = %self.local_addr, "order service listening");
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(OrderServiceServer::new(OrderApi::new(self.store)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+
+        let deadline = self.settings.shutdown_timeout;
+        let drain_deadline = async move {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(deadline).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = server => served.context("gRPC server failed")?,
+            () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight"),
+        }
+        tracing::info!("order service stopped");
+        Ok(())
+    }
+}
+
+/// A connection pool that fails fast when the database is away, so health
+/// probes and requests answer instead of hanging.
+async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .context("cannot connect to the database at DATABASE_URL")
+}
+
+/// Applies pending migrations while holding an advisory lock, so replicas
+/// starting together migrate one at a time.
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    // One connection: the session-level lock must be held where the
+    // migrations run.
+    let db = connect(url, 1).await?;
+    let lock = "SELECT pg_advisory_lock(hashtext('ordo.migrations'))";
+    db.execute_unprepared(lock)
+        .await
+        .context("cannot lock for migrations")?;
+    let migrated = Migrator::up(&db, None)
+        .await
+        .context("database migrations failed");
+    let _ = db
+        .execute_unprepared("SELECT pg_advisory_unlock(hashtext('ordo.migrations'))")
+        .await;
+    db.close().await.ok();
+    migrated
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

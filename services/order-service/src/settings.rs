@@ -1,0 +1,225 @@
+//! Configuration, read from the environment in one place and handed around
+//! as a typed struct. Tests build [`Settings`] directly and never touch the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ordo_outbox::PartitionCount;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the order service needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the PostgreSQL database.
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    pub database_max_connections: u32,
+    /// `GRPC_LISTEN_ADDR`: where gRPC is served; port 0 picks a free port.
+    pub grpc_listen_addr: SocketAddr,
+    /// `OUTBOX_PARTITIONS`: outbox partitions events are spread over.
+    pub outbox_partitions: PartitionCount,
+    /// `MIGRATE`: apply pending migrations at start-up.
+    pub migrate: bool,
+    /// `HEALTH_PROBE_INTERVAL`: how often the database is probed for health.
+    pub health_probe_interval: Duration,
+    /// `SHUTDOWN_TIMEOUT`: how long in-flight requests may drain on shutdown.
+    pub shutdown_timeout: Duration,
+    /// `LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+/// Defaults that run on one machine with no configuration at all.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/ordo";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: 16,
+            grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            outbox_partitions: PartitionCount::default(),
+            migrate: true,
+            health_probe_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that could not be used: names it, shows it, says what fits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {name}={value:?}: expected {expected}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (name → value), defaults for the rest.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let env = Lookup(&lookup);
+        Ok(Self {
+            database_url: env
+                .parse("DATABASE_URL", "a postgres:// URL", |raw| {
+                    (raw.starts_with("postgres://") || raw.starts_with("postgresql://"))
+                        .then(|| raw.to_owned())
+                })?
+                .unwrap_or(defaults.database_url),
+            database_max_connections: env
+                .parse("DATABASE_MAX_CONNECTIONS", "a whole number 1-1000", |raw| {
+                    raw.parse().ok().filter(|n| (1..=1000).contains(n))
+                })?
+                .unwrap_or(defaults.database_max_connections),
+            grpc_listen_addr: env
+                .parse("GRPC_LISTEN_ADDR", "host:port, e.g. 0.0.0.0:50051", |raw| {
+                    raw.parse().ok()
+                })?
+                .unwrap_or(defaults.grpc_listen_addr),
+            outbox_partitions: env
+                .parse("OUTBOX_PARTITIONS", "a whole number 1-4096", |raw| {
+                    raw.parse().ok().and_then(|n| PartitionCount::new(n).ok())
+                })?
+                .unwrap_or(defaults.outbox_partitions),
+            migrate: env
+                .parse("MIGRATE", "true or false", parse_bool)?
+                .unwrap_or(defaults.migrate),
+            health_probe_interval: env
+                .parse(
+                    "HEALTH_PROBE_INTERVAL",
+                    "a duration such as 500ms or 2s",
+                    parse_duration,
+                )?
+                .unwrap_or(defaults.health_probe_interval),
+            shutdown_timeout: env
+                .parse("SHUTDOWN_TIMEOUT", "a duration such as 10s", parse_duration)?
+                .unwrap_or(defaults.shutdown_timeout),
+            log_format: env
+                .parse("LOG_FORMAT", "text or json", |raw| {
+                    match raw.to_ascii_lowercase().as_str() {
+                        "text" => Some(LogFormat::Text),
+                        "json" => Some(LogFormat::Json),
+                        _ => None,
+                    }
+                })?
+                .unwrap_or(defaults.log_format),
+        })
+    }
+}
+
+/// Reads one named setting at a time; an unset or blank one is `None`.
+struct Lookup<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
+    fn parse<T>(
+        &self,
+        name: &'static str,
+        expected: &str,
+        parser: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, SettingsError> {
+        let Some(value) = (self.0)(name).filter(|value| !value.trim().is_empty()) else {
+            return Ok(None);
+        };
+        parser(value.trim()).map(Some).ok_or_else(|| SettingsError {
+            name,
+            value,
+            expected: expected.to_owned(),
+        })
+    }
+}
+
+fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_duration(raw: &str) -> Option<Duration> {
+    humantime::parse_duration(raw)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Settings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn runs_with_no_configuration() {
+        let settings = settings(&[]).unwrap();
+        assert_eq!(settings.grpc_listen_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(settings.outbox_partitions.get(), 16);
+        assert!(settings.migrate);
+        assert_eq!(settings.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let settings = settings(&[
+            ("DATABASE_URL", "postgresql://u@db/x"),
+            ("GRPC_LISTEN_ADDR", "127.0.0.1:0"),
+            ("OUTBOX_PARTITIONS", "32"),
+            ("MIGRATE", "false"),
+            ("HEALTH_PROBE_INTERVAL", "250ms"),
+            ("LOG_FORMAT", "JSON"),
+        ])
+        .unwrap();
+        assert_eq!(settings.database_url, "postgresql://u@db/x");
+        assert_eq!(settings.grpc_listen_addr.port(), 0);
+        assert_eq!(settings.outbox_partitions.get(), 32);
+        assert!(!settings.migrate);
+        assert_eq!(settings.health_probe_interval, Duration::from_millis(250));
+        assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_in_one_line() {
+        let err = settings(&[("OUTBOX_PARTITIONS", "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid OUTBOX_PARTITIONS="0": expected a whole number 1-4096"#
+        );
+        assert_eq!(
+            settings(&[("MIGRATE", "maybe")]).unwrap_err().name,
+            "MIGRATE"
+        );
+        assert_eq!(
+            settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().name,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            settings(&[("GRPC_LISTEN_ADDR", "nowhere")])
+                .unwrap_err()
+                .name,
+            "GRPC_LISTEN_ADDR"
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The order store: orders, their lines, idempotency keys and outbox rows in
+//! PostgreSQL through SeaORM. Entity ↔ domain conversion happens here and
+//! nowhere else. Every method that changes state writes the matching outbox
+//! event in the same transaction.
+
+mod entity;
+mod error;
+mod rows;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use ordo_outbox::{PartitionCount, outbox_insert_in_txn};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+
+pub use error::StoreError;
+
+use crate::domain::{
+    CancelReason, CorrelationId, ListQuery, NewOrder, Order, OrderId, OrderLine, OrderStatus,
+    PageCursor,
+};
+use crate::events;
+use entity::{idempotency_keys, order_lines, orders};
+
+/// What PlaceOrder did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// A new order and its `OrderPlaced` event were written.
+    Created(Order),
+    /// The idempotency key was seen before with this request: nothing was
+    /// written and this is the first call's order.
+    Replayed(Order),
+}
+
+impl Placement {
+    pub fn order(&self) -> &Order {
+        match self {
+            Self::Created(order) | Self::Replayed(order) => order,
+        }
+    }
+}
+
+/// A page of orders and, when more follow, where the next page starts.
+#[derive(Debug, Clone)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    pub next: Option<PageCursor>,
+}
+
+/// Orders in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct OrderStore {
+    db: DatabaseConnection,
+    partitions: PartitionCount,
+}
+
+impl OrderStore {
+    pub fn new(db: DatabaseConnection, partitions: PartitionCount) -> Self {
+        Self { db, partitions }
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::from)
+    }
+
+    /// Writes a new order, its lines and its `OrderPlaced` outbox row in one
+    /// transaction; with an idempotency key already used, writes nothing and
+    /// returns the first order (or [`StoreError::IdempotencyConflict`] when
+    /// the request differs).
+    pub async fn order_create(
+        &self,
+        new_order: NewOrder,
+        correlation_id: CorrelationId,
+    ) -> Result<Placement, StoreError> {
+        let now = now_micros();
+        let fingerprint = new_order.fingerprint();
+        let idempotency_key = new_order.idempotency_key;
+        let order = Order {
+            id: OrderId::generate(),
+            customer_id: new_order.customer_id,
+            lines: new_order
+                .lines
+                .into_iter()
+                .map(|line| OrderLine {
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    unit_price_minor: line.unit_price_minor,
+                })
+                .collect(),
+            currency: new_order.currency,
+            total_minor: new_order.total_minor,
+            status: OrderStatus::Pending,
+            status_reason: String::new(),
+            correlation_id,
+            created_at: now,
+            updated_at: now,
+        };
+
+        let txn = self.db.begin().await?;
+        if let Some(key) = &idempotency_key {
+            // On a key another transaction holds, this waits for its outcome:
+            // committed → no row inserted here; rolled back → ours wins.
+            let claimed = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
+                key: Set(key.as_str().to_owned()),
+                request_hash: Set(fingerprint.clone()),
+                order_id: Set(order.id.as_uuid()),
+                created_at: Set(now.fixed_offset()),
+            })
+            .on_conflict(
+                OnConflict::column(idempotency_keys::Column::Key)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            if claimed == 0 {
+                txn.rollback().await?;
+                return self.order_replay(key.as_str(), &fingerprint).await;
+            }
+        }
+        order_insert_in_txn(&txn, &order).await?;
+        outbox_insert_in_txn(&txn, self.partitions, &events::order_placed(&order)).await?;
+        txn.commit().await?;
+        Ok(Placement::Created(order))
+    }
+
+    async fn order_replay(&self, key: &str, fingerprint: &[u8]) -> Result<Placement, StoreError> {
+        let first = idempotency_keys::Entity::find_by_id(key.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("idempotency key {key:?} vanished")))?;
+        if first.request_hash != fingerprint {
+            return Err(StoreError::IdempotencyConflict);
+        }
+        let order = self.order_get(OrderId::from_uuid(first.order_id)).await?;
+        Ok(Placement::Replayed(order))
+    }
+
+    /// One order with its lines.
+    pub async fn order_get(&self, id: OrderId) -> Result<Order, StoreError> {
+        order_get_in_txn(&self.db, id, false).await
+    }
+
+    /// A page of orders, newest first, after the query's cursor.
+    pub async fn order_list(&self, query: &ListQuery) -> Result<OrderPage, StoreError> {
+        let page_size = query.page_size.get();
+        let mut select = orders::Entity::find();
+        if let Some(customer_id) = &query.customer_id {
+            select = select.filter(orders::Column::CustomerId.eq(customer_id.as_str()));
+        }
+        if let Some(status) = query.status {
+            select = select.filter(orders::Column::Status.eq(status.as_str()));
+        }
+        if let Some(after) = &query.after {
+            // A row comparison, so PostgreSQL walks the (created_at, id) index.
+            select = select.filter(Expr::cust_with_values(
+                "(created_at, id) < ($1, $2)",
+                [
+                    sea_orm::Value::from(after.created_at.fixed_offset()),
+                    sea_orm::Value::from(after.id.as_uuid()),
+                ],
+            ));
+        }
+        let mut models = select
+            .order_by_desc(orders::Column::CreatedAt)
+            .order_by_desc(orders::Column::Id)
+            .limit(u64::from(page_size) + 1)
+            .all(&self.db)
+            .await?;
+        let has_more = models.len() > page_size as usize;
+        models.truncate(page_size as usize);
+
+        let mut lines = lines_of(&self.db, models.iter().map(|model| model.id)).await?;
+        let orders = models
+            .into_iter()
+            .map(|model| {
+                let order_lines = lines.remove(&model.id).unwrap_or_default();
+                rows::order_from_rows(model, order_lines)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = has_more
+            .then(|| orders.last())
+            .flatten()
+            .map(|last| PageCursor {
+                created_at: last.created_at,
+                id: last.id,
+            });
+        Ok(OrderPage { orders, next })
+    }
+
+    /// Cancels a PENDING or CONFIRMED order and writes its `OrderCancelled`
+    /// outbox row, in one transaction holding the order's row lock.
+    pub async fn order_cancel(
+        &self,
+        id: OrderId,
+        reason: CancelReason,
+        correlation_id: CorrelationId,
+    ) -> Result<Order, StoreError> {
+        let txn = self.db.begin().await?;
+        let mut order = order_get_in_txn(&txn, id, true).await?;
+        if !order.status.can_cancel() {
+            return Err(StoreError::CannotCancel(order.status));
+        }
+        order.status = OrderStatus::Cancelled;
+        order.status_reason = reason.as_str().to_owned();
+        order.updated_at = now_micros();
+        orders::Entity::update_many()
+            .col_expr(orders::Column::Status, Expr::value(order.status.as_str()))
+            .col_expr(
+                orders::Column::StatusReason,
+                Expr::value(order.status_reason.clone()),
+            )
+            .col_expr(
+                orders::Column::UpdatedAt,
+                Expr::value(order.updated_at.fixed_offset()),
+            )
+            .filter(orders::Column::Id.eq(id.as_uuid()))
+            .exec(&txn)
+            .await?;
+        let event = events::order_cancelled(&order, &reason, &correlation_id);
+        outbox_insert_in_txn(&txn, self.partitions, &event).await?;
+        txn.commit().await?;
+        Ok(order)
+    }
+}
+
+async fn order_insert_in_txn(txn: &DatabaseTransaction, order: &Order) -> Result<(), StoreError> {
+    let (order_row, line_rows) = rows::rows_from_order(order);
+    orders::Entity::insert(order_row)
+        .exec_without_returning(txn)
+        .await?;
+    order_lines::Entity::insert_many(line_rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Reads an order, locking its row for update when `for_update`.
+async fn order_get_in_txn<C: ConnectionTrait>(
+    conn: &C,
+    id: OrderId,
+    for_update: bool,
+) -> Result<Order, StoreError> {
+    let mut select = orders::Entity::find_by_id(id.as_uuid());
+    if for_update {
+        select = select.lock_exclusive();
+    }
+    let model = select
+        .one(conn)
+        .await?
+        .ok_or(StoreError::OrderNotFound(id))?;
+    let mut lines = lines_of(conn, [model.id]).await?;
+    let order_lines = lines.remove(&model.id).unwrap_or_default();
+    rows::order_from_rows(model, order_lines)
+}
+
+/// The lines of each order in `ids`, in line order.
+async fn lines_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: impl IntoIterator<Item = uuid::Uuid>,
+) -> Result<HashMap<uuid::Uuid, Vec<order_lines::Model>>, StoreError> {
+    let ids: Vec<uuid::Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let models = order_lines::Entity::find()
+        .filter(order_lines::Column::OrderId.is_in(ids))
+        .order_by_asc(order_lines::Column::OrderId)
+        .order_by_asc(order_lines::Column::LineNo)
+        .all(conn)
+        .await?;
+    let mut by_order: HashMap<uuid::Uuid, Vec<order_lines::Model>> = HashMap::new();
+    for model in models {
+        by_order.entry(model.order_id).or_default().push(model);
+    }
+    Ok(by_order)
+}
+
+/// Now, at the database's precision (microseconds), so a returned order
+/// equals the stored one.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
