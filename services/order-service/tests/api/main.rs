@@ -1,1 +1,12 @@
+//! Integration tests of the order service against a real PostgreSQL: each
+//! test spawns the service on port 0 over a database of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cancelling;
+mod health;
+mod helpers;
+mod idempotency;
+mod placing;
+mod properties;
+mod reading;
+mod validation;

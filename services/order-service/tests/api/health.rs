@@ -1,0 +1,69 @@
+//! grpc.health.v1 follows the database: NOT_SERVING while it is unreachable,
+//! SERVING again when it returns; requests meanwhile fail UNAVAILABLE and
+//! write nothing.
+
+use std::time::Duration;
+
+use ordo_testkit::{TcpProxy, TestDatabase, eventually};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::helpers::{TestApp, valid_request};
+
+async fn health_of(addr: std::net::SocketAddr, service: &str) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
+}
+
+async fn all_report(addr: std::net::SocketAddr, expected: ServingStatus) -> bool {
+    for service in ["", "ordo.order.v1.OrderService"] {
+        if health_of(addr, service).await != Some(expected) {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn health_follows_the_database() {
+    let database = TestDatabase::create().await.unwrap();
+    let proxy = TcpProxy::start(database.server_addr().unwrap()).await.unwrap();
+    let url = database.url_via(proxy.addr());
+    let mut app = TestApp::spawn_on(database, url, |mut settings| {
+        settings.health_probe_interval = Duration::from_millis(100);
+        settings
+    })
+    .await;
+    let addr = app.addr;
+    let deadline = Duration::from_secs(10);
+
+    eventually("SERVING at start", deadline, || all_report(addr, ServingStatus::Serving)).await;
+
+    proxy.cut();
+    eventually("NOT_SERVING after the cut", deadline, || {
+        all_report(addr, ServingStatus::NotServing)
+    })
+    .await;
+    let status = app.client.place_order(valid_request()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(app.written().await, [0, 0, 0, 0]);
+
+    proxy.restore();
+    eventually("SERVING after restore", deadline, || {
+        all_report(addr, ServingStatus::Serving)
+    })
+    .await;
+    app.client.place_order(valid_request()).await.unwrap();
+    assert_eq!(app.written().await, [1, 2, 0, 1]);
+}

@@ -1,0 +1,131 @@
+//! Spawning the service for a test, and reading its database directly.
+
+use std::net::SocketAddr;
+
+use order_service::{Application, Settings};
+use ordo_outbox::entity as outbox;
+use ordo_proto::OrderServiceClient;
+use ordo_proto::order::v1::{OrderLine, PlaceOrderRequest};
+use ordo_testkit::TestDatabase;
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The order service running for one test.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: OrderServiceClient<Channel>,
+    pub db: DatabaseConnection,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = TestDatabase::create().await.expect("test database");
+        let url = database.url().to_owned();
+        Self::spawn_on(database, url, |settings| settings).await
+    }
+
+    /// Spawns over `database`, reached at `url`, with adjusted settings.
+    pub async fn spawn_on(
+        database: TestDatabase,
+        url: String,
+        configure: impl FnOnce(Settings) -> Settings,
+    ) -> Self {
+        let settings = configure(Settings {
+            database_url: url,
+            database_max_connections: 8,
+            grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+            ..Settings::default()
+        });
+        let app = Application::build(settings).await.expect("service builds");
+        let addr = app.local_addr();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let client = OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("client connects");
+        let db = database.connect().await.expect("direct connection");
+        Self {
+            addr,
+            client,
+            db,
+            shutdown: Some(shutdown),
+            server,
+        }
+    }
+
+    /// A fresh client (its own HTTP/2 connection).
+    pub async fn new_client(&self) -> OrderServiceClient<Channel> {
+        OrderServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// Signals shutdown and waits for the server to stop.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.server).await?
+    }
+
+    /// Rows in `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT count(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    /// Row counts of every table a write touches.
+    pub async fn written(&self) -> [i64; 4] {
+        [
+            self.count("orders").await,
+            self.count("order_lines").await,
+            self.count("idempotency_keys").await,
+            self.count("outbox").await,
+        ]
+    }
+
+    /// Every outbox row, oldest first.
+    pub async fn outbox(&self) -> Vec<outbox::Model> {
+        outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        self.db.execute_unprepared(sql).await.unwrap();
+    }
+}
+
+/// A valid request: two lines, 2×12.50 + 1×3.00 EUR.
+pub fn valid_request() -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        customer_id: "cust-42".into(),
+        lines: vec![line("BOOK-1", 2, 1250), line("PEN-7", 1, 300)],
+        currency: "EUR".into(),
+        idempotency_key: String::new(),
+    }
+}
+
+pub fn line(sku: &str, quantity: u32, unit_price_minor: i64) -> OrderLine {
+    OrderLine {
+        sku: sku.into(),
+        quantity,
+        unit_price_minor,
+    }
+}
