@@ -63,15 +63,24 @@ impl TestDatabase {
     /// The PostgreSQL server's address (for a [`crate::TcpProxy`] in front of it).
     pub fn server_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         use std::net::ToSocketAddrs as _;
-        let after_at = self.url.split_once('@').map_or(self.url.as_str(), |(_, rest)| rest);
+        let after_at = self
+            .url
+            .split_once('@')
+            .map_or(self.url.as_str(), |(_, rest)| rest);
         let host_port = after_at.split('/').next().unwrap_or_default();
-        let with_port = if host_port.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+        let with_port = if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        {
             host_port.to_owned()
         } else {
             format!("{host_port}:5432")
         };
         with_port.to_socket_addrs()?.next().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve {with_port}"))
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot resolve {with_port}"),
+            )
         })
     }
 
@@ -97,7 +106,9 @@ fn admin_url() -> String {
 
 /// `url` with its database (the path) replaced by `name`.
 fn url_with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
     match query {
         Some(query) => format!("{base}/{name}?{query}"),

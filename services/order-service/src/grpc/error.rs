@@ -48,14 +48,45 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Most field violations sent back in one status. A status travels in HTTP/2
+/// trailers, and common clients refuse header lists over 16 KiB: a request
+/// with 100 bad lines would otherwise turn its INVALID_ARGUMENT into a
+/// protocol error on the client.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
+/// A short message for an invalid request: the first violation and how many
+/// there are in all.
+fn invalid_request_message(violations: &Violations) -> String {
+    let total = violations.iter().count();
+    let first = violations
+        .iter()
+        .next()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .unwrap_or_default();
+    match total {
+        0 | 1 => format!("invalid request: {first}"),
+        n if n <= MAX_LISTED_VIOLATIONS => {
+            format!("invalid request: {first} (and {} more, see details)", n - 1)
+        }
+        n => format!(
+            "invalid request: {first} (and {} more; details list the first {MAX_LISTED_VIOLATIONS})",
+            n - 1
+        ),
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
-        let message = err.to_string();
+        let message = match &err {
+            ApiError::InvalidArgument(violations) => invalid_request_message(violations),
+            other => other.to_string(),
+        };
         match err {
             ApiError::InvalidArgument(violations) => {
                 let details = ErrorDetails::with_bad_request(
                     violations
                         .iter()
+                        .take(MAX_LISTED_VIOLATIONS)
                         .map(|violation| {
                             tonic_types::FieldViolation::new(
                                 violation.field.clone(),

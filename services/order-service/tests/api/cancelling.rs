@@ -60,7 +60,10 @@ async fn cancels_a_pending_order_with_its_event() {
     let row = &rows[1];
     assert_eq!(row.subject, "orders.cancelled");
     assert_eq!(row.aggregate_id, order_id);
-    assert_eq!(row.partition, rows[0].partition, "one aggregate, one partition");
+    assert_eq!(
+        row.partition, rows[0].partition,
+        "one aggregate, one partition"
+    );
     assert_eq!(row.headers["x-correlation-id"], "cancel-1");
     let event = OrderCancelled::decode(row.payload.as_slice()).unwrap();
     assert_eq!(event.order_id, order_id);
@@ -78,7 +81,10 @@ async fn cancels_a_confirmed_order() {
     ))
     .await;
     let order = app.client.cancel_order(cancel(&order_id)).await.unwrap();
-    assert_eq!(order.into_inner().order.unwrap().status(), OrderStatus::Cancelled);
+    assert_eq!(
+        order.into_inner().order.unwrap().status(),
+        OrderStatus::Cancelled
+    );
     assert_eq!(app.count("outbox").await, 2);
 }
 
@@ -95,7 +101,11 @@ async fn ended_orders_cannot_be_cancelled_and_nothing_changes() {
     let before = app.written().await;
 
     for (order_id, state) in [(cancelled, "cancelled"), (rejected.clone(), "rejected")] {
-        let status = app.client.cancel_order(cancel(&order_id)).await.unwrap_err();
+        let status = app
+            .client
+            .cancel_order(cancel(&order_id))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(status.message().contains(state), "{}", status.message());
     }

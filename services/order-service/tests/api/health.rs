@@ -38,7 +38,9 @@ async fn all_report(addr: std::net::SocketAddr, expected: ServingStatus) -> bool
 #[tokio::test]
 async fn health_follows_the_database() {
     let database = TestDatabase::create().await.unwrap();
-    let proxy = TcpProxy::start(database.server_addr().unwrap()).await.unwrap();
+    let proxy = TcpProxy::start(database.server_addr().unwrap())
+        .await
+        .unwrap();
     let url = database.url_via(proxy.addr());
     let mut app = TestApp::spawn_on(database, url, |mut settings| {
         settings.health_probe_interval = Duration::from_millis(100);
@@ -48,7 +50,10 @@ async fn health_follows_the_database() {
     let addr = app.addr;
     let deadline = Duration::from_secs(10);
 
-    eventually("SERVING at start", deadline, || all_report(addr, ServingStatus::Serving)).await;
+    eventually("SERVING at start", deadline, || {
+        all_report(addr, ServingStatus::Serving)
+    })
+    .await;
 
     proxy.cut();
     eventually("NOT_SERVING after the cut", deadline, || {

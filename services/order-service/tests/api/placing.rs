@@ -19,7 +19,10 @@ async fn writes_the_order_and_exactly_one_matching_outbox_row() {
 
     let response = app.client.place_order(request).await.unwrap();
 
-    assert_eq!(response.metadata().get("x-correlation-id").unwrap(), "corr-123");
+    assert_eq!(
+        response.metadata().get("x-correlation-id").unwrap(),
+        "corr-123"
+    );
     let order = response.into_inner().order.unwrap();
     assert_eq!(order.status(), OrderStatus::Pending);
     assert_eq!(order.total_minor, 2 * 1250 + 300);
@@ -115,7 +118,10 @@ async fn a_failing_outbox_insert_writes_nothing_at_all() {
     let status = app.client.place_order(request.clone()).await.unwrap_err();
 
     assert_eq!(status.code(), tonic::Code::Internal);
-    assert!(!status.message().contains("refused by test"), "internal details leaked");
+    assert!(
+        !status.message().contains("refused by test"),
+        "internal details leaked"
+    );
     assert_eq!(app.written().await, [0, 0, 0, 0]);
 
     // Nothing was left behind, not even the idempotency key: once the outbox

@@ -43,12 +43,14 @@ fn arb_request() -> impl Strategy<Value = PlaceOrderRequest> {
         arb_text("[A-Z]{3}"),
         prop_oneof![2 => Just(String::new()), 1 => "[a-c]{1,2}", 1 => any::<String>()],
     )
-        .prop_map(|(customer_id, lines, currency, idempotency_key)| PlaceOrderRequest {
-            customer_id,
-            lines,
-            currency,
-            idempotency_key,
-        })
+        .prop_map(
+            |(customer_id, lines, currency, idempotency_key)| PlaceOrderRequest {
+                customer_id,
+                lines,
+                currency,
+                idempotency_key,
+            },
+        )
 }
 
 async fn outbox_rows_of(app: &TestApp, order_id: &str) -> i64 {

@@ -18,7 +18,11 @@ async fn list_all(app: &mut TestApp, mut request: ListOrdersRequest) -> Vec<Orde
             .await
             .unwrap()
             .into_inner();
-        let limit = if request.page_size == 0 { 50 } else { request.page_size };
+        let limit = if request.page_size == 0 {
+            50
+        } else {
+            request.page_size
+        };
         assert!(page.orders.len() <= limit as usize);
         orders.extend(page.orders);
         if page.next_page_token.is_empty() {
@@ -177,6 +181,9 @@ async fn paging_during_concurrent_inserts_returns_every_existing_order_once() {
     assert!(written_meanwhile > 0, "the writer never ran");
     let distinct: HashSet<&String> = seen.iter().collect();
     assert_eq!(distinct.len(), seen.len(), "an order was returned twice");
-    let missing: Vec<_> = existing.iter().filter(|id| !distinct.contains(id)).collect();
+    let missing: Vec<_> = existing
+        .iter()
+        .filter(|id| !distinct.contains(id))
+        .collect();
     assert!(missing.is_empty(), "orders never returned: {missing:?}");
 }

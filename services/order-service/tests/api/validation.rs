@@ -25,27 +25,75 @@ type Mutation = fn(&mut PlaceOrderRequest);
 
 const RULES: &[(&str, Mutation, &str)] = &[
     ("empty customer", |r| r.customer_id.clear(), "customer_id"),
-    ("customer too long", |r| r.customer_id = "c".repeat(65), "customer_id"),
-    ("customer with a space", |r| r.customer_id = "cust 1".into(), "customer_id"),
-    ("customer not ascii", |r| r.customer_id = "kundé".into(), "customer_id"),
+    (
+        "customer too long",
+        |r| r.customer_id = "c".repeat(65),
+        "customer_id",
+    ),
+    (
+        "customer with a space",
+        |r| r.customer_id = "cust 1".into(),
+        "customer_id",
+    ),
+    (
+        "customer not ascii",
+        |r| r.customer_id = "kundé".into(),
+        "customer_id",
+    ),
     ("no lines", |r| r.lines.clear(), "lines"),
-    ("101 lines", |r| r.lines = vec![line("s", 1, 1); 101], "lines"),
+    (
+        "101 lines",
+        |r| r.lines = vec![line("s", 1, 1); 101],
+        "lines",
+    ),
     ("empty sku", |r| r.lines[1].sku.clear(), "lines[1].sku"),
-    ("sku too long", |r| r.lines[0].sku = "s".repeat(65), "lines[0].sku"),
-    ("sku with control char", |r| r.lines[0].sku = "a\u{7}".into(), "lines[0].sku"),
-    ("zero quantity", |r| r.lines[0].quantity = 0, "lines[0].quantity"),
-    ("quantity too big", |r| r.lines[1].quantity = 10_001, "lines[1].quantity"),
-    ("negative price", |r| r.lines[0].unit_price_minor = -1, "lines[0].unit_price_minor"),
+    (
+        "sku too long",
+        |r| r.lines[0].sku = "s".repeat(65),
+        "lines[0].sku",
+    ),
+    (
+        "sku with control char",
+        |r| r.lines[0].sku = "a\u{7}".into(),
+        "lines[0].sku",
+    ),
+    (
+        "zero quantity",
+        |r| r.lines[0].quantity = 0,
+        "lines[0].quantity",
+    ),
+    (
+        "quantity too big",
+        |r| r.lines[1].quantity = 10_001,
+        "lines[1].quantity",
+    ),
+    (
+        "negative price",
+        |r| r.lines[0].unit_price_minor = -1,
+        "lines[0].unit_price_minor",
+    ),
     (
         "price too big",
         |r| r.lines[0].unit_price_minor = 1_000_000_000_001,
         "lines[0].unit_price_minor",
     ),
-    ("lower-case currency", |r| r.currency = "eur".into(), "currency"),
+    (
+        "lower-case currency",
+        |r| r.currency = "eur".into(),
+        "currency",
+    ),
     ("long currency", |r| r.currency = "EURO".into(), "currency"),
     ("empty currency", |r| r.currency.clear(), "currency"),
-    ("key too long", |r| r.idempotency_key = "k".repeat(129), "idempotency_key"),
-    ("key with a space", |r| r.idempotency_key = "a b".into(), "idempotency_key"),
+    (
+        "key too long",
+        |r| r.idempotency_key = "k".repeat(129),
+        "idempotency_key",
+    ),
+    (
+        "key with a space",
+        |r| r.idempotency_key = "a b".into(),
+        "idempotency_key",
+    ),
 ];
 
 #[tokio::test]
@@ -70,7 +118,10 @@ async fn the_limits_themselves_are_accepted() {
         idempotency_key: "k".repeat(128),
     };
     let order = app.client.place_order(request).await.unwrap().into_inner();
-    assert_eq!(order.order.unwrap().total_minor, 100 * 10_000 * 1_000_000_000_000);
+    assert_eq!(
+        order.order.unwrap().total_minor,
+        100 * 10_000 * 1_000_000_000_000
+    );
     let free = PlaceOrderRequest {
         lines: vec![line("gift", 1, 0)],
         ..valid_request()
@@ -148,5 +199,31 @@ async fn a_malformed_correlation_id_is_refused() {
         .insert("x-correlation-id", "x".repeat(200).parse().unwrap());
     let status = app.client.place_order(request).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["x-correlation-id"]);
+    assert_eq!(app.written().await, [0, 0, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_hundred_bad_lines_still_get_a_readable_invalid_argument() {
+    let mut app = TestApp::spawn().await;
+    let request = PlaceOrderRequest {
+        lines: vec![line(&"x".repeat(65), 0, -1); 100],
+        ..valid_request()
+    };
+    let status = app.client.place_order(request).await.unwrap_err();
+    let fields = violated_fields(&status);
+    assert_eq!(fields.len(), 100);
+    assert_eq!(
+        fields[..3],
+        [
+            "lines[0].sku",
+            "lines[0].quantity",
+            "lines[0].unit_price_minor"
+        ]
+    );
+    assert!(
+        status.message().contains("299 more"),
+        "{}",
+        status.message()
+    );
     assert_eq!(app.written().await, [0, 0, 0, 0]);
 }

@@ -1,0 +1,58 @@
+# Ordo's routine tasks. On a fresh machine run them through ./dev, which
+# installs just, grpcurl and nats-server first: ./dev up, ./dev test.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", "/var/tmp/ordo-target")
+export DATABASE_URL := env_var_or_default("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/ordo")
+export NATS_URL := env_var_or_default("NATS_URL", "nats://127.0.0.1:4222")
+
+# list the recipes
+default:
+    @just --list
+
+# start PostgreSQL and NATS when missing, then the order service, and place a demo order
+up: deps build
+    scripts/up.sh
+
+# stop what `just up` started
+down:
+    scripts/down.sh
+
+# make sure PostgreSQL and NATS answer (installing or starting them)
+deps:
+    scripts/tools.sh
+    scripts/postgres.sh
+    scripts/nats.sh
+
+# build every binary
+build:
+    cargo build --workspace --bins
+
+# the whole test suite: unit and integration tests, then the grpcurl smoke test
+test: deps
+    scripts/drop-test-databases.sh --keep-templates
+    if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
+    cargo build --workspace --bins
+    scripts/smoke.sh
+
+# formatting and clippy, warnings as errors
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# format the code
+fmt:
+    cargo fmt --all
+
+# apply migrations to DATABASE_URL
+migrate:
+    cargo run -q -p ordo-migrations --bin ordo-migrate -- up
+
+# run the order service in the foreground
+run-order-service:
+    cargo run -p order-service
+
+# drop every database the tests created, templates included
+clean-test-databases:
+    scripts/drop-test-databases.sh

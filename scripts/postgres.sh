@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL answers at DATABASE_URL's host and port, that the
+# URL's credentials work, and that its database exists. Installs PostgreSQL
+# from Debian's packages and starts its cluster when nothing listens there.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+host=$(url_host "$PG_ADMIN_URL")
+port=$(url_port "$PG_ADMIN_URL" 5432)
+
+if ! port_open "$host" "$port"; then
+  case "$host" in 127.0.0.1|localhost) ;; *) die "PostgreSQL at $host:$port does not answer" ;; esac
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  say "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+    || as_root pg_ctlcluster "$version" main start
+  wait_port "$host" "$port" 30 || die "PostgreSQL did not start; see /var/log/postgresql/"
+fi
+command -v psql >/dev/null || apt_install postgresql-client
+
+if ! psql "$PG_ADMIN_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh Debian cluster has no password for postgres: give it the one
+  # the default URLs use.
+  say "setting the postgres user's password for local development"
+  as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null
+  psql "$PG_ADMIN_URL" -qtAc 'SELECT 1' >/dev/null || die "cannot log in to $PG_ADMIN_URL"
+fi
+
+database=$(url_database "$DATABASE_URL")
+if [ -z "$(psql "$PG_ADMIN_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" ]; then
+  say "creating database $database"
+  psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$database\"" >/dev/null
+fi

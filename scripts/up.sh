@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `just up`: starts the order service on 127.0.0.1:50051 over PostgreSQL
+# (migrated) and NATS, in the background, then places a demo order with
+# grpcurl and prints how to fetch it. `just down` stops what this started.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+export DATABASE_URL NATS_URL
+
+bin="$CARGO_TARGET_DIR/debug"
+addr=127.0.0.1:50051
+mkdir -p "$ORDO_STATE_DIR"
+
+"$(dirname "$0")/down.sh" order-service
+if port_open 127.0.0.1 50051; then
+  die "something else listens on $addr; stop it or set GRPC_LISTEN_ADDR"
+fi
+
+say "migrating $(url_database "$DATABASE_URL")"
+"$bin/ordo-migrate" up >/dev/null
+
+say "starting order-service on $addr (log: .ordo/order-service.log)"
+GRPC_LISTEN_ADDR=$addr nohup "$bin/order-service" >"$ORDO_STATE_DIR/order-service.log" 2>&1 &
+echo $! >"$ORDO_STATE_DIR/order-service.pid"
+for _ in $(seq 1 100); do
+  if grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then
+    break
+  fi
+  kill -0 "$(cat "$ORDO_STATE_DIR/order-service.pid")" 2>/dev/null \
+    || { tail -n 20 "$ORDO_STATE_DIR/order-service.log" >&2; die "order-service exited"; }
+  sleep 0.2
+done
+
+say "placing a demo order"
+order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{
+  "customer_id": "demo-customer",
+  "currency": "EUR",
+  "lines": [
+    {"sku": "BOOK-DDIA", "quantity": 1, "unit_price_minor": 4599},
+    {"sku": "PEN-BLUE", "quantity": 3, "unit_price_minor": 250}
+  ]
+}' "$addr" ordo.order.v1.OrderService/PlaceOrder)
+echo "$order"
+order_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["order"]["orderId"])' <<<"$order")
+
+cat <<TXT
+
+Ordo is up: order-service on $addr, PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432), NATS at $NATS_URL.
+Fetch the demo order:
+
+  grpcurl -plaintext -d '{"order_id": "$order_id"}' $addr ordo.order.v1.OrderService/GetOrder
+
+List the services: grpcurl -plaintext $addr list      Stop: ./dev down
+TXT
