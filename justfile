@@ -31,7 +31,7 @@ build:
 
 # the whole test suite: unit and integration tests, then the grpcurl smoke test
 test: deps
-    scripts/drop-test-databases.sh --keep-templates
+    scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
@@ -55,4 +55,4 @@ run-order-service:
 
 # drop every database the tests created, templates included
 clean-test-databases:
-    scripts/drop-test-databases.sh
+    scripts/drop-test-databases.sh --all

@@ -17,7 +17,7 @@ check() { # check NAME COMMAND...: runs COMMAND, counts and reports the outcome
 }
 contains() { grep -q -- "$2" <<<"$1" || { echo "expected to find: $2"; echo "in: $1"; return 1; }; }
 
-database="ordo_t_smoke_$$"
+database="ordo_t_$(date +%s)_smoke$$"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 addr="127.0.0.1:$port"
 log=$(mktemp)
@@ -34,7 +34,7 @@ trap cleanup EXIT
 
 serving() {
   for _ in $(seq 1 100); do
-    grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING && return 0
+    grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
     sleep 0.1
   done
   cat "$log"; return 1
@@ -47,7 +47,7 @@ listing=$(call "$addr" list)
 check "reflection lists OrderService" contains "$listing" ordo.order.v1.OrderService
 check "reflection lists Health" contains "$listing" grpc.health.v1.Health
 check "describe without proto files" contains "$(call "$addr" describe ordo.order.v1.OrderService)" "rpc PlaceOrder"
-check "OrderService health" contains "$(call -d '{"service":"ordo.order.v1.OrderService"}' "$addr" grpc.health.v1.Health/Check)" SERVING
+check "OrderService health" contains "$(call -d '{"service":"ordo.order.v1.OrderService"}' "$addr" grpc.health.v1.Health/Check)" '"SERVING"'
 
 placed=$(call -v -H 'x-correlation-id: smoke-1' -d '{"customer_id":"smoke","currency":"EUR","idempotency_key":"smoke-key",
   "lines":[{"sku":"SKU-1","quantity":2,"unit_price_minor":500}]}' "$addr" ordo.order.v1.OrderService/PlaceOrder)

@@ -12,7 +12,7 @@ mkdir -p "$ORDO_STATE_DIR"
 
 "$(dirname "$0")/down.sh" order-service
 if port_open 127.0.0.1 50051; then
-  die "something else listens on $addr; stop it or set GRPC_LISTEN_ADDR"
+  die "something else listens on $addr; stop it first"
 fi
 
 say "migrating $(url_database "$DATABASE_URL")"
@@ -21,14 +21,17 @@ say "migrating $(url_database "$DATABASE_URL")"
 say "starting order-service on $addr (log: .ordo/order-service.log)"
 GRPC_LISTEN_ADDR=$addr nohup "$bin/order-service" >"$ORDO_STATE_DIR/order-service.log" 2>&1 &
 echo $! >"$ORDO_STATE_DIR/order-service.pid"
+serving=
 for _ in $(seq 1 100); do
   if grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then
+    serving=yes
     break
   fi
   kill -0 "$(cat "$ORDO_STATE_DIR/order-service.pid")" 2>/dev/null \
     || { tail -n 20 "$ORDO_STATE_DIR/order-service.log" >&2; die "order-service exited"; }
   sleep 0.2
 done
+[ -n "$serving" ] || { tail -n 20 "$ORDO_STATE_DIR/order-service.log" >&2; die "order-service is not SERVING after 20 s"; }
 
 say "placing a demo order"
 order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{

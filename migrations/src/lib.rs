@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[SqlMigration] = &[
         up: include_str!("../sql/0002_outbox.up.sql"),
         down: include_str!("../sql/0002_outbox.down.sql"),
     },
+    SqlMigration {
+        name: "m20261124_000003_outbox_leases",
+        up: include_str!("../sql/0003_outbox_leases.up.sql"),
+        down: include_str!("../sql/0003_outbox_leases.down.sql"),
+    },
 ];
 
 /// The migrator services and the CLI run.

@@ -1,40 +1,84 @@
-//! The transactional outbox, shared by every Ordo service that emits events.
+//! The transactional outbox, shared by every Ordo service that emits events:
+//! the write side (an event stored in the caller's transaction) and the
+//! relay (an Actix supervisor and one relay actor per leased partition,
+//! publishing to NATS JetStream).
 //!
-//! A service that changes state writes the matching event in the same
-//! database transaction, with [`outbox_insert_in_txn`]: either both the state
-//! change and its [`OutboxEvent`] commit, or neither does. A relay (issue 3)
-//! later claims the rows of a partition in `id` order, publishes each to
-//! JetStream with `Nats-Msg-Id` = the event id, and deletes what was acked.
+//! # Life of a row
 //!
 //! ```text
-//! service txn ──▶ outbox row (partition = hash(aggregate_id) mod P) ──▶ relay ──▶ JetStream
+//! service txn ── outbox_insert_in_txn ──▶ outbox row (partition = fnv1a(aggregate_id) mod P)
+//!      │ commit
+//!      └─ Nudger::nudge(partition) ──▶ relay actor of that partition (if it runs here)
+//!
+//! relay actor round:
+//!   claim:   SELECT … WHERE partition = p AND <p is leased to me> ORDER BY id LIMIT batch
+//!   publish: per-aggregate chains, in id order; chains concurrently (pipelined)
+//!            Nats-Msg-Id = event_id, headers from the row; await each ack
+//!   delete:  DELETE … WHERE id = ANY(<acked ids>)   (one statement)
 //! ```
 //!
-//! - [`event`]: the event to write and its CloudEvents headers.
-//! - [`partition`]: the stable aggregate → partition mapping.
-//! - [`entity`]: the SeaORM entity of the `outbox` table.
+//! A crash anywhere loses nothing: before the delete the rows are still
+//! there and are published again, and JetStream drops a re-publish of an
+//! event id inside its duplicate window (`OUTBOX_DEDUP_WINDOW`, default
+//! 2 min); consumers' inboxes drop one outside it.
+//!
+//! # Actor tree
+//!
+//! ```text
+//! RelayHandle (any tokio runtime) ── dedicated thread: actix System
+//!   └─ Supervisor ── heartbeat every TTL/3: renew · acquire fair share · hand back surplus
+//!        ├─ RelayActor(partition 3)  ── rounds: claim → publish → delete
+//!        ├─ RelayActor(partition 7)
+//!        └─ …  one per leased partition; a dead one is restarted with backoff
+//! ```
+//!
+//! Leases and their failure modes are described in [`lease`]; the
+//! scheduling of rounds in [`actors`]'s relay actor; publishing is a tower
+//! service ([`publish`]) so timeouts and breakers wrap it from outside.
+//!
+//! Per-aggregate order: an aggregate's events land in one partition, are
+//! claimed in id order, and are published serially, a failure stopping the
+//! aggregate's chain. Writers serialise an aggregate's transactions (a row
+//! lock on it), so id order is commit order within an aggregate.
 #![forbid(unsafe_code)]
 
+pub mod actors;
+pub mod claims;
+pub mod config;
 pub mod entity;
 pub mod event;
+pub mod faults;
+pub mod handle;
+pub mod lease;
+pub mod metrics;
 pub mod partition;
+pub mod publish;
+pub mod relay;
+pub mod stream;
 
+pub use actors::Nudger;
+pub use config::{RelayConfig, StreamSettings};
 pub use event::{OutboxEvent, headers};
+pub use handle::{PublisherLayer, RelayError, RelayHandle};
+pub use metrics::RelayMetrics;
 pub use partition::{PartitionCount, PartitionCountError};
+pub use publish::{OutboundEvent, PublishService, Published};
 
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
 /// Writes `event` into the outbox inside the caller's transaction (or
-/// connection), into the partition its aggregate hashes to.
+/// connection), into the partition its aggregate hashes to, and returns
+/// that partition (to nudge its relay after the commit).
 pub async fn outbox_insert_in_txn<C: ConnectionTrait>(
     txn: &C,
     partitions: PartitionCount,
     event: &OutboxEvent,
-) -> Result<(), DbErr> {
+) -> Result<i32, DbErr> {
+    let partition = partitions.partition_of(&event.aggregate_id);
     let row = entity::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         event_id: Set(event.event_id),
-        partition: Set(partitions.partition_of(&event.aggregate_id)),
+        partition: Set(partition),
         aggregate_type: Set(event.aggregate_type.to_owned()),
         aggregate_id: Set(event.aggregate_id.clone()),
         subject: Set(event.subject.to_owned()),
@@ -46,5 +90,5 @@ pub async fn outbox_insert_in_txn<C: ConnectionTrait>(
     entity::Entity::insert(row)
         .exec_without_returning(txn)
         .await?;
-    Ok(())
+    Ok(partition)
 }

@@ -4,6 +4,11 @@
 //! test builds `ordo_t_template_<fingerprint>` (under another name, renamed
 //! when complete, so a crash never leaves a half-migrated template), and
 //! every test then runs `CREATE DATABASE … TEMPLATE …`, a file copy.
+//!
+//! A test's database is dropped when its [`TestDatabase`] is (set
+//! `ORDO_KEEP_TEST_DATABASES=1` to keep them for a post-mortem). Its name,
+//! `ordo_t_<unix time>_<random>`, lets `scripts/drop-test-databases.sh`
+//! remove what a killed run left behind without touching a run in progress.
 
 use std::time::Duration;
 
@@ -13,8 +18,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
 const TEMPLATE_LOCK: i64 = 0x6f72_646f_7465_6d70; // "ordotemp"
 
-/// A database of this test's own, migrated to the current schema.
-#[derive(Debug, Clone)]
+/// A database of this test's own, migrated to the current schema; dropped
+/// when this value is.
+#[derive(Debug)]
 pub struct TestDatabase {
     name: String,
     url: String,
@@ -28,7 +34,11 @@ impl TestDatabase {
         let template = format!("ordo_t_template_{}", schema_fingerprint());
         ensure_template(&admin, &admin_url, &template).await?;
 
-        let name = format!("ordo_t_{}", uuid::Uuid::new_v4().simple());
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("ordo_t_{created}_{}", &random[..12]);
         let create = format!(r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#);
         // Two clones of one template at the same instant can collide on
         // PostgreSQL's "source database is being accessed" check: retry.
@@ -97,6 +107,36 @@ impl TestDatabase {
         let mut options = ConnectOptions::new(self.url.clone());
         options.max_connections(4).sqlx_logging(false);
         Database::connect(options).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("ORDO_KEEP_TEST_DATABASES").is_some() {
+            return;
+        }
+        let drop_sql = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
+        // Drop runs inside the test's runtime, which cannot block on a
+        // future: do it on a thread of its own, with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let admin = connect_single(&admin_url())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                admin
+                    .execute_unprepared(&drop_sql)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                admin.close().await.map_err(std::io::Error::other)
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("testkit: could not drop test database {}", self.name);
+        }
     }
 }
 

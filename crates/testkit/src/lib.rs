@@ -5,17 +5,24 @@
 //!   under an advisory lock).
 //! - [`proxy`]: a TCP proxy a test can cut and restore, to take a
 //!   dependency away from a service without touching the dependency.
+//! - [`nats`]: a JetStream stream and subject prefix per test on the shared
+//!   nats-server, and a private nats-server a test may stop and restart.
 //! - [`wait`]: wait for a condition with a deadline instead of sleeping.
 //!
 //! The admin connection comes from `ORDO_TEST_DATABASE_URL`, default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`; every database the
 //! kit creates is named `ordo_t_*` so a test run can drop leftovers first.
+//! The shared nats-server is `ORDO_TEST_NATS_URL`, default
+//! `nats://127.0.0.1:4222`; test streams are named `ORDO_T_*` and removed by
+//! later tests once they are 15 minutes old.
 #![forbid(unsafe_code)]
 
 pub mod database;
+pub mod nats;
 pub mod proxy;
 pub mod wait;
 
 pub use database::TestDatabase;
+pub use nats::{NatsServer, StreamMessage, TestStream};
 pub use proxy::TcpProxy;
 pub use wait::eventually;

@@ -25,6 +25,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     store: OrderStore,
+    health_probe: DatabaseConnection,
     settings: Settings,
 }
 
@@ -36,6 +37,7 @@ impl Application {
             migrate(&settings.database_url).await?;
         }
         let db = connect(&settings.database_url, settings.database_max_connections).await?;
+        let health_probe = connect(&settings.database_url, 1).await?;
         let listener = TcpListener::bind(settings.grpc_listen_addr)
             .await
             .with_context(|| {
@@ -49,6 +51,7 @@ impl Application {
             listener,
             local_addr,
             store: OrderStore::new(db, settings.outbox_partitions),
+            health_probe,
             settings,
         })
     }
@@ -68,7 +71,7 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         health::report(&reporter, ServingStatus::NotServing).await;
         let watcher = tokio::spawn(health::watch_database(
-            self.store.clone(),
+            self.health_probe,
             reporter.clone(),
             self.settings.health_probe_interval,
         ));
@@ -83,7 +86,9 @@ impl Application {
                 shutdown.await;
                 tracing::info!("shutting down: not serving, draining requests");
                 watcher.abort();
+                let _ = watcher.await;
                 health::report(&reporter, ServingStatus::NotServing).await;
+                health::close(reporter).await;
                 let _ = draining_tx.send(());
             }
         };

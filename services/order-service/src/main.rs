@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(settings.log_format);
+    logging::init(&settings);
     let served = async {
         Application::build(settings)
             .await?

@@ -36,10 +36,14 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `RUST_LOG`: which log lines are written.
+    pub log_filter: String,
 }
 
 /// Defaults that run on one machine with no configuration at all.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/ordo";
+/// Log filter when `RUST_LOG` is unset: our lines at info, chatty libraries at warn.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -52,6 +56,7 @@ impl Default for Settings {
             health_probe_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             log_format: LogFormat::Text,
+            log_filter: DEFAULT_LOG_FILTER.to_owned(),
         }
     }
 }
@@ -119,6 +124,17 @@ impl Settings {
                     }
                 })?
                 .unwrap_or(defaults.log_format),
+            log_filter: env
+                .parse(
+                    "RUST_LOG",
+                    "a tracing filter such as info,order_service=debug",
+                    |raw| {
+                        tracing_subscriber::EnvFilter::try_new(raw)
+                            .is_ok()
+                            .then(|| raw.to_owned())
+                    },
+                )?
+                .unwrap_or(defaults.log_filter),
         })
     }
 }
@@ -138,9 +154,23 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         };
         parser(value.trim()).map(Some).ok_or_else(|| SettingsError {
             name,
-            value,
+            value: redact_password(&value),
             expected: expected.to_owned(),
         })
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`; anything else as is.
+fn redact_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => value.to_owned(),
+        },
+        None => value.to_owned(),
     }
 }
 

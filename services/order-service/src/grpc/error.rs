@@ -20,6 +20,12 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("database unavailable, retry later")]
     Unavailable,
+    #[error("conflicting concurrent change, retry")]
+    Aborted,
+    #[error(
+        "connection lost while committing; the change may or may not have been applied (retry with the same idempotency key to find out)"
+    )]
+    OutcomeUnknown,
     #[error("internal error")]
     Internal,
 }
@@ -39,6 +45,14 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %err, "request failed: database unavailable");
                 Self::Unavailable
+            }
+            StoreError::Conflict(_) => {
+                tracing::info!(error = %err, "request aborted by a conflicting transaction");
+                Self::Aborted
+            }
+            StoreError::CommitOutcomeUnknown(_) => {
+                tracing::error!(error = %err, "commit outcome unknown");
+                Self::OutcomeUnknown
             }
             StoreError::Database(_) | StoreError::Corrupt(_) => {
                 tracing::error!(error = %err, "request failed");
@@ -101,6 +115,8 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(_) => Status::already_exists(message),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
             ApiError::Unavailable => Status::unavailable(message),
+            ApiError::Aborted => Status::aborted(message),
+            ApiError::OutcomeUnknown => Status::unknown(message),
             ApiError::Internal => Status::internal(message),
         }
     }

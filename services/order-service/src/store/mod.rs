@@ -63,11 +63,6 @@ impl OrderStore {
         Self { db, partitions }
     }
 
-    /// Checks the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await.map_err(StoreError::from)
-    }
-
     /// Writes a new order, its lines and its `OrderPlaced` outbox row in one
     /// transaction; with an idempotency key already used, writes nothing and
     /// returns the first order (or [`StoreError::IdempotencyConflict`] when
@@ -125,7 +120,7 @@ impl OrderStore {
         }
         order_insert_in_txn(&txn, &order).await?;
         outbox_insert_in_txn(&txn, self.partitions, &events::order_placed(&order)).await?;
-        txn.commit().await?;
+        txn.commit().await.map_err(StoreError::from_commit)?;
         Ok(Placement::Created(order))
     }
 
@@ -224,7 +219,7 @@ impl OrderStore {
             .await?;
         let event = events::order_cancelled(&order, &reason, &correlation_id);
         outbox_insert_in_txn(&txn, self.partitions, &event).await?;
-        txn.commit().await?;
+        txn.commit().await.map_err(StoreError::from_commit)?;
         Ok(order)
     }
 }

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
+    /// Dropped last: the database goes away with the test.
+    _database: TestDatabase,
 }
 
 impl TestApp {
@@ -56,6 +58,7 @@ impl TestApp {
             db,
             shutdown: Some(shutdown),
             server,
+            _database: database,
         }
     }
 

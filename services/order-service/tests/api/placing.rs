@@ -132,12 +132,57 @@ async fn a_failing_outbox_insert_writes_nothing_at_all() {
 }
 
 #[tokio::test]
-async fn shuts_down_on_signal_and_stops_listening() {
+async fn shutdown_drains_requests_in_flight_and_ends_health_watches() {
+    use tokio_stream::StreamExt as _;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
     let app = TestApp::spawn().await;
     let addr = app.addr;
+    // Every order insert now takes a second: a request will be in flight.
+    app.execute(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_insert BEFORE INSERT ON orders \
+         FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    )
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut client = app.new_client().await;
+    let in_flight = tokio::spawn(async move { client.place_order(valid_request()).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
     tokio::time::timeout(std::time::Duration::from_secs(5), app.stop())
         .await
-        .expect("stops within the deadline")
+        .expect("stops well inside the 10 s drain deadline")
         .unwrap();
+
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "did not wait for the request"
+    );
+    let placed = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert!(placed.into_inner().order.is_some());
+    let mut statuses = Vec::new();
+    while let Some(Ok(update)) = watch.next().await {
+        statuses.push(update.status);
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&2),
+        "last status NOT_SERVING: {statuses:?}"
+    );
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -1,0 +1,328 @@
+//! The supervisor: holds this replica's partition leases and one relay
+//! actor per leased partition.
+//!
+//! Every heartbeat (a third of the lease TTL) it renews its leases, takes
+//! free partitions up to its fair share and hands back any surplus; it then
+//! starts actors for new partitions and stops those for partitions it lost
+//! or hands back (releasing a lease only once its actor has finished its
+//! round). Every 100 ms it checks its children: one that died (a panic) is
+//! started again after a backoff of 100 ms doubling to 10 s. If its own view
+//! of the leases runs out before a renewal succeeds, it stops every actor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::nudge::NudgeBoard;
+use super::relay_actor::{RelayActor, StopRelay};
+use crate::claims::outbox_backlog;
+use crate::lease::{LeaseRound, Leases};
+use crate::metrics::RelayMetrics;
+use crate::relay::PartitionRelay;
+
+const CHILD_CHECK: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Stop every actor after its round, release the leases, stop the system.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub deadline: Duration,
+}
+
+/// A leased partition's actor, or the time it may be started again.
+#[derive(Debug, Default)]
+struct Child {
+    actor: Option<Addr<RelayActor>>,
+    failures: u32,
+    restart_at: Option<Instant>,
+    releasing: bool,
+}
+
+pub struct Supervisor {
+    leases: Leases,
+    db: DatabaseConnection,
+    template: PartitionRelay,
+    min_poll: Duration,
+    max_poll: Duration,
+    heartbeat: Duration,
+    board: Arc<NudgeBoard>,
+    metrics: Arc<RelayMetrics>,
+    held: watch::Sender<BTreeSet<i32>>,
+    children: BTreeMap<i32, Child>,
+    valid_until: Option<Instant>,
+    heartbeat_running: bool,
+    shutting_down: bool,
+    on_stopped: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Supervisor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        leases: Leases,
+        db: DatabaseConnection,
+        template: PartitionRelay,
+        min_poll: Duration,
+        max_poll: Duration,
+        heartbeat: Duration,
+        board: Arc<NudgeBoard>,
+        held: watch::Sender<BTreeSet<i32>>,
+        on_stopped: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
+        let metrics = Arc::clone(&template.metrics);
+        Self {
+            leases,
+            db,
+            template,
+            min_poll,
+            max_poll,
+            heartbeat,
+            board,
+            metrics,
+            held,
+            children: BTreeMap::new(),
+            valid_until: None,
+            heartbeat_running: false,
+            shutting_down: false,
+            on_stopped: Some(on_stopped),
+        }
+    }
+
+    fn releasing(&self) -> BTreeSet<i32> {
+        self.children
+            .iter()
+            .filter(|(_, child)| child.releasing)
+            .map(|(partition, _)| *partition)
+            .collect()
+    }
+
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.heartbeat_running || self.shutting_down {
+            return;
+        }
+        self.heartbeat_running = true;
+        let leases = self.leases.clone();
+        let releasing = self.releasing();
+        ctx.spawn(
+            async move { leases.heartbeat(&releasing).await }
+                .into_actor(self)
+                .map(|result, supervisor, _| {
+                    supervisor.heartbeat_running = false;
+                    match result {
+                        Ok(round) if !supervisor.shutting_down => supervisor.apply(round),
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(error = %err, "lease heartbeat failed"),
+                    }
+                }),
+        );
+        let db = self.db.clone();
+        let metrics = Arc::clone(&self.metrics);
+        ctx.spawn(
+            async move {
+                match outbox_backlog(&db).await {
+                    Ok(backlog) => {
+                        for gauge in &metrics.partitions {
+                            gauge.backlog.store(0, Relaxed);
+                            gauge.oldest_age_millis.store(0, Relaxed);
+                        }
+                        for (partition, rows, age) in backlog {
+                            metrics.set_backlog(partition, rows, age);
+                        }
+                    }
+                    Err(err) => tracing::debug!(error = %err, "backlog query failed"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn apply(&mut self, round: LeaseRound) {
+        self.valid_until = Some(round.valid_until);
+        let lost: Vec<i32> = self
+            .children
+            .keys()
+            .filter(|partition| !round.held.contains(partition))
+            .copied()
+            .collect();
+        for partition in lost {
+            tracing::warn!(partition, "lease lost; stopping its relay");
+            self.drop_child(partition);
+        }
+        for partition in &round.held {
+            if !self.children.contains_key(partition) {
+                tracing::info!(partition, members = round.members, "partition leased");
+                self.children.insert(*partition, Child::default());
+                self.start_child(*partition);
+            }
+        }
+        for partition in &round.surplus {
+            if let Some(child) = self.children.get_mut(partition) {
+                tracing::info!(partition, members = round.members, "handing partition back");
+                child.releasing = true;
+                if let Some(actor) = &child.actor {
+                    actor.do_send(StopRelay);
+                }
+            }
+        }
+        self.publish_held();
+    }
+
+    fn start_child(&mut self, partition: i32) {
+        let Some(child) = self.children.get_mut(&partition) else {
+            return;
+        };
+        let relay = PartitionRelay {
+            partition,
+            ..self.template.clone()
+        };
+        let actor = RelayActor::new(
+            relay,
+            self.min_poll,
+            self.max_poll,
+            self.board.pending_flag(partition),
+        )
+        .start();
+        self.board.post(partition, Some(actor.clone()));
+        child.actor = Some(actor);
+        child.restart_at = None;
+    }
+
+    /// Forgets a partition: its actor finishes its round and stops.
+    fn drop_child(&mut self, partition: i32) {
+        if let Some(child) = self.children.remove(&partition)
+            && let Some(actor) = child.actor
+        {
+            actor.do_send(StopRelay);
+        }
+        self.board.post(partition, None);
+    }
+
+    fn check_children(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            return;
+        }
+        let now = Instant::now();
+        if self.valid_until.is_some_and(|until| now >= until) && !self.children.is_empty() {
+            tracing::warn!("leases not renewed in time; stopping every relay");
+            let partitions: Vec<i32> = self.children.keys().copied().collect();
+            for partition in partitions {
+                self.drop_child(partition);
+            }
+            self.valid_until = None;
+            self.publish_held();
+            return;
+        }
+        let mut released = BTreeSet::new();
+        let mut restart = Vec::new();
+        for (partition, child) in &mut self.children {
+            match &child.actor {
+                Some(actor) if !actor.connected() => {
+                    child.actor = None;
+                    if child.releasing {
+                        released.insert(*partition);
+                        continue;
+                    }
+                    let backoff = RESTART_BACKOFF_MIN
+                        .saturating_mul(1 << child.failures.min(10))
+                        .min(RESTART_BACKOFF_MAX);
+                    child.failures += 1;
+                    child.restart_at = Some(now + backoff);
+                    tracing::error!(
+                        partition,
+                        ?backoff,
+                        "relay actor died; restarting after backoff"
+                    );
+                }
+                None if child.restart_at.is_some_and(|at| now >= at) => restart.push(*partition),
+                _ => {}
+            }
+        }
+        for partition in restart {
+            self.metrics.actor_restarts.fetch_add(1, Relaxed);
+            self.start_child(partition);
+        }
+        if !released.is_empty() {
+            for partition in &released {
+                self.children.remove(partition);
+                self.board.post(*partition, None);
+            }
+            self.publish_held();
+            let leases = self.leases.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(err) = leases.release(&released).await {
+                        tracing::warn!(error = %err, "releasing leases failed; they expire instead");
+                    }
+                }
+                .into_actor(self),
+            );
+        }
+    }
+
+    fn publish_held(&self) {
+        let held: BTreeSet<i32> = self.children.keys().copied().collect();
+        self.metrics
+            .leases_held
+            .store(i64::try_from(held.len()).unwrap_or(i64::MAX), Relaxed);
+        self.held.send_replace(held);
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(owner = self.leases.owner(), "outbox supervisor started");
+        self.beat(ctx);
+        ctx.run_interval(self.heartbeat, Self::beat);
+        ctx.run_interval(CHILD_CHECK, Self::check_children);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(on_stopped) = self.on_stopped.take() {
+            let _ = on_stopped.send(());
+        }
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let actors: Vec<Addr<RelayActor>> = self
+            .children
+            .values()
+            .filter_map(|child| child.actor.clone())
+            .collect();
+        for actor in &actors {
+            actor.do_send(StopRelay);
+        }
+        let leases = self.leases.clone();
+        Box::pin(
+            async move {
+                let deadline = Instant::now() + shutdown.deadline;
+                while actors.iter().any(Addr::connected) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if let Err(err) = leases.leave().await {
+                    tracing::warn!(error = %err, "releasing leases at shutdown failed; they expire instead");
+                }
+            }
+            .into_actor(self)
+            .map(|(), supervisor, ctx| {
+                supervisor.children.clear();
+                supervisor.publish_held();
+                tracing::info!("outbox supervisor stopped; leases released");
+                ctx.stop();
+            }),
+        )
+    }
+}

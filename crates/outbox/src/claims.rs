@@ -1,0 +1,78 @@
+//! The relay's queries on the `outbox` table: claim a partition's oldest
+//! rows (fenced by the lease), delete what was acked, measure the backlog.
+//!
+//! Hand-written SQL, because the plan matters: the claim must walk the
+//! `(partition, id)` index even on a table of millions of rows. The relay's
+//! connections set `plan_cache_mode = force_custom_plan`, so a generic plan
+//! cached while the table was empty never turns claims into scans.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement, Value,
+};
+
+use crate::entity;
+
+const CLAIM: &str = "\
+SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
+FROM outbox
+WHERE partition = $1
+  AND EXISTS (SELECT 1 FROM outbox_leases
+              WHERE partition = $1 AND owner = $2 AND expires_at > now())
+ORDER BY id
+LIMIT $3";
+
+/// Up to `limit` rows of `partition` in id order, if `owner` still holds
+/// its lease; none otherwise (a replica that lost its lease stops at once).
+pub async fn outbox_claim_batch(
+    db: &DatabaseConnection,
+    partition: i32,
+    owner: &str,
+    limit: u32,
+) -> Result<Vec<entity::Model>, DbErr> {
+    entity::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CLAIM,
+            [partition.into(), owner.into(), i64::from(limit).into()],
+        ))
+        .all(db)
+        .await
+}
+
+/// Deletes exactly the rows in `ids`, in one statement.
+pub async fn outbox_delete(db: &DatabaseConnection, ids: Vec<i64>) -> Result<u64, DbErr> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM outbox WHERE id = ANY($1)",
+            [Value::from(ids)],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Rows waiting and the age of the oldest, per partition that has any.
+pub async fn outbox_backlog(db: &DatabaseConnection) -> Result<Vec<(i32, i64, Duration)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT partition, count(*) AS rows, \
+             (extract(epoch FROM now() - min(created_at)) * 1000)::bigint AS oldest_ms \
+             FROM outbox GROUP BY partition",
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            let partition: i32 = row.try_get("", "partition")?;
+            let count: i64 = row.try_get("", "rows")?;
+            let oldest_ms: i64 = row.try_get("", "oldest_ms")?;
+            let age = Duration::from_millis(u64::try_from(oldest_ms).unwrap_or(0));
+            Ok((partition, count, age))
+        })
+        .collect()
+}

@@ -1,0 +1,112 @@
+//! What a relay needs to run, as one typed struct. The embedding service
+//! reads its environment and fills this in.
+
+use std::time::Duration;
+
+use crate::PartitionCount;
+
+/// The JetStream stream the relay publishes into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Stream name, `ORDERS` in production.
+    pub name: String,
+    /// Prepended to every outbox row's subject; empty in production, a
+    /// unique prefix per test so tests share one nats-server.
+    pub subject_prefix: String,
+    /// JetStream's duplicate window: a re-publish of an event id inside it
+    /// is acked as a duplicate and not stored again.
+    pub duplicate_window: Duration,
+    /// Stream replicas (1 on a single server, 3 on a JetStream cluster).
+    pub replicas: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            name: "ORDERS".to_owned(),
+            subject_prefix: String::new(),
+            duplicate_window: Duration::from_secs(120),
+            replicas: 1,
+        }
+    }
+}
+
+impl StreamSettings {
+    /// The subjects the stream captures: `<prefix>orders.>`.
+    pub fn subjects(&self) -> Vec<String> {
+        vec![format!("{}orders.>", self.subject_prefix)]
+    }
+
+    /// The subject a row with `subject` is published on.
+    pub fn subject_for(&self, subject: &str) -> String {
+        format!("{}{subject}", self.subject_prefix)
+    }
+}
+
+/// Everything the relay runs with.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// PostgreSQL holding the `outbox` and lease tables.
+    pub database_url: String,
+    /// NATS server URL(s), comma-separated.
+    pub nats_url: String,
+    /// The stream to publish into.
+    pub stream: StreamSettings,
+    /// Partitions the outbox is split into; must match the writers'.
+    pub partitions: PartitionCount,
+    /// Most rows one relay actor claims per round (`OUTBOX_BATCH`).
+    pub batch_size: u32,
+    /// Longest idle wait between polls (`OUTBOX_POLL_INTERVAL`).
+    pub poll_interval: Duration,
+    /// Shortest wait between polls while rows keep coming.
+    pub min_poll_interval: Duration,
+    /// How long a lease lives without renewal (`OUTBOX_LEASE_TTL`); a dead
+    /// replica's partitions are taken over within it.
+    pub lease_ttl: Duration,
+    /// Publishes in flight per relay actor (pipelining across aggregates).
+    pub max_in_flight: usize,
+    /// This replica's name in the lease table; unique per process.
+    pub owner: String,
+    /// How long one publish may wait for its ack.
+    pub publish_timeout: Duration,
+    /// Database connections of the relay's own pool.
+    pub database_connections: u32,
+}
+
+impl RelayConfig {
+    /// Defaults for everything but where the database and NATS are.
+    pub fn new(database_url: impl Into<String>, nats_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            nats_url: nats_url.into(),
+            stream: StreamSettings::default(),
+            partitions: PartitionCount::default(),
+            batch_size: 256,
+            poll_interval: Duration::from_secs(1),
+            min_poll_interval: Duration::from_millis(5),
+            lease_ttl: Duration::from_secs(10),
+            max_in_flight: 256,
+            owner: default_owner(),
+            publish_timeout: Duration::from_secs(5),
+            database_connections: 8,
+        }
+    }
+
+    /// How often leases are renewed: three renewals per TTL, so one slow
+    /// round does not lose them.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: unique per process, readable in the table.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .unwrap_or_else(|| "relay".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}

@@ -1,0 +1,263 @@
+//! Running the relay inside any tokio program: [`RelayHandle::start`]
+//! spawns a dedicated thread with its own Actix system (actors on that
+//! thread, their database and NATS I/O on its tokio workers), so the
+//! embedding service's runtime stays as it is and a slow handler there can
+//! never stall an actor.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::jetstream;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use tokio::sync::{oneshot, watch};
+
+use crate::actors::{NudgeBoard, Nudger, Shutdown, Supervisor};
+use crate::config::RelayConfig;
+use crate::faults::Faults;
+use crate::lease::Leases;
+use crate::metrics::RelayMetrics;
+use crate::publish::{JetStreamPublisher, PublishService};
+use crate::relay::PartitionRelay;
+use crate::stream::ensure_stream;
+
+/// Why the relay could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox relay cannot reach the database: {0}")]
+    Database(#[from] DbErr),
+    #[error("outbox relay cannot reach NATS JetStream: {0}")]
+    Nats(String),
+    #[error("outbox relay thread failed: {0}")]
+    Thread(String),
+}
+
+/// A running relay: the supervisor's address and what it shares.
+#[derive(Debug)]
+pub struct RelayHandle {
+    supervisor: Addr<Supervisor>,
+    nudger: Nudger,
+    held: watch::Receiver<BTreeSet<i32>>,
+    metrics: Arc<RelayMetrics>,
+    faults: Arc<Faults>,
+    stopped: Option<oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Wraps the JetStream publish service (timeouts, breakers, test faults).
+pub type PublisherLayer = Box<dyn FnOnce(PublishService) -> PublishService + Send>;
+
+impl RelayHandle {
+    /// Connects, makes sure the stream exists, and starts the supervisor.
+    pub async fn start(config: RelayConfig) -> Result<Self, RelayError> {
+        Self::start_with(config, Box::new(|publisher| publisher)).await
+    }
+
+    /// Like [`RelayHandle::start`], with the publish service wrapped by `layer`.
+    pub async fn start_with(
+        config: RelayConfig,
+        layer: PublisherLayer,
+    ) -> Result<Self, RelayError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stopped_tx, stopped_rx) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("outbox-relay".to_owned())
+            .spawn(move || run_system(config, layer, ready_tx, stopped_tx))
+            .map_err(|err| RelayError::Thread(err.to_string()))?;
+        let started = ready_rx
+            .await
+            .map_err(|_| RelayError::Thread("relay thread ended during start-up".to_owned()))??;
+        Ok(Self {
+            supervisor: started.supervisor,
+            nudger: started.nudger,
+            held: started.held,
+            metrics: started.metrics,
+            faults: started.faults,
+            stopped: Some(stopped_rx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The handle writers nudge after committing outbox rows.
+    pub fn nudger(&self) -> Nudger {
+        self.nudger.clone()
+    }
+
+    /// Partitions this replica holds right now.
+    pub fn held_partitions(&self) -> BTreeSet<i32> {
+        self.held.borrow().clone()
+    }
+
+    /// Follows the held partitions as they change.
+    pub fn watch_held(&self) -> watch::Receiver<BTreeSet<i32>> {
+        self.held.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<RelayMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Fault injection, for crash tests.
+    pub fn faults(&self) -> Arc<Faults> {
+        Arc::clone(&self.faults)
+    }
+
+    /// Graceful stop: every actor finishes its round, leases are released
+    /// so another replica takes over at once. Waits at most `deadline` for
+    /// the rounds in flight.
+    pub async fn shutdown(mut self, deadline: Duration) -> Result<(), RelayError> {
+        let _ = self.supervisor.send(Shutdown { deadline }).await;
+        self.join().await
+    }
+
+    /// Stops at once, as a crash would: rounds are abandoned and leases
+    /// stay until they expire. For tests of takeover and crash safety.
+    pub async fn abort(mut self) -> Result<(), RelayError> {
+        self.supervisor.do_send(Abort);
+        self.join().await
+    }
+
+    async fn join(&mut self) -> Result<(), RelayError> {
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.await;
+        }
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|err| RelayError::Thread(err.to_string()))?
+                .map_err(|_| RelayError::Thread("relay thread panicked".to_owned()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Stop the system now, without releasing anything.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Abort;
+
+impl Handler<Abort> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Abort, _: &mut Self::Context) {
+        System::current().stop();
+    }
+}
+
+struct Started {
+    supervisor: Addr<Supervisor>,
+    nudger: Nudger,
+    held: watch::Receiver<BTreeSet<i32>>,
+    metrics: Arc<RelayMetrics>,
+    faults: Arc<Faults>,
+}
+
+fn run_system(
+    config: RelayConfig,
+    layer: PublisherLayer,
+    ready: oneshot::Sender<Result<Started, RelayError>>,
+    stopped: oneshot::Sender<()>,
+) {
+    let system = System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("outbox-relay-io")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("cannot build the relay runtime: {err}"))
+    });
+    system.block_on(async move {
+        let (supervisor_stopped_tx, supervisor_stopped_rx) = oneshot::channel();
+        match build(config, layer, supervisor_stopped_tx).await {
+            Ok(started) => {
+                let _ = ready.send(Ok(started));
+                // Until a graceful stop ends the supervisor, or an abort the system.
+                let _ = supervisor_stopped_rx.await;
+            }
+            Err(err) => {
+                let _ = ready.send(Err(err));
+            }
+        }
+    });
+    let _ = stopped.send(());
+}
+
+async fn build(
+    config: RelayConfig,
+    layer: PublisherLayer,
+    on_stopped: oneshot::Sender<()>,
+) -> Result<Started, RelayError> {
+    let db = connect(&config.database_url, config.database_connections).await?;
+    let client = async_nats::connect(&config.nats_url)
+        .await
+        .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
+    let jetstream = jetstream::context::ContextBuilder::new()
+        .timeout(config.publish_timeout)
+        .ack_timeout(config.publish_timeout)
+        .build(client);
+    ensure_stream(&jetstream, &config.stream)
+        .await
+        .map_err(|err| RelayError::Nats(format!("stream {}: {err}", config.stream.name)))?;
+
+    let partitions = config.partitions.get();
+    let leases = Leases::new(
+        db.clone(),
+        config.owner.clone(),
+        partitions,
+        config.lease_ttl,
+    );
+    leases.lease_rows_create().await?;
+
+    let metrics = Arc::new(RelayMetrics::new(partitions));
+    let faults = Arc::new(Faults::default());
+    let board = Arc::new(NudgeBoard::new(partitions));
+    let (held_tx, held_rx) = watch::channel(BTreeSet::new());
+    let publisher = layer(PublishService::new(JetStreamPublisher::new(jetstream)));
+    let template = PartitionRelay {
+        partition: -1,
+        owner: Arc::from(config.owner.as_str()),
+        db: db.clone(),
+        publisher,
+        stream: Arc::new(config.stream.clone()),
+        batch_size: config.batch_size,
+        max_in_flight: config.max_in_flight,
+        metrics: Arc::clone(&metrics),
+        faults: Arc::clone(&faults),
+    };
+    let supervisor = Supervisor::new(
+        leases,
+        db,
+        template,
+        config.min_poll_interval,
+        config.poll_interval,
+        config.heartbeat_interval(),
+        Arc::clone(&board),
+        held_tx,
+        on_stopped,
+    )
+    .start();
+    Ok(Started {
+        supervisor,
+        nudger: Nudger::new(board),
+        held: held_rx,
+        metrics,
+        faults,
+    })
+}
+
+/// The relay's own pool. Custom plans always: a generic plan cached while
+/// the outbox was empty could make every claim a sequential scan.
+async fn connect(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|options| {
+            options.options([("plan_cache_mode", "force_custom_plan")])
+        });
+    Database::connect(options).await
+}

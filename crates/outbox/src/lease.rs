@@ -1,0 +1,212 @@
+//! Partition leases in PostgreSQL.
+//!
+//! Each partition has one row in `outbox_leases` with an owner and an
+//! expiry. An owner renews its leases every heartbeat (a third of the TTL);
+//! a partition whose lease expired, or was released, is free for anyone.
+//! Live replicas register in `outbox_relay_members` on the same heartbeat,
+//! so each knows the group size R and takes at most its fair share,
+//! `ceil(P / R)`, releasing any excess for the others to take.
+//!
+//! Why lease rows and not session advisory locks: a lock dies with its
+//! session, and PostgreSQL may not notice a vanished host for minutes (TCP
+//! keepalive), so takeover time would be unbounded; a lease is gone after
+//! its TTL whatever happened to its owner. Leases also show who holds what
+//! (`SELECT * FROM outbox_leases`), and make fair sharing a query.
+//!
+//! Failure modes, and why none of them publishes out of order:
+//! - The owner dies: its leases expire within the TTL and others take them.
+//! - The owner stalls past its expiry (GC-like pause, lost database): it
+//!   drops its partitions locally when its own view of the lease runs out
+//!   (measured from before the renewal was sent, so never later than the
+//!   database's expiry), and every claim re-checks the lease in SQL. A
+//!   stalled publish may still land after the new owner republished the same
+//!   rows; it carries the same `Nats-Msg-Id`, so JetStream drops it.
+//! - Clocks: expiry is compared with the database's `now()` only; the local
+//!   view uses a monotonic clock.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use tokio::time::Instant;
+
+/// What one heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRound {
+    /// Partitions this owner holds now (renewed or newly acquired).
+    pub held: BTreeSet<i32>,
+    /// Of those, partitions to hand back: more than the fair share.
+    pub surplus: BTreeSet<i32>,
+    /// Live replicas, this one included.
+    pub members: u32,
+    /// Until when the held leases are certainly ours.
+    pub valid_until: Instant,
+}
+
+/// One owner's view of the lease table.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    db: DatabaseConnection,
+    owner: String,
+    partitions: u32,
+    ttl: Duration,
+}
+
+impl Leases {
+    pub fn new(db: DatabaseConnection, owner: String, partitions: u32, ttl: Duration) -> Self {
+        Self {
+            db,
+            owner,
+            partitions,
+            ttl,
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn statement(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    }
+
+    fn ttl_millis(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Makes sure every partition has a lease row.
+    pub async fn lease_rows_create(&self) -> Result<(), DbErr> {
+        self.db
+            .execute_raw(self.statement(
+                "INSERT INTO outbox_leases (partition) \
+                 SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING",
+                [i64::from(self.partitions).into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Registers as live, renews held leases, and acquires free partitions
+    /// up to the fair share. `releasing` are partitions already being handed
+    /// back: they are renewed until released but not counted as kept.
+    pub async fn heartbeat(&self, releasing: &BTreeSet<i32>) -> Result<LeaseRound, DbErr> {
+        let started = Instant::now();
+        let owner: Value = self.owner.clone().into();
+        let ttl: Value = self.ttl_millis().into();
+        self.db
+            .execute_raw(self.statement(
+                "INSERT INTO outbox_relay_members (owner, expires_at) \
+                 VALUES ($1, now() + $2 * interval '1 millisecond') \
+                 ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+                [owner.clone(), ttl.clone()],
+            ))
+            .await?;
+        self.db
+            .execute_unprepared(
+                "DELETE FROM outbox_relay_members WHERE expires_at < now() - interval '1 minute'",
+            )
+            .await?;
+        let members = self
+            .db
+            .query_one_raw(self.statement(
+                "SELECT count(*) AS n FROM outbox_relay_members WHERE expires_at > now()",
+                [],
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1);
+        let members = u32::try_from(members).unwrap_or(u32::MAX);
+        let fair_share = self.partitions.div_ceil(members) as usize;
+
+        let mut held = self
+            .partitions_returned(self.statement(
+                "UPDATE outbox_leases SET expires_at = now() + $2 * interval '1 millisecond' \
+                 WHERE owner = $1 AND expires_at > now() AND partition < $3 \
+                 RETURNING partition",
+                [
+                    owner.clone(),
+                    ttl.clone(),
+                    i64::from(self.partitions).into(),
+                ],
+            ))
+            .await?;
+        let kept: Vec<i32> = held.difference(releasing).copied().collect();
+        let surplus: BTreeSet<i32> = kept
+            .iter()
+            .rev()
+            .take(kept.len().saturating_sub(fair_share))
+            .copied()
+            .collect();
+        let wanted = fair_share.saturating_sub(held.len());
+        if wanted > 0 {
+            let acquired = self
+                .partitions_returned(self.statement(
+                    "UPDATE outbox_leases SET owner = $1, \
+                     expires_at = now() + $2 * interval '1 millisecond' \
+                     WHERE partition IN ( \
+                       SELECT partition FROM outbox_leases \
+                       WHERE partition < $3 AND (owner IS NULL OR expires_at <= now()) \
+                       ORDER BY partition LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING partition",
+                    [
+                        owner,
+                        ttl,
+                        i64::from(self.partitions).into(),
+                        i64::try_from(wanted).unwrap_or(i64::MAX).into(),
+                    ],
+                ))
+                .await?;
+            held.extend(acquired);
+        }
+        Ok(LeaseRound {
+            held,
+            surplus,
+            members,
+            valid_until: started + self.ttl,
+        })
+    }
+
+    /// Hands `partitions` back at once, for another replica to take.
+    pub async fn release(&self, partitions: &BTreeSet<i32>) -> Result<(), DbErr> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<i32> = partitions.iter().copied().collect();
+        self.db
+            .execute_raw(self.statement(
+                "UPDATE outbox_leases SET owner = NULL, expires_at = '-infinity' \
+                 WHERE owner = $1 AND partition = ANY($2)",
+                [self.owner.clone().into(), Value::from(list)],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Releases every lease and leaves the group (graceful shutdown).
+    pub async fn leave(&self) -> Result<(), DbErr> {
+        let owner: Value = self.owner.clone().into();
+        self.db
+            .execute_raw(self.statement(
+                "UPDATE outbox_leases SET owner = NULL, expires_at = '-infinity' WHERE owner = $1",
+                [owner.clone()],
+            ))
+            .await?;
+        self.db
+            .execute_raw(
+                self.statement("DELETE FROM outbox_relay_members WHERE owner = $1", [owner]),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn partitions_returned(&self, statement: Statement) -> Result<BTreeSet<i32>, DbErr> {
+        self.db
+            .query_all_raw(statement)
+            .await?
+            .into_iter()
+            .map(|row| row.try_get::<i32>("", "partition"))
+            .collect()
+    }
+}

@@ -1,0 +1,216 @@
+//! One round of one partition: claim a batch, publish it, delete what was
+//! acked. Plain async code; the relay actor decides when rounds run.
+//!
+//! Publishing is pipelined across aggregates and serial within one: the
+//! batch is split into per-aggregate chains (in id order), the chains run
+//! concurrently (at most `max_in_flight` at once), and a chain stops at its
+//! first failed publish, so an aggregate's later events never overtake an
+//! earlier one. Rows not acked stay for the next round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use sea_orm::{DatabaseConnection, DbErr};
+use tower::{Service as _, ServiceExt as _};
+
+use crate::claims::{outbox_claim_batch, outbox_delete};
+use crate::config::StreamSettings;
+use crate::entity;
+use crate::faults::Faults;
+use crate::metrics::RelayMetrics;
+use crate::publish::{OutboundEvent, PublishService};
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub claimed: usize,
+    pub published: usize,
+    pub duplicates: usize,
+    pub failed: usize,
+}
+
+impl RoundReport {
+    /// The batch was full: more rows are probably waiting.
+    pub fn was_full(&self, batch_size: u32) -> bool {
+        self.claimed >= batch_size as usize
+    }
+}
+
+/// Everything a partition's rounds need; shared by its actor's restarts.
+#[derive(Clone)]
+pub struct PartitionRelay {
+    pub partition: i32,
+    pub owner: Arc<str>,
+    pub db: DatabaseConnection,
+    pub publisher: PublishService,
+    pub stream: Arc<StreamSettings>,
+    pub batch_size: u32,
+    pub max_in_flight: usize,
+    pub metrics: Arc<RelayMetrics>,
+    pub faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for PartitionRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionRelay")
+            .field("partition", &self.partition)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionRelay {
+    /// Claims, publishes and deletes one batch.
+    pub async fn round(&self) -> Result<RoundReport, DbErr> {
+        Faults::strike(&self.faults.panic_before_claim, "panic before claim");
+        let rows =
+            outbox_claim_batch(&self.db, self.partition, &self.owner, self.batch_size).await?;
+        if rows.is_empty() {
+            return Ok(RoundReport::default());
+        }
+        let claimed = rows.len();
+        let chains = chains_by_aggregate(rows);
+        let outcomes: Vec<ChainOutcome> = futures::stream::iter(chains)
+            .map(|chain| self.publish_chain(chain))
+            .buffer_unordered(self.max_in_flight.max(1))
+            .collect()
+            .await;
+
+        let mut report = RoundReport {
+            claimed,
+            ..RoundReport::default()
+        };
+        let mut acked = Vec::with_capacity(claimed);
+        for outcome in outcomes {
+            report.published += outcome.acked.len();
+            report.duplicates += outcome.duplicates;
+            report.failed += usize::from(outcome.failed);
+            acked.extend(outcome.acked);
+        }
+        Faults::strike(&self.faults.panic_before_delete, "panic before delete");
+        outbox_delete(&self.db, acked).await?;
+        Ok(report)
+    }
+
+    /// Publishes one aggregate's rows in order, stopping at the first failure.
+    async fn publish_chain(&self, chain: Vec<entity::Model>) -> ChainOutcome {
+        let mut outcome = ChainOutcome::default();
+        let mut publisher = self.publisher.clone();
+        for row in chain {
+            let id = row.id;
+            let created_at = row.created_at;
+            let event = self.outbound(row);
+            let event_id = event.event_id.clone();
+            let result = match publisher.ready().await {
+                Ok(ready) => ready.call(event).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(published) => {
+                    let waited = chrono::Utc::now().signed_duration_since(created_at);
+                    self.metrics
+                        .commit_to_ack
+                        .record(waited.to_std().unwrap_or_default());
+                    self.metrics.published.fetch_add(1, Relaxed);
+                    if published.duplicate {
+                        self.metrics.duplicates.fetch_add(1, Relaxed);
+                        outcome.duplicates += 1;
+                    }
+                    outcome.acked.push(id);
+                }
+                Err(err) => {
+                    self.metrics.failed.fetch_add(1, Relaxed);
+                    tracing::warn!(
+                        partition = self.partition,
+                        event_id,
+                        error = %err,
+                        "publish failed; the row and its aggregate's later rows wait for the next round"
+                    );
+                    outcome.failed = true;
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    fn outbound(&self, row: entity::Model) -> OutboundEvent {
+        let headers = match &row.headers {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        OutboundEvent {
+            subject: self.stream.subject_for(&row.subject),
+            event_id: row.event_id.to_string(),
+            headers,
+            payload: Bytes::from(row.payload),
+            aggregate_id: row.aggregate_id,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChainOutcome {
+    acked: Vec<i64>,
+    duplicates: usize,
+    failed: bool,
+}
+
+/// Splits rows (in id order) into per-aggregate chains, each in id order,
+/// the chains ordered by their first row.
+fn chains_by_aggregate(rows: Vec<entity::Model>) -> Vec<Vec<entity::Model>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut chains: Vec<Vec<entity::Model>> = Vec::new();
+    for row in rows {
+        match index.get(&row.aggregate_id) {
+            Some(&chain) => chains[chain].push(row),
+            None => {
+                index.insert(row.aggregate_id.clone(), chains.len());
+                chains.push(vec![row]);
+            }
+        }
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, aggregate: &str) -> entity::Model {
+        entity::Model {
+            id,
+            event_id: uuid::Uuid::now_v7(),
+            partition: 0,
+            aggregate_type: "order".into(),
+            aggregate_id: aggregate.into(),
+            subject: "orders.placed".into(),
+            event_type: "t".into(),
+            payload: vec![],
+            headers: serde_json::json!({}),
+            created_at: chrono::Utc::now().fixed_offset(),
+        }
+    }
+
+    #[test]
+    fn chains_keep_each_aggregates_rows_in_id_order() {
+        let rows = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(4, "c"),
+            row(5, "b"),
+        ];
+        let chains: Vec<Vec<i64>> = chains_by_aggregate(rows)
+            .iter()
+            .map(|chain| chain.iter().map(|row| row.id).collect())
+            .collect();
+        assert_eq!(chains, vec![vec![1, 3], vec![2, 5], vec![4]]);
+    }
+}

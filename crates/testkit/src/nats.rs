@@ -1,0 +1,266 @@
+//! NATS for tests: a stream of each test's own on the shared server, and a
+//! private server to stop and restart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt as _;
+use tokio::process::{Child, Command};
+
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+const STALE_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The shared server's URL.
+pub fn shared_nats_url() -> String {
+    std::env::var("ORDO_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned())
+}
+
+/// A stream name and subject prefix no other test uses.
+#[derive(Debug, Clone)]
+pub struct TestStream {
+    /// `ORDO_T_<random>`.
+    pub name: String,
+    /// `t<random>.`, prepended to every subject.
+    pub subject_prefix: String,
+}
+
+/// One message read back from a stream.
+#[derive(Debug, Clone)]
+pub struct StreamMessage {
+    pub sequence: u64,
+    pub subject: String,
+    pub message_id: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+impl StreamMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl TestStream {
+    /// Fresh names; also deletes test streams older than 15 minutes.
+    pub async fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(client) = async_nats::connect(shared_nats_url()).await {
+            delete_stale_streams(&jetstream::new(client)).await;
+        }
+        Self {
+            name: format!("ORDO_T_{}", id[..16].to_uppercase()),
+            subject_prefix: format!("t{}.", &id[..16]),
+        }
+    }
+
+    /// Every message in the stream at `nats_url`, in sequence order.
+    pub async fn messages(&self, nats_url: &str) -> Result<Vec<StreamMessage>, async_nats::Error> {
+        let client = async_nats::connect(nats_url).await?;
+        let jetstream = jetstream::new(client);
+        let mut stream = jetstream.get_stream(&self.name).await?;
+        let total = stream.info().await?.state.messages;
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = Vec::new();
+        while (messages.len() as u64) < total {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1000)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await?;
+            let before = messages.len();
+            while let Some(message) = batch.next().await {
+                let message = message?;
+                let info = message.info()?;
+                let sequence = info.stream_sequence;
+                let headers = message
+                    .headers
+                    .iter()
+                    .flat_map(|headers| headers.iter())
+                    .flat_map(|(name, values)| {
+                        values
+                            .iter()
+                            .map(move |value| (name.to_string(), value.to_string()))
+                    })
+                    .collect::<Vec<_>>();
+                let message_id = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("Nats-Msg-Id"))
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default();
+                messages.push(StreamMessage {
+                    sequence,
+                    subject: message.subject.to_string(),
+                    message_id,
+                    headers,
+                    payload: message.payload.to_vec(),
+                });
+            }
+            if messages.len() == before {
+                break;
+            }
+        }
+        messages.sort_by_key(|message| message.sequence);
+        Ok(messages)
+    }
+
+    /// Messages stored in the stream (0 when it does not exist yet).
+    pub async fn message_count(&self, nats_url: &str) -> u64 {
+        let Ok(client) = async_nats::connect(nats_url).await else {
+            return 0;
+        };
+        match jetstream::new(client).get_stream(&self.name).await {
+            Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
+            Err(_) => 0,
+        }
+    }
+}
+
+async fn delete_stale_streams(jetstream: &jetstream::Context) {
+    let mut names = jetstream.stream_names();
+    let mut stale = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        if !name.starts_with("ORDO_T_") {
+            continue;
+        }
+        if let Ok(mut stream) = jetstream.get_stream(&name).await
+            && let Ok(info) = stream.info().await
+        {
+            let age = time::OffsetDateTime::now_utc() - info.created;
+            if age > STALE_AFTER {
+                stale.push(name);
+            }
+        }
+    }
+    for name in stale {
+        let _ = jetstream.delete_stream(&name).await;
+    }
+}
+
+/// A nats-server of the test's own, on a free loopback port, with its
+/// JetStream store in a temporary directory kept across restarts.
+#[derive(Debug)]
+pub struct NatsServer {
+    port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    pub async fn start() -> std::io::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let store =
+            std::env::temp_dir().join(format!("ordo-nats-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&store)?;
+        let mut server = Self {
+            port,
+            store,
+            child: None,
+        };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub async fn stop(&mut self) -> std::io::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port and store.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop().await?;
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(self.addr()).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("nats-server did not start"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// `ORDO_NATS_SERVER_BIN`, else the first nats-server on PATH, in the
+/// tool venv, or Debian's.
+fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("ORDO_NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let candidates = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| PathBuf::from(dir).join("nats-server"))
+        .chain([
+            PathBuf::from(home).join(".cache/ordo-tools/venv/bin/nats-server"),
+            PathBuf::from("/usr/sbin/nats-server"),
+        ])
+        .collect::<Vec<_>>();
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+/// The stream's config, for assertions.
+pub async fn stream_config(
+    nats_url: &str,
+    name: &str,
+) -> Result<stream::Config, async_nats::Error> {
+    let client = async_nats::connect(nats_url).await?;
+    let mut stream = jetstream::new(client).get_stream(name).await?;
+    Ok(stream.info().await?.config.clone())
+}

@@ -1,0 +1,2 @@
+DROP TABLE outbox_relay_members;
+DROP TABLE outbox_leases;
