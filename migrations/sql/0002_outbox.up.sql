@@ -2,7 +2,7 @@
 -- transaction as the state change it announces, deleted once JetStream acked it.
 CREATE TABLE outbox (
     -- Claim order within a partition; never reused.
-    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id             bigint      GENERATED ALWAYS AS IDENTITY,
     -- The event id, published as Nats-Msg-Id: JetStream drops a re-publish.
     event_id       uuid        NOT NULL UNIQUE,
     -- hash(aggregate_id) mod OUTBOX_PARTITIONS; a relay leases partitions.
@@ -14,7 +14,10 @@ CREATE TABLE outbox (
     payload        bytea       NOT NULL,
     -- NATS headers to publish with: correlation id, trace context, ce-* attributes.
     headers        jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    created_at     timestamptz NOT NULL DEFAULT now()
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    -- The relay's only access path: a partition's rows in id order. No index
+    -- on id alone on purpose: given one, PostgreSQL prefers walking it and
+    -- filtering out other partitions, which reads the whole table when a
+    -- partition's rows sit at its end.
+    CONSTRAINT outbox_pkey PRIMARY KEY (partition, id)
 );
-
-CREATE INDEX outbox_partition_id_idx ON outbox (partition, id);

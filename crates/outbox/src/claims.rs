@@ -2,19 +2,23 @@
 //! rows (fenced by the lease), delete what was acked, measure the backlog.
 //!
 //! Hand-written SQL, because the plan matters: the claim must walk the
-//! `(partition, id)` index even on a table of millions of rows. The relay's
+//! `(partition, id)` primary key even on a table of millions of rows (the
+//! table has no index on `id` alone, which PostgreSQL would otherwise prefer
+//! to walk while filtering out other partitions — see the migration). The relay's
 //! connections set `plan_cache_mode = force_custom_plan`, so a generic plan
 //! cached while the table was empty never turns claims into scans.
 
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    Statement, Value,
 };
 
 use crate::entity;
 
-const CLAIM: &str = "\
+/// The claim query: `$1` partition, `$2` owner, `$3` batch size.
+pub const CLAIM_SQL: &str = "\
 SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
 FROM outbox
 WHERE partition = $1
@@ -34,23 +38,27 @@ pub async fn outbox_claim_batch(
     entity::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            CLAIM,
+            CLAIM_SQL,
             [partition.into(), owner.into(), i64::from(limit).into()],
         ))
         .all(db)
         .await
 }
 
-/// Deletes exactly the rows in `ids`, in one statement.
-pub async fn outbox_delete(db: &DatabaseConnection, ids: Vec<i64>) -> Result<u64, DbErr> {
+/// Deletes exactly the rows of `partition` in `ids`, in one statement.
+pub async fn outbox_delete(
+    db: &DatabaseConnection,
+    partition: i32,
+    ids: Vec<i64>,
+) -> Result<u64, DbErr> {
     if ids.is_empty() {
         return Ok(0);
     }
     let result = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "DELETE FROM outbox WHERE id = ANY($1)",
-            [Value::from(ids)],
+            "DELETE FROM outbox WHERE partition = $1 AND id = ANY($2)",
+            [partition.into(), Value::from(ids)],
         ))
         .await?;
     Ok(result.rows_affected())
@@ -75,4 +83,20 @@ pub async fn outbox_backlog(db: &DatabaseConnection) -> Result<Vec<(i32, i64, Du
             Ok((partition, count, age))
         })
         .collect()
+}
+
+/// The relay's own pool. Custom plans always: a generic plan cached while
+/// the outbox was empty could make every claim a sequential scan.
+pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|options| {
+            options.options([("plan_cache_mode", "force_custom_plan")])
+        });
+    Database::connect(options).await
 }

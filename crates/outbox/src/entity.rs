@@ -11,6 +11,7 @@ pub struct Model {
     pub id: i64,
     /// Published as `Nats-Msg-Id`.
     pub event_id: Uuid,
+    /// `fnv1a(aggregate_id) mod P`; with `id`, the primary key.
     pub partition: i32,
     pub aggregate_type: String,
     pub aggregate_id: String,

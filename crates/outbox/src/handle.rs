@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::jetstream;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::DbErr;
 use tokio::sync::{oneshot, watch};
 
 use crate::actors::{NudgeBoard, Nudger, Shutdown, Supervisor};
+use crate::claims::relay_pool;
 use crate::config::RelayConfig;
 use crate::faults::Faults;
 use crate::lease::Leases;
@@ -140,8 +141,10 @@ struct Abort;
 impl Handler<Abort> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, _: Abort, _: &mut Self::Context) {
-        System::current().stop();
+    /// The supervisor stops without a word to the database; the relay
+    /// thread then drops its runtime, and with it every actor mid-round.
+    fn handle(&mut self, _: Abort, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -188,7 +191,7 @@ async fn build(
     layer: PublisherLayer,
     on_stopped: oneshot::Sender<()>,
 ) -> Result<Started, RelayError> {
-    let db = connect(&config.database_url, config.database_connections).await?;
+    let db = relay_pool(&config.database_url, config.database_connections).await?;
     let client = async_nats::connect(&config.nats_url)
         .await
         .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
@@ -244,20 +247,4 @@ async fn build(
         metrics,
         faults,
     })
-}
-
-/// The relay's own pool. Custom plans always: a generic plan cached while
-/// the outbox was empty could make every claim a sequential scan.
-async fn connect(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(connections)
-        .min_connections(0)
-        .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
-        .sqlx_logging(false)
-        .map_sqlx_postgres_opts(|options| {
-            options.options([("plan_cache_mode", "force_custom_plan")])
-        });
-    Database::connect(options).await
 }

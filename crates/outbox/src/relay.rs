@@ -91,7 +91,7 @@ impl PartitionRelay {
             acked.extend(outcome.acked);
         }
         Faults::strike(&self.faults.panic_before_delete, "panic before delete");
-        outbox_delete(&self.db, acked).await?;
+        outbox_delete(&self.db, self.partition, acked).await?;
         Ok(report)
     }
 

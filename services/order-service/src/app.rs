@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ordo_migrations::{Migrator, MigratorTrait as _};
+use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use tokio::net::TcpListener;
@@ -26,18 +27,25 @@ pub struct Application {
     local_addr: SocketAddr,
     store: OrderStore,
     health_probe: DatabaseConnection,
+    relay: Option<RelayHandle>,
     settings: Settings,
 }
 
 impl Application {
-    /// Connects to the database, applies migrations unless disabled, and
-    /// binds the gRPC listener.
+    /// Connects to the database, applies migrations unless disabled, starts
+    /// the outbox relay unless disabled (which needs NATS), and binds the
+    /// gRPC listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         if settings.migrate {
             migrate(&settings.database_url).await?;
         }
         let db = connect(&settings.database_url, settings.database_max_connections).await?;
         let health_probe = connect(&settings.database_url, 1).await?;
+        let relay = if settings.outbox_relay {
+            Some(RelayHandle::start(settings.relay_config()).await?)
+        } else {
+            None
+        };
         let listener = TcpListener::bind(settings.grpc_listen_addr)
             .await
             .with_context(|| {
@@ -50,8 +58,13 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
-            store: OrderStore::new(db, settings.outbox_partitions),
+            store: OrderStore::new(
+                db,
+                settings.outbox_partitions,
+                relay.as_ref().map(RelayHandle::nudger),
+            ),
             health_probe,
+            relay,
             settings,
         })
     }
@@ -61,9 +74,15 @@ impl Application {
         self.local_addr
     }
 
+    /// The outbox relay running in this process, if any.
+    pub fn relay(&self) -> Option<&RelayHandle> {
+        self.relay.as_ref()
+    }
+
     /// Serves until `shutdown` completes, then reports NOT_SERVING, stops
     /// accepting, and lets in-flight requests drain for at most
-    /// `SHUTDOWN_TIMEOUT`.
+    /// `SHUTDOWN_TIMEOUT`; then the relay finishes its rounds and releases
+    /// its leases.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -109,9 +128,13 @@ impl Application {
                 std::future::pending::<()>().await;
             }
         };
+        let relay = self.relay;
         tokio::select! {
             served = server => served.context("gRPC server failed")?,
             () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight"),
+        }
+        if let Some(relay) = relay {
+            relay.shutdown(deadline).await?;
         }
         tracing::info!("order service stopped");
         Ok(())

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ordo_outbox::PartitionCount;
+use ordo_outbox::{PartitionCount, StreamSettings};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +38,20 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `RUST_LOG`: which log lines are written.
     pub log_filter: String,
+    /// `NATS_URL`: the NATS server(s) the outbox relay publishes to.
+    pub nats_url: String,
+    /// `OUTBOX_RELAY`: run the outbox relay in this process.
+    pub outbox_relay: bool,
+    /// The stream: `ORDERS`, duplicate window `OUTBOX_DEDUP_WINDOW`,
+    /// replicas `NATS_STREAM_REPLICAS`.
+    pub stream: StreamSettings,
+    /// `OUTBOX_BATCH`: most rows a relay actor claims per round.
+    pub outbox_batch: u32,
+    /// `OUTBOX_POLL_INTERVAL`: longest idle wait between relay polls.
+    pub outbox_poll_interval: Duration,
+    /// `OUTBOX_LEASE_TTL`: partition lease lifetime; a dead replica's
+    /// partitions are taken over within it.
+    pub outbox_lease_ttl: Duration,
 }
 
 /// Defaults that run on one machine with no configuration at all.
@@ -57,6 +71,12 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             log_format: LogFormat::Text,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            outbox_relay: true,
+            stream: StreamSettings::default(),
+            outbox_batch: 256,
+            outbox_poll_interval: Duration::from_secs(1),
+            outbox_lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -71,6 +91,17 @@ pub struct SettingsError {
 }
 
 impl Settings {
+    /// The outbox relay's configuration.
+    pub fn relay_config(&self) -> ordo_outbox::RelayConfig {
+        let mut config = ordo_outbox::RelayConfig::new(&self.database_url, &self.nats_url);
+        config.stream = self.stream.clone();
+        config.partitions = self.outbox_partitions;
+        config.batch_size = self.outbox_batch;
+        config.poll_interval = self.outbox_poll_interval;
+        config.lease_ttl = self.outbox_lease_ttl;
+        config
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -135,6 +166,52 @@ impl Settings {
                     },
                 )?
                 .unwrap_or(defaults.log_filter),
+            nats_url: env
+                .parse("NATS_URL", "a nats:// URL", |raw| {
+                    raw.split(',')
+                        .all(|url| {
+                            url.trim().starts_with("nats://") || url.trim().starts_with("tls://")
+                        })
+                        .then(|| raw.to_owned())
+                })?
+                .unwrap_or(defaults.nats_url),
+            outbox_relay: env
+                .parse("OUTBOX_RELAY", "true or false", parse_bool)?
+                .unwrap_or(defaults.outbox_relay),
+            stream: StreamSettings {
+                duplicate_window: env
+                    .parse(
+                        "OUTBOX_DEDUP_WINDOW",
+                        "a duration such as 2m",
+                        parse_duration,
+                    )?
+                    .unwrap_or(defaults.stream.duplicate_window),
+                replicas: env
+                    .parse("NATS_STREAM_REPLICAS", "1, 3 or 5", |raw| {
+                        raw.parse().ok().filter(|n| [1, 3, 5].contains(n))
+                    })?
+                    .unwrap_or(defaults.stream.replicas),
+                ..defaults.stream
+            },
+            outbox_batch: env
+                .parse("OUTBOX_BATCH", "a whole number 1-10000", |raw| {
+                    raw.parse().ok().filter(|n| (1..=10_000).contains(n))
+                })?
+                .unwrap_or(defaults.outbox_batch),
+            outbox_poll_interval: env
+                .parse(
+                    "OUTBOX_POLL_INTERVAL",
+                    "a duration such as 1s",
+                    parse_duration,
+                )?
+                .unwrap_or(defaults.outbox_poll_interval),
+            outbox_lease_ttl: env
+                .parse(
+                    "OUTBOX_LEASE_TTL",
+                    "a duration of at least 1s, such as 10s",
+                    |raw| parse_duration(raw).filter(|ttl| *ttl >= Duration::from_secs(1)),
+                )?
+                .unwrap_or(defaults.outbox_lease_ttl),
         })
     }
 }
@@ -220,6 +297,11 @@ mod tests {
             ("MIGRATE", "false"),
             ("HEALTH_PROBE_INTERVAL", "250ms"),
             ("LOG_FORMAT", "JSON"),
+            ("NATS_URL", "nats://a:4222,nats://b:4222"),
+            ("OUTBOX_DEDUP_WINDOW", "5m"),
+            ("OUTBOX_BATCH", "64"),
+            ("OUTBOX_LEASE_TTL", "3s"),
+            ("NATS_STREAM_REPLICAS", "3"),
         ])
         .unwrap();
         assert_eq!(settings.database_url, "postgresql://u@db/x");
@@ -228,6 +310,14 @@ mod tests {
         assert!(!settings.migrate);
         assert_eq!(settings.health_probe_interval, Duration::from_millis(250));
         assert_eq!(settings.log_format, LogFormat::Json);
+        let relay = settings.relay_config();
+        assert_eq!(relay.nats_url, "nats://a:4222,nats://b:4222");
+        assert_eq!(relay.stream.name, "ORDERS");
+        assert_eq!(relay.stream.duplicate_window, Duration::from_secs(300));
+        assert_eq!(relay.stream.replicas, 3);
+        assert_eq!(relay.batch_size, 64);
+        assert_eq!(relay.lease_ttl, Duration::from_secs(3));
+        assert_eq!(relay.partitions.get(), 32);
     }
 
     #[test]

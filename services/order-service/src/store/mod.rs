@@ -10,7 +10,7 @@ mod rows;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use ordo_outbox::{PartitionCount, outbox_insert_in_txn};
+use ordo_outbox::{Nudger, PartitionCount, outbox_insert_in_txn};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -56,11 +56,24 @@ pub struct OrderPage {
 pub struct OrderStore {
     db: DatabaseConnection,
     partitions: PartitionCount,
+    nudger: Option<Nudger>,
 }
 
 impl OrderStore {
-    pub fn new(db: DatabaseConnection, partitions: PartitionCount) -> Self {
-        Self { db, partitions }
+    /// A store writing events into `partitions` outbox partitions, nudging
+    /// the local relay (when there is one) after each commit.
+    pub fn new(db: DatabaseConnection, partitions: PartitionCount, nudger: Option<Nudger>) -> Self {
+        Self {
+            db,
+            partitions,
+            nudger,
+        }
+    }
+
+    fn nudge(&self, partition: i32) {
+        if let Some(nudger) = &self.nudger {
+            nudger.nudge(partition);
+        }
     }
 
     /// Writes a new order, its lines and its `OrderPlaced` outbox row in one
@@ -119,8 +132,10 @@ impl OrderStore {
             }
         }
         order_insert_in_txn(&txn, &order).await?;
-        outbox_insert_in_txn(&txn, self.partitions, &events::order_placed(&order)).await?;
+        let partition =
+            outbox_insert_in_txn(&txn, self.partitions, &events::order_placed(&order)).await?;
         txn.commit().await.map_err(StoreError::from_commit)?;
+        self.nudge(partition);
         Ok(Placement::Created(order))
     }
 
@@ -218,8 +233,9 @@ impl OrderStore {
             .exec(&txn)
             .await?;
         let event = events::order_cancelled(&order, &reason, &correlation_id);
-        outbox_insert_in_txn(&txn, self.partitions, &event).await?;
+        let partition = outbox_insert_in_txn(&txn, self.partitions, &event).await?;
         txn.commit().await.map_err(StoreError::from_commit)?;
+        self.nudge(partition);
         Ok(order)
     }
 }

@@ -44,6 +44,7 @@ async fn health_follows_the_database() {
     let url = database.url_via(proxy.addr());
     let mut app = TestApp::spawn_on(database, url, |mut settings| {
         settings.health_probe_interval = Duration::from_millis(100);
+        settings.outbox_relay = false;
         settings
     })
     .await;

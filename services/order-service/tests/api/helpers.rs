@@ -6,7 +6,7 @@ use order_service::{Application, Settings};
 use ordo_outbox::entity as outbox;
 use ordo_proto::OrderServiceClient;
 use ordo_proto::order::v1::{OrderLine, PlaceOrderRequest};
-use ordo_testkit::TestDatabase;
+use ordo_testkit::{TestDatabase, TestStream, nats::shared_nats_url};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder, Statement};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -17,6 +17,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: OrderServiceClient<Channel>,
     pub db: DatabaseConnection,
+    /// The stream this app's relay publishes into.
+    pub stream: TestStream,
+    pub nats_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
     /// Dropped last: the database goes away with the test.
@@ -24,23 +27,46 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The service without its outbox relay, so a test can inspect the
+    /// outbox rows a request wrote before anything publishes them.
     pub async fn spawn() -> Self {
+        let database = TestDatabase::create().await.expect("test database");
+        let url = database.url().to_owned();
+        Self::spawn_on(database, url, |settings| Settings {
+            outbox_relay: false,
+            ..settings
+        })
+        .await
+    }
+
+    /// The service with its outbox relay publishing to this test's stream.
+    pub async fn spawn_with_relay() -> Self {
         let database = TestDatabase::create().await.expect("test database");
         let url = database.url().to_owned();
         Self::spawn_on(database, url, |settings| settings).await
     }
 
-    /// Spawns over `database`, reached at `url`, with adjusted settings.
+    /// Spawns over `database`, reached at `url`, with adjusted settings
+    /// (the relay runs unless they turn it off).
     pub async fn spawn_on(
         database: TestDatabase,
         url: String,
         configure: impl FnOnce(Settings) -> Settings,
     ) -> Self {
+        let stream = TestStream::new().await;
+        let nats_url = shared_nats_url();
+        let defaults = Settings::default();
         let settings = configure(Settings {
             database_url: url,
             database_max_connections: 8,
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-            ..Settings::default()
+            nats_url: nats_url.clone(),
+            stream: ordo_outbox::StreamSettings {
+                name: stream.name.clone(),
+                subject_prefix: stream.subject_prefix.clone(),
+                ..defaults.stream.clone()
+            },
+            ..defaults
         });
         let app = Application::build(settings).await.expect("service builds");
         let addr = app.local_addr();
@@ -56,6 +82,8 @@ impl TestApp {
             addr,
             client,
             db,
+            stream,
+            nats_url,
             shutdown: Some(shutdown),
             server,
             _database: database,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cancelling;
+mod delivery;
 mod health;
 mod helpers;
 mod idempotency;

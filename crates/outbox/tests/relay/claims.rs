@@ -1,0 +1,65 @@
+//! The claim query walks the (partition, id) index on a large outbox, with
+//! the plan settings the relay's own connections use.
+
+use ordo_outbox::claims::{CLAIM_SQL, relay_pool};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::helpers::Harness;
+
+#[tokio::test]
+async fn the_claim_uses_its_index_on_a_large_table() {
+    let harness = Harness::new().await;
+    harness
+        .db
+        .execute_unprepared(
+            "INSERT INTO outbox (event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload) \
+             SELECT gen_random_uuid(), n % 16, 'order', n::text, 'orders.placed', 't', '\\x00' \
+             FROM generate_series(1, 200000) AS n; \
+             INSERT INTO outbox_leases (partition, owner, expires_at) VALUES (3, 'me', now() + interval '1 hour'); \
+             ANALYZE outbox;",
+        )
+        .await
+        .unwrap();
+    let pool = relay_pool(harness.database.url(), 1).await.unwrap();
+    let mode = pool
+        .query_one_raw(Statement::from_string(
+            pool.get_database_backend(),
+            "SHOW plan_cache_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mode.try_get::<String>("", "plan_cache_mode").unwrap(),
+        "force_custom_plan"
+    );
+
+    let explain = format!("EXPLAIN {CLAIM_SQL}");
+    let plan: Vec<String> = pool
+        .query_all_raw(Statement::from_sql_and_values(
+            pool.get_database_backend(),
+            &explain,
+            [3_i32.into(), "me".into(), 256_i64.into()],
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Index Scan using outbox_pkey"), "{plan}");
+    assert!(plan.contains("Index Cond: (partition = 3)"), "{plan}");
+    assert!(!plan.contains("Seq Scan on outbox"), "{plan}");
+
+    let claimed = ordo_outbox::claims::outbox_claim_batch(&pool, 3, "me", 256)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 256);
+    assert!(claimed.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert!(
+        ordo_outbox::claims::outbox_claim_batch(&pool, 3, "someone-else", 256)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

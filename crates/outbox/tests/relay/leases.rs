@@ -1,0 +1,123 @@
+//! Replicas share partitions through leases: never one partition in two
+//! replicas, a fair share each once stable, and a stopped or crashed
+//! replica's partitions taken over and drained.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use ordo_outbox::RelayHandle;
+use ordo_testkit::eventually;
+use tokio::sync::watch;
+
+use crate::helpers::Harness;
+
+/// Samples every replica's held set until stopped; counts overlaps.
+fn sample_overlaps(
+    replicas: Vec<watch::Receiver<BTreeSet<i32>>>,
+    running: Arc<AtomicBool>,
+    samples: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut overlaps = Vec::new();
+        while running.load(Relaxed) {
+            // A crashed replica's last word stays readable; it holds nothing.
+            let sets: Vec<BTreeSet<i32>> = replicas
+                .iter()
+                .map(|r| match r.has_changed() {
+                    Ok(_) => r.borrow().clone(),
+                    Err(_) => BTreeSet::new(),
+                })
+                .collect();
+            for (i, a) in sets.iter().enumerate() {
+                for (j, b) in sets.iter().enumerate().skip(i + 1) {
+                    let both: Vec<&i32> = a.intersection(b).collect();
+                    if !both.is_empty() {
+                        overlaps.push(format!("replicas {i} and {j} both hold {both:?}"));
+                    }
+                }
+            }
+            samples.fetch_add(1, Relaxed);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        overlaps
+    })
+}
+
+fn held(relays: &[&RelayHandle]) -> Vec<usize> {
+    relays.iter().map(|r| r.held_partitions().len()).collect()
+}
+
+fn union(relays: &[&RelayHandle]) -> BTreeSet<i32> {
+    relays.iter().flat_map(|r| r.held_partitions()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen() {
+    let harness = Harness::new().await;
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(RelayHandle::start(harness.config()).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let running = Arc::new(AtomicBool::new(true));
+    let samples = Arc::new(AtomicU64::new(0));
+    let sampler = sample_overlaps(
+        relays.iter().map(RelayHandle::watch_held).collect(),
+        Arc::clone(&running),
+        Arc::clone(&samples),
+    );
+    let deadline = Duration::from_secs(15);
+
+    // Stable: every partition held, none above ceil(16 / 3) = 6.
+    eventually("a fair split over three replicas", deadline, || async {
+        let all: Vec<&RelayHandle> = relays.iter().collect();
+        union(&all).len() == 16 && held(&all).iter().all(|n| *n <= 6)
+    })
+    .await;
+    let mut written = harness.write("three-", 100, 2).await;
+    harness.drained(deadline).await;
+
+    // A graceful stop releases at once; the other two split the 16.
+    let stopped = relays.remove(0);
+    stopped.shutdown(Duration::from_secs(5)).await.unwrap();
+    eventually("a fair split over two replicas", deadline, || async {
+        let all: Vec<&RelayHandle> = relays.iter().collect();
+        union(&all).len() == 16 && held(&all).iter().all(|n| *n <= 8)
+    })
+    .await;
+    written.extend(harness.write("two-", 100, 2).await);
+    harness.drained(deadline).await;
+
+    // A crash releases nothing: its leases expire (TTL 1 s) and the last
+    // replica takes every partition.
+    let crashed = relays.remove(0);
+    let crashed_partitions = crashed.held_partitions();
+    assert!(!crashed_partitions.is_empty());
+    crashed.abort().await.unwrap();
+    written.extend(harness.write("one-", 100, 2).await);
+    eventually("the survivor holds every partition", deadline, || async {
+        relays[0].held_partitions().len() == 16
+    })
+    .await;
+    harness.drained(deadline).await;
+
+    running.store(false, Relaxed);
+    let overlaps = sampler.await.unwrap();
+    assert!(
+        samples.load(Relaxed) > 100,
+        "too few samples to mean anything"
+    );
+    assert!(
+        overlaps.is_empty(),
+        "partitions held twice: {:?}",
+        &overlaps[..overlaps.len().min(5)]
+    );
+    harness.assert_stream_holds_exactly(&written).await;
+    relays
+        .remove(0)
+        .shutdown(Duration::from_secs(5))
+        .await
+        .unwrap();
+}
