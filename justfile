@@ -36,6 +36,11 @@ test: deps
     cargo build --workspace --bins
     scripts/smoke.sh
 
+# benchmarks (release build): the outbox relay beside the raw limits of this machine; run on a quiet machine
+bench *ARGS: deps
+    cargo build --release -p ordo-bench
+    "$CARGO_TARGET_DIR/release/ordo-bench" {{ARGS}}
+
 # formatting and clippy, warnings as errors
 lint:
     cargo fmt --all --check

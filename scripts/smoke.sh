@@ -56,6 +56,14 @@ check "PlaceOrder echoes the correlation id" contains "$placed" "x-correlation-i
 check "PlaceOrder totals the lines" contains "$placed" '"totalMinor": "1000"'
 order_id=$(grep -o '"orderId": "[^"]*"' <<<"$placed" | cut -d'"' -f4)
 
+relayed() { # the relay publishes and deletes the order's outbox rows
+  for _ in $(seq 1 100); do
+    [ "$(psql "$url" -qtAc 'SELECT count(*) FROM outbox')" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "outbox rows left: $(psql "$url" -qtAc 'SELECT count(*) FROM outbox')"; return 1
+}
+check "the outbox relay publishes the event" relayed
 check "GetOrder finds it" contains "$(call -d "{\"order_id\":\"$order_id\"}" "$addr" ordo.order.v1.OrderService/GetOrder)" "$order_id"
 check "ListOrders pages it" contains "$(call -d '{"customer_id":"smoke","page_size":10}' "$addr" ordo.order.v1.OrderService/ListOrders)" "$order_id"
 check "CancelOrder cancels" contains "$(call -d "{\"order_id\":\"$order_id\",\"reason\":\"smoke\"}" "$addr" ordo.order.v1.OrderService/CancelOrder)" ORDER_STATUS_CANCELLED

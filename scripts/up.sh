@@ -44,11 +44,22 @@ order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{
 }' "$addr" ordo.order.v1.OrderService/PlaceOrder)
 echo "$order"
 order_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["order"]["orderId"])' <<<"$order")
+for _ in $(seq 1 50); do
+  waiting=$(psql "$DATABASE_URL" -qtAc "SELECT count(*) FROM outbox WHERE aggregate_id = '$order_id'")
+  [ "$waiting" = 0 ] && break
+  sleep 0.1
+done
+if [ "$waiting" = 0 ]; then
+  relayed="its OrderPlaced event is in the JetStream stream ORDERS (subject orders.placed)"
+else
+  relayed="its OrderPlaced event still waits in the outbox; see .ordo/order-service.log"
+fi
 
 cat <<TXT
 
 Ordo is up: order-service on $addr, PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432), NATS at $NATS_URL.
-Fetch the demo order:
+The demo order is PENDING and $relayed.
+Fetch it:
 
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $addr ordo.order.v1.OrderService/GetOrder
 

@@ -85,9 +85,37 @@ pub async fn outbox_backlog(db: &DatabaseConnection) -> Result<Vec<(i32, i64, Du
         .collect()
 }
 
-/// The relay's own pool. Custom plans always: a generic plan cached while
-/// the outbox was empty could make every claim a sequential scan.
+/// The pool the relay's rounds use. Two settings on every connection:
+/// - `plan_cache_mode = force_custom_plan`: a generic plan cached while the
+///   outbox was empty could make every claim a sequential scan;
+/// - `synchronous_commit = off`: a round's DELETE need not wait for its WAL
+///   flush. If the database crashes and loses it, the rows come back and are
+///   published again, and JetStream drops the duplicates (the same path as a
+///   relay crash before its delete) — while every order transaction stops
+///   competing with a flush per relay round.
 pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
+    pool(
+        url,
+        connections,
+        &[
+            ("plan_cache_mode", "force_custom_plan"),
+            ("synchronous_commit", "off"),
+        ],
+    )
+    .await
+}
+
+/// The pool for leases and membership: durable commits, because a lease
+/// renewal lost in a crash could let another replica take over early.
+pub async fn lease_pool(url: &str) -> Result<DatabaseConnection, DbErr> {
+    pool(url, 2, &[]).await
+}
+
+async fn pool(
+    url: &str,
+    connections: u32,
+    settings: &'static [(&'static str, &'static str)],
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(connections)
@@ -95,8 +123,6 @@ pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnectio
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
-        .map_sqlx_postgres_opts(|options| {
-            options.options([("plan_cache_mode", "force_custom_plan")])
-        });
+        .map_sqlx_postgres_opts(move |options| options.options(settings.iter().copied()));
     Database::connect(options).await
 }

@@ -14,7 +14,7 @@ use sea_orm::DbErr;
 use tokio::sync::{oneshot, watch};
 
 use crate::actors::{NudgeBoard, Nudger, Shutdown, Supervisor};
-use crate::claims::relay_pool;
+use crate::claims::{lease_pool, relay_pool};
 use crate::config::RelayConfig;
 use crate::faults::Faults;
 use crate::lease::Leases;
@@ -192,6 +192,7 @@ async fn build(
     on_stopped: oneshot::Sender<()>,
 ) -> Result<Started, RelayError> {
     let db = relay_pool(&config.database_url, config.database_connections).await?;
+    let lease_db = lease_pool(&config.database_url).await?;
     let client = async_nats::connect(&config.nats_url)
         .await
         .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
@@ -230,7 +231,7 @@ async fn build(
     };
     let supervisor = Supervisor::new(
         leases,
-        db,
+        lease_db,
         template,
         config.min_poll_interval,
         config.poll_interval,
