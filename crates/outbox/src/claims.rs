@@ -93,10 +93,15 @@ pub async fn outbox_backlog(db: &DatabaseConnection) -> Result<Vec<(i32, i64, Du
 ///   published again, and JetStream drops the duplicates (the same path as a
 ///   relay crash before its delete) — while every order transaction stops
 ///   competing with a flush per relay round.
+///
+/// Connections are not pinged before each use (sqlx's default costs a round
+/// trip per claim and per delete): a round that meets a dead connection
+/// fails and the next round retries on a fresh one.
 pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnection, DbErr> {
     pool(
         url,
         connections,
+        false,
         &[
             ("plan_cache_mode", "force_custom_plan"),
             ("synchronous_commit", "off"),
@@ -108,16 +113,18 @@ pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnectio
 /// The pool for leases and membership: durable commits, because a lease
 /// renewal lost in a crash could let another replica take over early.
 pub async fn lease_pool(url: &str) -> Result<DatabaseConnection, DbErr> {
-    pool(url, 2, &[]).await
+    pool(url, 2, true, &[]).await
 }
 
 async fn pool(
     url: &str,
     connections: u32,
+    ping_before_use: bool,
     settings: &'static [(&'static str, &'static str)],
 ) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
+        .test_before_acquire(ping_before_use)
         .max_connections(connections)
         .min_connections(0)
         .connect_timeout(Duration::from_secs(3))
