@@ -51,11 +51,15 @@ pub struct Latency {
     pub failed: usize,
     /// The first failure's status, if any.
     pub first_error: Option<String>,
-    /// PlaceOrder, request to response.
+    /// PlaceOrder, from the moment the open loop scheduled it (so queueing
+    /// in the client counts) to its response.
     pub place_order: Percentiles,
-    /// Order written (its `ce-time`) to event stored in the stream.
+    /// From the order's `ce-time` (its `created_at`, taken just before the
+    /// transaction began) to a core NATS subscriber receiving the event,
+    /// which the server delivers as the stream stores it.
     pub write_to_stream: Percentiles,
-    /// The relay's own commit→ack histogram: upper bound of the p99 bucket.
+    /// The relay's own histogram, row `created_at` → publish ack: upper
+    /// bound of the p99 bucket.
     pub relay_commit_to_ack_p99_bucket_ms: Option<f64>,
 }
 
@@ -152,9 +156,10 @@ pub async fn steady_rate(rate: u32, duration: Duration) -> anyhow::Result<Latenc
         ticker.tick().await;
         let mut client = clients[(n as usize) % clients.len()].clone();
         let request = request(n);
+        // Timed from when the call was due, not when it got going.
+        let due = started + period.mul_f64(n as f64);
         calls.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            client.place_order(request).await.map(|_| sent.elapsed())
+            client.place_order(request).await.map(|_| due.elapsed())
         }));
         n += 1;
     }

@@ -52,3 +52,39 @@ pub fn sample() -> Load {
         busiest,
     }
 }
+
+/// CPU time counters from /proc/stat, to tell how busy the machine was
+/// during one phase.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuClock {
+    pub fn now() -> Self {
+        let line = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = line
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().sum();
+        // idle and iowait are the 4th and 5th fields.
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        Self {
+            busy: total.saturating_sub(idle),
+            total,
+        }
+    }
+
+    /// Share of all cores busy since `self`, in percent.
+    pub fn busy_percent_since(self) -> f64 {
+        let now = Self::now();
+        let total = now.total.saturating_sub(self.total).max(1);
+        now.busy.saturating_sub(self.busy) as f64 * 100.0 / total as f64
+    }
+}

@@ -24,6 +24,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+/// Publishes the relay can have in flight at once that the raw JetStream
+/// figure is measured at too (the relay: up to 256 per partition).
+const RELAY_IN_FLIGHT: usize = 1024;
+/// The relay's database connections, and the raw claim+delete workers.
+const RELAY_CONNECTIONS: u32 = 8;
+
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -72,30 +78,55 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("machine before: {load_before}");
 
-    let jetstream = raw::jetstream_publish(options.backlog.min(100_000), 64).await?;
-    println!(
-        "  raw JetStream publish, 64 in flight: {:>9.0} msg/s",
-        jetstream.per_second()
+    let phase = |name: &str, figure: f64, unit: &str, cpu: load::CpuClock| {
+        println!(
+            "  {name:<44} {figure:>9.0} {unit}   (CPU {:.0}% busy)",
+            cpu.busy_percent_since()
+        );
+    };
+    let cpu = load::CpuClock::now();
+    let jetstream_64 = raw::jetstream_publish(options.backlog.min(100_000), 64).await?;
+    phase(
+        "raw JetStream publish, 64 in flight",
+        jetstream_64.per_second(),
+        "msg/s",
+        cpu,
     );
-    let claim_delete = raw::claim_and_delete(options.backlog).await?;
-    println!(
-        "  raw PostgreSQL claim+delete:         {:>9.0} rows/s",
-        claim_delete.per_second()
+    let cpu = load::CpuClock::now();
+    let jetstream = raw::jetstream_publish(options.backlog.min(100_000), RELAY_IN_FLIGHT).await?;
+    phase(
+        "raw JetStream publish, 1024 in flight",
+        jetstream.per_second(),
+        "msg/s",
+        cpu,
     );
+    let cpu = load::CpuClock::now();
+    let claim_delete = raw::claim_and_delete(options.backlog, RELAY_CONNECTIONS).await?;
+    phase(
+        "raw PostgreSQL claim+delete, 8 workers",
+        claim_delete.per_second(),
+        "rows/s",
+        cpu,
+    );
+    let cpu = load::CpuClock::now();
     let drain = raw::relay_drain(options.backlog).await?;
-    println!(
-        "  relay drain:                         {:>9.0} events/s",
-        drain.per_second()
-    );
+    phase("relay drain", drain.per_second(), "events/s", cpu);
+    let cpu = load::CpuClock::now();
     let latency = latency::steady_rate(options.rate, options.duration).await?;
+    let latency_cpu = cpu.busy_percent_since();
 
     let load_after = load::sample();
-    let report = report::Report::new(
-        &options,
+    let raw = report::RawLimits {
+        jetstream_64,
         jetstream,
         claim_delete,
+    };
+    let report = report::Report::new(
+        &options,
+        raw,
         drain,
         latency,
+        latency_cpu,
         load_before,
         load_after,
     );

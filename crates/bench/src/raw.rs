@@ -95,9 +95,10 @@ pub async fn jetstream_publish(messages: u64, in_flight: usize) -> anyhow::Resul
     Ok(throughput)
 }
 
-/// Claims and deletes 256-row batches over 16 partitions with four
-/// workers, exactly as the relay's rounds do, no NATS.
-pub async fn claim_and_delete(rows: u64) -> anyhow::Result<Throughput> {
+/// Claims and deletes 256-row batches over 16 partitions, exactly as the
+/// relay's rounds do, with as many workers and connections as the relay
+/// has connections; no NATS.
+pub async fn claim_and_delete(rows: u64, workers: u32) -> anyhow::Result<Throughput> {
     let database = TestDatabase::create().await?;
     let db = database.connect().await?;
     fill_outbox(&db, rows).await?;
@@ -106,14 +107,15 @@ pub async fn claim_and_delete(rows: u64) -> anyhow::Result<Throughput> {
          SELECT generate_series(0, {PARTITIONS} - 1), 'bench', now() + interval '1 hour'"
     ))
     .await?;
-    let pool = relay_pool(database.url(), 4).await?;
+    let pool = relay_pool(database.url(), workers).await?;
+    let step = usize::try_from(workers.max(1)).unwrap_or(1);
 
     let started = Instant::now();
-    let workers = (0..4).map(|worker| {
+    let workers = (0..step as i32).map(|worker| {
         let pool = pool.clone();
         tokio::spawn(async move {
             let mut done = 0_u64;
-            let mut partitions: Vec<i32> = (worker..PARTITIONS as i32).step_by(4).collect();
+            let mut partitions: Vec<i32> = (worker..PARTITIONS as i32).step_by(step).collect();
             while !partitions.is_empty() {
                 let mut still = Vec::new();
                 for partition in partitions {

@@ -105,6 +105,7 @@ pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnectio
         &[
             ("plan_cache_mode", "force_custom_plan"),
             ("synchronous_commit", "off"),
+            ("statement_timeout", "10s"),
         ],
     )
     .await
@@ -113,7 +114,7 @@ pub async fn relay_pool(url: &str, connections: u32) -> Result<DatabaseConnectio
 /// The pool for leases and membership: durable commits, because a lease
 /// renewal lost in a crash could let another replica take over early.
 pub async fn lease_pool(url: &str) -> Result<DatabaseConnection, DbErr> {
-    pool(url, 2, true, &[]).await
+    pool(url, 2, true, &[("statement_timeout", "5s")]).await
 }
 
 async fn pool(

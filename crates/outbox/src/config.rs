@@ -92,10 +92,22 @@ impl RelayConfig {
         }
     }
 
-    /// How often leases are renewed: three renewals per TTL, so one slow
-    /// round does not lose them.
+    /// How long one renewal keeps a lease: two thirds of the TTL, so that
+    /// with a heartbeat every quarter TTL a dead owner's partitions are
+    /// taken over within the TTL (2/3 + 1/4 < 1), and two heartbeats in a
+    /// row may fail without losing a lease (2/3 > 2 × 1/4).
+    pub fn lease_duration(&self) -> Duration {
+        self.lease_ttl * 2 / 3
+    }
+
+    /// How often leases are renewed and free ones sought.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.lease_ttl / 3
+        self.lease_ttl / 4
+    }
+
+    /// Longest a round may take before it is abandoned and retried.
+    pub fn round_timeout(&self) -> Duration {
+        self.publish_timeout * 2 + Duration::from_secs(5)
     }
 }
 

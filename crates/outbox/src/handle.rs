@@ -1,8 +1,8 @@
 //! Running the relay inside any tokio program: [`RelayHandle::start`]
-//! spawns a dedicated thread with its own Actix system (actors on that
-//! thread, their database and NATS I/O on its tokio workers), so the
-//! embedding service's runtime stays as it is and a slow handler there can
-//! never stall an actor.
+//! spawns a dedicated thread with its own Actix system on a two-worker
+//! tokio runtime. The actors live on that thread; each round they start
+//! runs as a tokio task on the workers. The embedding service's runtime
+//! stays as it is, and a slow handler there can never stall an actor.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use async_nats::jetstream;
 use sea_orm::DbErr;
 use tokio::sync::{oneshot, watch};
 
-use crate::actors::{NudgeBoard, Nudger, Shutdown, Supervisor};
+use crate::actors::{NudgeBoard, Nudger, RelayTiming, Shutdown, Supervisor};
 use crate::claims::{lease_pool, relay_pool};
 use crate::config::RelayConfig;
 use crate::faults::Faults;
@@ -133,6 +133,16 @@ impl RelayHandle {
     }
 }
 
+impl Drop for RelayHandle {
+    /// A handle dropped without `shutdown` (an error path) stops its relay
+    /// as a crash would, rather than leave a thread renewing leases.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.supervisor.do_send(Abort);
+        }
+    }
+}
+
 /// Stop the system now, without releasing anything.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -206,10 +216,10 @@ async fn build(
 
     let partitions = config.partitions.get();
     let leases = Leases::new(
-        db.clone(),
+        lease_db,
         config.owner.clone(),
         partitions,
-        config.lease_ttl,
+        config.lease_duration(),
     );
     leases.lease_rows_create().await?;
 
@@ -231,11 +241,9 @@ async fn build(
     };
     let supervisor = Supervisor::new(
         leases,
-        lease_db,
+        db,
         template,
-        config.min_poll_interval,
-        config.poll_interval,
-        config.heartbeat_interval(),
+        RelayTiming::from(&config),
         Arc::clone(&board),
         held_tx,
         on_stopped,

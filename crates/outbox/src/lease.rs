@@ -13,14 +13,21 @@
 //! its TTL whatever happened to its owner. Leases also show who holds what
 //! (`SELECT * FROM outbox_leases`), and make fair sharing a query.
 //!
+//! Timing: a renewal keeps a lease for two thirds of `OUTBOX_LEASE_TTL` and
+//! heartbeats come every quarter, so a dead owner's partitions are free at
+//! most 2/3 TTL after its last renewal and taken at the next heartbeat of a
+//! survivor: within the TTL. (Its membership row expires with its leases,
+//! so survivors' fair share already counts it out.)
+//!
 //! Failure modes, and why none of them publishes out of order:
-//! - The owner dies: its leases expire within the TTL and others take them.
-//! - The owner stalls past its expiry (GC-like pause, lost database): it
-//!   drops its partitions locally when its own view of the lease runs out
-//!   (measured from before the renewal was sent, so never later than the
-//!   database's expiry), and every claim re-checks the lease in SQL. A
-//!   stalled publish may still land after the new owner republished the same
-//!   rows; it carries the same `Nats-Msg-Id`, so JetStream drops it.
+//! - The owner dies: its leases expire and others take them, as above.
+//! - The owner stalls past its expiry (a pause, a lost database): its
+//!   supervisor stops every actor a margin before its own view of the lease
+//!   runs out (measured from before the renewal was sent, so never later
+//!   than the database's expiry), and every claim re-checks the lease in
+//!   SQL. What a stopping actor still publishes, and a stalled publish that
+//!   lands after the new owner republished the same rows, carry the same
+//!   `Nats-Msg-Id`: JetStream drops them inside its duplicate window.
 //! - Clocks: expiry is compared with the database's `now()` only; the local
 //!   view uses a monotonic clock.
 

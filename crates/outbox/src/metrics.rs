@@ -2,7 +2,7 @@
 //! oldest-row age per partition, published, acked-as-duplicate and failed
 //! publishes, leases held, and the commit→ack latency histogram.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds.
@@ -68,11 +68,13 @@ impl LatencyHistogram {
     }
 }
 
-/// Backlog of one partition, as last measured.
+/// Backlog of one partition, as last measured, and whether its relay
+/// actor runs in this replica.
 #[derive(Debug, Default)]
 pub struct PartitionGauges {
     pub backlog: AtomicI64,
     pub oldest_age_millis: AtomicI64,
+    pub actor_running: AtomicBool,
 }
 
 /// Every figure one relay replica keeps.
@@ -114,6 +116,30 @@ impl RelayMetrics {
                 Relaxed,
             );
         }
+    }
+
+    pub(crate) fn set_actor_running(&self, partition: i32, running: bool) {
+        if let Some(gauges) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.partitions.get(p))
+        {
+            gauges
+                .actor_running
+                .store(running, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Partitions whose relay actor is alive in this replica right now.
+    pub fn running_actors(&self) -> std::collections::BTreeSet<i32> {
+        (0_i32..)
+            .zip(&self.partitions)
+            .filter(|(_, gauges)| {
+                gauges
+                    .actor_running
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            })
+            .map(|(partition, _)| partition)
+            .collect()
     }
 
     /// Rows waiting over every partition, as last measured.

@@ -33,7 +33,7 @@ pub struct Published {
 }
 
 /// The publish service the relay calls: cloned per aggregate chain.
-pub type PublishService = tower::util::BoxCloneService<OutboundEvent, Published, BoxError>;
+pub type PublishService = tower::util::BoxCloneSyncService<OutboundEvent, Published, BoxError>;
 
 /// Publishes with `Nats-Msg-Id` and waits for the stream's ack.
 #[derive(Clone, Debug)]

@@ -49,6 +49,9 @@ pub struct Settings {
     pub outbox_batch: u32,
     /// `OUTBOX_POLL_INTERVAL`: longest idle wait between relay polls.
     pub outbox_poll_interval: Duration,
+    /// `OUTBOX_MIN_POLL_INTERVAL`: shortest wait between polls while rows
+    /// keep coming (a local commit's nudge does not wait at all).
+    pub outbox_min_poll_interval: Duration,
     /// `OUTBOX_LEASE_TTL`: partition lease lifetime; a dead replica's
     /// partitions are taken over within it.
     pub outbox_lease_ttl: Duration,
@@ -76,6 +79,7 @@ impl Default for Settings {
             stream: StreamSettings::default(),
             outbox_batch: 256,
             outbox_poll_interval: Duration::from_secs(1),
+            outbox_min_poll_interval: Duration::from_millis(5),
             outbox_lease_ttl: Duration::from_secs(10),
         }
     }
@@ -98,6 +102,7 @@ impl Settings {
         config.partitions = self.outbox_partitions;
         config.batch_size = self.outbox_batch;
         config.poll_interval = self.outbox_poll_interval;
+        config.min_poll_interval = self.outbox_min_poll_interval.min(self.outbox_poll_interval);
         config.lease_ttl = self.outbox_lease_ttl;
         config
     }
@@ -205,6 +210,13 @@ impl Settings {
                     parse_duration,
                 )?
                 .unwrap_or(defaults.outbox_poll_interval),
+            outbox_min_poll_interval: env
+                .parse(
+                    "OUTBOX_MIN_POLL_INTERVAL",
+                    "a duration such as 5ms",
+                    parse_duration,
+                )?
+                .unwrap_or(defaults.outbox_min_poll_interval),
             outbox_lease_ttl: env
                 .parse(
                     "OUTBOX_LEASE_TTL",

@@ -7,5 +7,5 @@ mod relay_actor;
 mod supervisor;
 
 pub use nudge::{NudgeBoard, Nudger};
-pub use relay_actor::{Nudge, RelayActor, StopRelay};
-pub use supervisor::{Shutdown, Supervisor};
+pub use relay_actor::{Nudge, Pacing, RelayActor, StopRelay};
+pub use supervisor::{RelayTiming, Shutdown, Supervisor};

@@ -11,8 +11,10 @@
 //! StopRelay: finish the round in flight, then stop.
 //! ```
 //!
-//! A panic inside a round kills the actor; its supervisor notices and
-//! starts a new one after a backoff.
+//! Each round runs as a tokio task on the relay runtime's workers (the
+//! actor's own thread only schedules), bounded by a timeout so a hung query
+//! cannot hold the partition. A round that panics stops the actor; its
+//! supervisor notices and starts a new one after a backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::metrics::RelayMetrics;
 use crate::relay::{PartitionRelay, RoundReport};
 
 /// Rows are waiting: run a round now if idle, right after the current one
@@ -33,10 +36,37 @@ pub struct Nudge;
 #[rtype(result = "()")]
 pub struct StopRelay;
 
+/// How a relay actor paces its rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub min_poll: Duration,
+    pub max_poll: Duration,
+    pub round_timeout: Duration,
+}
+
+/// Marks the partition's actor as running for as long as it lives, panics
+/// included (the flag drops with the actor).
+struct RunningFlag {
+    metrics: Arc<RelayMetrics>,
+    partition: i32,
+}
+
+impl RunningFlag {
+    fn raise(metrics: Arc<RelayMetrics>, partition: i32) -> Self {
+        metrics.set_actor_running(partition, true);
+        Self { metrics, partition }
+    }
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.metrics.set_actor_running(self.partition, false);
+    }
+}
+
 pub struct RelayActor {
     relay: PartitionRelay,
-    min_poll: Duration,
-    max_poll: Duration,
+    pacing: Pacing,
     idle_delay: Duration,
     error_delay: Duration,
     running: bool,
@@ -44,26 +74,29 @@ pub struct RelayActor {
     stopping: bool,
     timer: Option<SpawnHandle>,
     pending: Arc<AtomicBool>,
+    _running_flag: Option<RunningFlag>,
+}
+
+/// What came back from a round's task.
+enum RoundOutcome {
+    Done(RoundReport),
+    Failed(String),
+    Panicked,
 }
 
 impl RelayActor {
-    pub fn new(
-        relay: PartitionRelay,
-        min_poll: Duration,
-        max_poll: Duration,
-        pending: Arc<AtomicBool>,
-    ) -> Self {
+    pub fn new(relay: PartitionRelay, pacing: Pacing, pending: Arc<AtomicBool>) -> Self {
         Self {
             relay,
-            min_poll,
-            max_poll,
-            idle_delay: min_poll,
-            error_delay: min_poll,
+            pacing,
+            idle_delay: pacing.min_poll,
+            error_delay: pacing.min_poll,
             running: false,
             nudged: false,
             stopping: false,
             timer: None,
             pending,
+            _running_flag: None,
         }
     }
 
@@ -79,65 +112,84 @@ impl RelayActor {
         self.nudged = false;
         self.pending.store(false, Ordering::Release);
         let relay = self.relay.clone();
+        let round = tokio::spawn(tokio::time::timeout(
+            self.pacing.round_timeout,
+            async move { relay.round().await },
+        ));
         ctx.spawn(
-            async move { relay.round().await }
-                .into_actor(self)
-                .map(|result, actor, ctx| {
-                    actor.running = false;
-                    if actor.stopping {
+            async move {
+                match round.await {
+                    Ok(Ok(Ok(report))) => RoundOutcome::Done(report),
+                    Ok(Ok(Err(err))) => RoundOutcome::Failed(err.to_string()),
+                    Ok(Err(_)) => RoundOutcome::Failed("round timed out".to_owned()),
+                    Err(_) => RoundOutcome::Panicked,
+                }
+            }
+            .into_actor(self)
+            .map(|outcome, actor, ctx| {
+                actor.running = false;
+                if actor.stopping {
+                    ctx.stop();
+                    return;
+                }
+                let delay = match outcome {
+                    RoundOutcome::Panicked => {
+                        tracing::error!(partition = actor.relay.partition, "relay round panicked; stopping the actor");
                         ctx.stop();
                         return;
                     }
-                    let delay = actor.next_delay(result);
-                    if delay.is_zero() || actor.nudged {
-                        actor.run_round(ctx);
-                    } else {
-                        actor.timer = Some(ctx.run_later(delay, |actor, ctx| {
-                            actor.timer = None;
-                            actor.run_round(ctx);
-                        }));
+                    RoundOutcome::Done(report) => actor.delay_after(report),
+                    RoundOutcome::Failed(err) => {
+                        actor.error_delay = bounded(actor.error_delay * 2, actor.pacing);
+                        tracing::warn!(partition = actor.relay.partition, error = %err, retry_in = ?actor.error_delay, "relay round failed");
+                        actor.error_delay
                     }
-                }),
+                };
+                if delay.is_zero() || actor.nudged {
+                    actor.run_round(ctx);
+                } else {
+                    actor.timer = Some(ctx.run_later(delay, |actor, ctx| {
+                        actor.timer = None;
+                        actor.run_round(ctx);
+                    }));
+                }
+            }),
         );
     }
 
-    /// How long to wait after a round.
-    fn next_delay(&mut self, result: Result<RoundReport, sea_orm::DbErr>) -> Duration {
-        match result {
-            Ok(report) if report.failed > 0 => {
-                self.error_delay = (self.error_delay * 2).clamp(self.min_poll, self.max_poll);
-                self.error_delay
-            }
-            Ok(report) if report.was_full(self.relay.batch_size) => {
-                self.reset_delays();
-                Duration::ZERO
-            }
-            Ok(report) if report.claimed > 0 => {
-                self.reset_delays();
-                self.min_poll
-            }
-            Ok(_) => {
-                self.idle_delay = (self.idle_delay * 2).min(self.max_poll);
-                self.idle_delay
-            }
-            Err(err) => {
-                self.error_delay = (self.error_delay * 2).clamp(self.min_poll, self.max_poll);
-                tracing::warn!(partition = self.relay.partition, error = %err, retry_in = ?self.error_delay, "relay round failed");
-                self.error_delay
-            }
+    /// How long to wait after a round that completed.
+    fn delay_after(&mut self, report: RoundReport) -> Duration {
+        if report.failed > 0 {
+            self.error_delay = bounded(self.error_delay * 2, self.pacing);
+            return self.error_delay;
+        }
+        if report.claimed == 0 {
+            self.idle_delay = bounded(self.idle_delay * 2, self.pacing);
+            return self.idle_delay;
+        }
+        self.idle_delay = self.pacing.min_poll;
+        self.error_delay = self.pacing.min_poll;
+        if report.was_full(self.relay.batch_size) {
+            Duration::ZERO
+        } else {
+            self.pacing.min_poll
         }
     }
+}
 
-    fn reset_delays(&mut self) {
-        self.idle_delay = self.min_poll;
-        self.error_delay = self.min_poll;
-    }
+/// `delay` within `[min_poll, max_poll]`, whatever the two are set to.
+fn bounded(delay: Duration, pacing: Pacing) -> Duration {
+    delay
+        .min(pacing.max_poll)
+        .max(pacing.min_poll.min(pacing.max_poll))
 }
 
 impl Actor for RelayActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let metrics = Arc::clone(&self.relay.metrics);
+        self._running_flag = Some(RunningFlag::raise(metrics, self.relay.partition));
         tracing::debug!(partition = self.relay.partition, "relay actor started");
         self.run_round(ctx);
     }
@@ -167,5 +219,32 @@ impl Handler<StopRelay> for RelayActor {
         if !self.running {
             ctx.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_stay_in_bounds_even_when_misconfigured() {
+        let pacing = Pacing {
+            min_poll: Duration::from_millis(5),
+            max_poll: Duration::from_millis(1),
+            round_timeout: Duration::from_secs(1),
+        };
+        assert_eq!(
+            bounded(Duration::from_secs(9), pacing),
+            Duration::from_millis(1)
+        );
+        let sane = Pacing {
+            max_poll: Duration::from_secs(1),
+            ..pacing
+        };
+        assert_eq!(bounded(Duration::ZERO, sane), Duration::from_millis(5));
+        assert_eq!(
+            bounded(Duration::from_secs(9), sane),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -1,17 +1,20 @@
 //! The supervisor: holds this replica's partition leases and one relay
 //! actor per leased partition.
 //!
-//! Every heartbeat (a third of the lease TTL) it renews its leases, takes
-//! free partitions up to its fair share and hands back any surplus; it then
-//! starts actors for new partitions and stops those for partitions it lost
-//! or hands back (releasing a lease only once its actor has finished its
-//! round). Every 100 ms it checks its children: one that died (a panic) is
-//! started again after a backoff of 100 ms doubling to 10 s. If its own view
-//! of the leases runs out before a renewal succeeds, it stops every actor.
+//! Every heartbeat (a quarter of the TTL, itself bounded by a timeout) it
+//! renews its leases, takes free partitions up to its fair share and hands
+//! back any surplus. It starts actors for new partitions and stops those
+//! for partitions it lost. A partition handed back stays in its hands
+//! until its actor has finished its round *and* the release has committed,
+//! so no heartbeat can restart it meanwhile. Every 100 ms it checks its
+//! children: one that died (a panic) is started again after a backoff of
+//! 100 ms doubling to 10 s (reset once a child has lived 30 s). If its own
+//! view of the leases runs out before a renewal succeeds, it stops every
+//! actor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering, Ordering::Relaxed};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,17 +23,42 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::nudge::NudgeBoard;
-use super::relay_actor::{RelayActor, StopRelay};
+use super::relay_actor::{Pacing, RelayActor, StopRelay};
 use crate::claims::outbox_backlog;
+use crate::config::RelayConfig;
 use crate::lease::{LeaseRound, Leases};
 use crate::metrics::RelayMetrics;
 use crate::relay::PartitionRelay;
 
 const CHILD_CHECK: Duration = Duration::from_millis(100);
+/// Actors stop this long before the lease view runs out: a child check
+/// period plus slack for a busy thread.
+const VALIDITY_MARGIN: Duration = Duration::from_millis(300);
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
-/// Stop every actor after its round, release the leases, stop the system.
+/// The supervisor's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayTiming {
+    pub heartbeat: Duration,
+    pub pacing: Pacing,
+}
+
+impl From<&RelayConfig> for RelayTiming {
+    fn from(config: &RelayConfig) -> Self {
+        Self {
+            heartbeat: config.heartbeat_interval(),
+            pacing: Pacing {
+                min_poll: config.min_poll_interval,
+                max_poll: config.poll_interval,
+                round_timeout: config.round_timeout(),
+            },
+        }
+    }
+}
+
+/// Stop every actor after its round, release the leases, stop.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
@@ -38,27 +66,42 @@ pub struct Shutdown {
 }
 
 /// A leased partition's actor, or the time it may be started again.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Child {
     actor: Option<Addr<RelayActor>>,
+    started_at: Instant,
     failures: u32,
     restart_at: Option<Instant>,
+    /// Handed back: its actor is stopping; then its lease is released.
     releasing: bool,
+    release_in_flight: bool,
+}
+
+impl Child {
+    fn new() -> Self {
+        Self {
+            actor: None,
+            started_at: Instant::now(),
+            failures: 0,
+            restart_at: None,
+            releasing: false,
+            release_in_flight: false,
+        }
+    }
 }
 
 pub struct Supervisor {
     leases: Leases,
     db: DatabaseConnection,
     template: PartitionRelay,
-    min_poll: Duration,
-    max_poll: Duration,
-    heartbeat: Duration,
+    timing: RelayTiming,
     board: Arc<NudgeBoard>,
     metrics: Arc<RelayMetrics>,
     held: watch::Sender<BTreeSet<i32>>,
     children: BTreeMap<i32, Child>,
     valid_until: Option<Instant>,
-    heartbeat_running: bool,
+    heartbeat_in_flight: Arc<AtomicBool>,
+    backlog_in_flight: Arc<AtomicBool>,
     shutting_down: bool,
     on_stopped: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -69,9 +112,7 @@ impl Supervisor {
         leases: Leases,
         db: DatabaseConnection,
         template: PartitionRelay,
-        min_poll: Duration,
-        max_poll: Duration,
-        heartbeat: Duration,
+        timing: RelayTiming,
         board: Arc<NudgeBoard>,
         held: watch::Sender<BTreeSet<i32>>,
         on_stopped: tokio::sync::oneshot::Sender<()>,
@@ -81,15 +122,14 @@ impl Supervisor {
             leases,
             db,
             template,
-            min_poll,
-            max_poll,
-            heartbeat,
+            timing,
             board,
             metrics,
             held,
             children: BTreeMap::new(),
             valid_until: None,
-            heartbeat_running: false,
+            heartbeat_in_flight: Arc::new(AtomicBool::new(false)),
+            backlog_in_flight: Arc::new(AtomicBool::new(false)),
             shutting_down: false,
             on_stopped: Some(on_stopped),
         }
@@ -104,26 +144,37 @@ impl Supervisor {
     }
 
     fn beat(&mut self, ctx: &mut Context<Self>) {
-        if self.heartbeat_running || self.shutting_down {
+        if self.shutting_down || self.heartbeat_in_flight.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.heartbeat_running = true;
         let leases = self.leases.clone();
         let releasing = self.releasing();
+        let in_flight = Arc::clone(&self.heartbeat_in_flight);
+        let limit = self.timing.heartbeat;
         ctx.spawn(
-            async move { leases.heartbeat(&releasing).await }
-                .into_actor(self)
-                .map(|result, supervisor, _| {
-                    supervisor.heartbeat_running = false;
-                    match result {
-                        Ok(round) if !supervisor.shutting_down => supervisor.apply(round),
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(error = %err, "lease heartbeat failed"),
-                    }
-                }),
+            async move {
+                let round = tokio::time::timeout(limit, leases.heartbeat(&releasing)).await;
+                in_flight.store(false, Ordering::SeqCst);
+                round
+            }
+            .into_actor(self)
+            .map(move |result, supervisor, _| match result {
+                Ok(Ok(round)) if !supervisor.shutting_down => supervisor.apply(round),
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "lease heartbeat failed"),
+                Err(_) => tracing::warn!(?limit, "lease heartbeat timed out"),
+            }),
         );
+        self.measure_backlog(ctx);
+    }
+
+    fn measure_backlog(&mut self, ctx: &mut Context<Self>) {
+        if self.backlog_in_flight.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let db = self.db.clone();
         let metrics = Arc::clone(&self.metrics);
+        let in_flight = Arc::clone(&self.backlog_in_flight);
         ctx.spawn(
             async move {
                 match outbox_backlog(&db).await {
@@ -138,6 +189,7 @@ impl Supervisor {
                     }
                     Err(err) => tracing::debug!(error = %err, "backlog query failed"),
                 }
+                in_flight.store(false, Ordering::SeqCst);
             }
             .into_actor(self),
         );
@@ -147,9 +199,11 @@ impl Supervisor {
         self.valid_until = Some(round.valid_until);
         let lost: Vec<i32> = self
             .children
-            .keys()
-            .filter(|partition| !round.held.contains(partition))
-            .copied()
+            .iter()
+            .filter(|(partition, child)| {
+                !round.held.contains(partition) && !child.release_in_flight
+            })
+            .map(|(partition, _)| *partition)
             .collect();
         for partition in lost {
             tracing::warn!(partition, "lease lost; stopping its relay");
@@ -158,7 +212,7 @@ impl Supervisor {
         for partition in &round.held {
             if !self.children.contains_key(partition) {
                 tracing::info!(partition, members = round.members, "partition leased");
-                self.children.insert(*partition, Child::default());
+                self.children.insert(*partition, Child::new());
                 self.start_child(*partition);
             }
         }
@@ -184,13 +238,13 @@ impl Supervisor {
         };
         let actor = RelayActor::new(
             relay,
-            self.min_poll,
-            self.max_poll,
+            self.timing.pacing,
             self.board.pending_flag(partition),
         )
         .start();
         self.board.post(partition, Some(actor.clone()));
         child.actor = Some(actor);
+        child.started_at = Instant::now();
         child.restart_at = None;
     }
 
@@ -209,7 +263,11 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        if self.valid_until.is_some_and(|until| now >= until) && !self.children.is_empty() {
+        if self
+            .valid_until
+            .is_some_and(|until| now + VALIDITY_MARGIN >= until)
+            && !self.children.is_empty()
+        {
             tracing::warn!("leases not renewed in time; stopping every relay");
             let partitions: Vec<i32> = self.children.keys().copied().collect();
             for partition in partitions {
@@ -219,51 +277,70 @@ impl Supervisor {
             self.publish_held();
             return;
         }
-        let mut released = BTreeSet::new();
+        let mut to_release = BTreeSet::new();
         let mut restart = Vec::new();
         for (partition, child) in &mut self.children {
-            match &child.actor {
-                Some(actor) if !actor.connected() => {
-                    child.actor = None;
-                    if child.releasing {
-                        released.insert(*partition);
-                        continue;
-                    }
-                    let backoff = RESTART_BACKOFF_MIN
-                        .saturating_mul(1 << child.failures.min(10))
-                        .min(RESTART_BACKOFF_MAX);
-                    child.failures += 1;
-                    child.restart_at = Some(now + backoff);
-                    tracing::error!(
-                        partition,
-                        ?backoff,
-                        "relay actor died; restarting after backoff"
-                    );
+            let alive = child.actor.as_ref().is_some_and(Addr::connected);
+            if alive {
+                continue;
+            }
+            let died = child.actor.take().is_some();
+            if child.releasing {
+                // Stopped as asked, or dead: either way, hand it back.
+                if !child.release_in_flight {
+                    child.release_in_flight = true;
+                    to_release.insert(*partition);
                 }
-                None if child.restart_at.is_some_and(|at| now >= at) => restart.push(*partition),
-                _ => {}
+                continue;
+            }
+            if died {
+                if child.started_at.elapsed() >= HEALTHY_AFTER {
+                    child.failures = 0;
+                }
+                let backoff = RESTART_BACKOFF_MIN
+                    .saturating_mul(1 << child.failures.min(10))
+                    .min(RESTART_BACKOFF_MAX);
+                child.failures += 1;
+                child.restart_at = Some(now + backoff);
+                tracing::error!(
+                    partition,
+                    ?backoff,
+                    "relay actor died; restarting after backoff"
+                );
+            } else if child.restart_at.is_some_and(|at| now >= at) {
+                restart.push(*partition);
             }
         }
         for partition in restart {
             self.metrics.actor_restarts.fetch_add(1, Relaxed);
             self.start_child(partition);
         }
-        if !released.is_empty() {
-            for partition in &released {
-                self.children.remove(partition);
-                self.board.post(*partition, None);
-            }
-            self.publish_held();
-            let leases = self.leases.clone();
-            ctx.spawn(
-                async move {
-                    if let Err(err) = leases.release(&released).await {
-                        tracing::warn!(error = %err, "releasing leases failed; they expire instead");
-                    }
-                }
-                .into_actor(self),
-            );
+        if !to_release.is_empty() {
+            self.release(to_release, ctx);
         }
+    }
+
+    /// Releases `partitions`' leases, then forgets them.
+    fn release(&mut self, partitions: BTreeSet<i32>, ctx: &mut Context<Self>) {
+        for partition in &partitions {
+            self.board.post(*partition, None);
+        }
+        let leases = self.leases.clone();
+        ctx.spawn(
+            async move {
+                if let Err(err) = leases.release(&partitions).await {
+                    tracing::warn!(error = %err, "releasing leases failed; they expire instead");
+                }
+                partitions
+            }
+            .into_actor(self)
+            .map(|partitions, supervisor, _| {
+                for partition in &partitions {
+                    supervisor.children.remove(partition);
+                }
+                supervisor.publish_held();
+            }),
+        );
     }
 
     fn publish_held(&self) {
@@ -281,7 +358,7 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::info!(owner = self.leases.owner(), "outbox supervisor started");
         self.beat(ctx);
-        ctx.run_interval(self.heartbeat, Self::beat);
+        ctx.run_interval(self.timing.heartbeat, Self::beat);
         ctx.run_interval(CHILD_CHECK, Self::check_children);
     }
 
@@ -306,10 +383,15 @@ impl Handler<Shutdown> for Supervisor {
             actor.do_send(StopRelay);
         }
         let leases = self.leases.clone();
+        let heartbeat_in_flight = Arc::clone(&self.heartbeat_in_flight);
         Box::pin(
             async move {
                 let deadline = Instant::now() + shutdown.deadline;
-                while actors.iter().any(Addr::connected) && Instant::now() < deadline {
+                // A heartbeat still in flight could take partitions back
+                // after we leave: let it land first.
+                while (actors.iter().any(Addr::connected) || heartbeat_in_flight.load(Ordering::SeqCst))
+                    && Instant::now() < deadline
+                {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 if let Err(err) = leases.leave().await {

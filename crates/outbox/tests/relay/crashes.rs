@@ -43,7 +43,11 @@ async fn a_panicking_actor_is_restarted_and_its_partition_drains() {
 
     harness.drained(Duration::from_secs(20)).await;
 
-    assert!(relay.metrics().actor_restarts.load(Relaxed) >= 3);
+    let metrics = relay.metrics();
+    ordo_testkit::eventually("three restarts", Duration::from_secs(10), || async {
+        metrics.actor_restarts.load(Relaxed) >= 3
+    })
+    .await;
     harness.assert_stream_holds_exactly(&written).await;
     relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }

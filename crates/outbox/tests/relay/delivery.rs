@@ -33,6 +33,9 @@ async fn a_nudge_publishes_at_once_where_polling_would_wait() {
     let mut config = harness.config();
     config.poll_interval = Duration::from_secs(60);
     config.min_poll_interval = Duration::from_secs(60);
+    // Long leases: no lease hiccup may restart an actor (whose first round
+    // would publish the row) while the test waits.
+    config.lease_ttl = Duration::from_secs(30);
     let relay = RelayHandle::start(config).await.unwrap();
     eventually("all partitions leased", Duration::from_secs(5), || async {
         relay.held_partitions().len() == 16

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use ordo_outbox::RelayHandle;
+use ordo_outbox::{RelayHandle, RelayMetrics};
 use ordo_testkit::eventually;
 use tokio::sync::watch;
 
 use crate::helpers::Harness;
 
-/// Samples every replica's held set until stopped; counts overlaps.
+/// Samples, until stopped, every replica's held partitions and the
+/// partitions whose relay actor is alive in it; records any partition found
+/// in two replicas by either measure.
 fn sample_overlaps(
-    replicas: Vec<watch::Receiver<BTreeSet<i32>>>,
+    replicas: Vec<(watch::Receiver<BTreeSet<i32>>, Arc<RelayMetrics>)>,
     running: Arc<AtomicBool>,
     samples: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
@@ -23,18 +25,22 @@ fn sample_overlaps(
         let mut overlaps = Vec::new();
         while running.load(Relaxed) {
             // A crashed replica's last word stays readable; it holds nothing.
-            let sets: Vec<BTreeSet<i32>> = replicas
+            let held: Vec<BTreeSet<i32>> = replicas
                 .iter()
-                .map(|r| match r.has_changed() {
+                .map(|(r, _)| match r.has_changed() {
                     Ok(_) => r.borrow().clone(),
                     Err(_) => BTreeSet::new(),
                 })
                 .collect();
-            for (i, a) in sets.iter().enumerate() {
-                for (j, b) in sets.iter().enumerate().skip(i + 1) {
-                    let both: Vec<&i32> = a.intersection(b).collect();
-                    if !both.is_empty() {
-                        overlaps.push(format!("replicas {i} and {j} both hold {both:?}"));
+            let alive: Vec<BTreeSet<i32>> =
+                replicas.iter().map(|(_, m)| m.running_actors()).collect();
+            for (what, sets) in [("hold", &held), ("run actors for", &alive)] {
+                for (i, a) in sets.iter().enumerate() {
+                    for (j, b) in sets.iter().enumerate().skip(i + 1) {
+                        let both: Vec<&i32> = a.intersection(b).collect();
+                        if !both.is_empty() {
+                            overlaps.push(format!("replicas {i} and {j} both {what} {both:?}"));
+                        }
                     }
                 }
             }
@@ -64,7 +70,10 @@ async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen()
     let running = Arc::new(AtomicBool::new(true));
     let samples = Arc::new(AtomicU64::new(0));
     let sampler = sample_overlaps(
-        relays.iter().map(RelayHandle::watch_held).collect(),
+        relays
+            .iter()
+            .map(|r| (r.watch_held(), r.metrics()))
+            .collect(),
         Arc::clone(&running),
         Arc::clone(&samples),
     );
@@ -96,11 +105,18 @@ async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen()
     let crashed_partitions = crashed.held_partitions();
     assert!(!crashed_partitions.is_empty());
     crashed.abort().await.unwrap();
+    let crashed_at = std::time::Instant::now();
     written.extend(harness.write("one-", 100, 2).await);
     eventually("the survivor holds every partition", deadline, || async {
         relays[0].held_partitions().len() == 16
     })
     .await;
+    // Within the TTL (1 s) in principle; generous here, as the machine may be busy.
+    assert!(
+        crashed_at.elapsed() < Duration::from_secs(4),
+        "takeover took {:?}",
+        crashed_at.elapsed()
+    );
     harness.drained(deadline).await;
 
     running.store(false, Relaxed);

@@ -11,6 +11,38 @@ use ordo_testkit::eventually;
 use crate::helpers::{TestApp, valid_request};
 
 const ORDERS: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_nudges_the_relay_instead_of_waiting_for_a_poll() {
+    let database = ordo_testkit::TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let mut app = TestApp::spawn_on(database, url, |mut settings| {
+        // Polls so rare that only the nudge can publish in time.
+        settings.outbox_poll_interval = Duration::from_secs(120);
+        settings.outbox_min_poll_interval = Duration::from_secs(120);
+        settings.outbox_lease_ttl = Duration::from_secs(60);
+        settings
+    })
+    .await;
+    // The actors' first rounds (at start) have passed once every lease is held.
+    let relay = app.relay_held_partitions();
+    eventually("every partition leased", Duration::from_secs(10), || {
+        let relay = relay.clone();
+        async move { relay.borrow().len() == 16 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    app.client.place_order(valid_request()).await.unwrap();
+    eventually("the event published", Duration::from_secs(5), || async {
+        app.count("outbox").await == 0
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.stream.message_count(&app.nats_url).await, 1);
+    app.stop().await.unwrap();
+}
 const CANCEL_EVERY: usize = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,4 +109,5 @@ async fn ten_thousand_concurrent_orders_reach_the_stream_exactly_once_in_order()
             assert_eq!(kinds, &["placed"], "order {order_id}");
         }
     }
+    app.stop().await.unwrap();
 }

@@ -20,6 +20,7 @@ pub struct TestApp {
     /// The stream this app's relay publishes into.
     pub stream: TestStream,
     pub nats_url: String,
+    held: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<i32>>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
     /// Dropped last: the database goes away with the test.
@@ -70,6 +71,7 @@ impl TestApp {
         });
         let app = Application::build(settings).await.expect("service builds");
         let addr = app.local_addr();
+        let held = app.relay().map(|relay| relay.watch_held());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -84,10 +86,18 @@ impl TestApp {
             db,
             stream,
             nats_url,
+            held,
             shutdown: Some(shutdown),
             server,
             _database: database,
         }
+    }
+
+    /// The partitions the app's relay holds (panics without a relay).
+    pub fn relay_held_partitions(
+        &self,
+    ) -> tokio::sync::watch::Receiver<std::collections::BTreeSet<i32>> {
+        self.held.clone().expect("the app runs its relay")
     }
 
     /// A fresh client (its own HTTP/2 connection).
