@@ -158,6 +158,9 @@ async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConn
     options
         .max_connections(max_connections)
         .min_connections(0)
+        // A ping per request is a round trip per request; a connection
+        // that sat idle (as through an outage) is still checked first.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(3))
         .sqlx_logging(false);
