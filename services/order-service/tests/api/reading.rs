@@ -9,7 +9,16 @@ use ordo_proto::order::v1::{GetOrderRequest, ListOrdersRequest, Order, OrderStat
 
 use crate::helpers::{TestApp, valid_request};
 
-async fn list_all(app: &mut TestApp, mut request: ListOrdersRequest) -> Vec<Order> {
+async fn list_all(app: &mut TestApp, request: ListOrdersRequest) -> Vec<Order> {
+    list_all_pausing(app, request, std::time::Duration::ZERO).await
+}
+
+/// Every page in turn, waiting `pause` between pages.
+async fn list_all_pausing(
+    app: &mut TestApp,
+    mut request: ListOrdersRequest,
+    pause: std::time::Duration,
+) -> Vec<Order> {
     let mut orders = Vec::new();
     loop {
         let page = app
@@ -29,6 +38,7 @@ async fn list_all(app: &mut TestApp, mut request: ListOrdersRequest) -> Vec<Orde
             return orders;
         }
         request.page_token = page.next_page_token;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -155,26 +165,13 @@ async fn paging_during_concurrent_inserts_returns_every_existing_order_once() {
         })
     };
 
-    let mut seen = Vec::new();
-    let mut request = ListOrdersRequest {
+    // Pausing between pages lets the writer land orders meanwhile.
+    let request = ListOrdersRequest {
         page_size: 7,
         ..Default::default()
     };
-    loop {
-        let page = app
-            .client
-            .list_orders(request.clone())
-            .await
-            .unwrap()
-            .into_inner();
-        seen.extend(page.orders.into_iter().map(|o| o.order_id));
-        // Give the writer time to land orders between pages.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let pages = list_all_pausing(&mut app, request, std::time::Duration::from_millis(5)).await;
+    let seen: Vec<String> = pages.into_iter().map(|o| o.order_id).collect();
     writing.store(false, Ordering::Relaxed);
     let written_meanwhile = writer.await.unwrap();
 
