@@ -85,11 +85,7 @@ pub async fn steady_rate(rate: u32, duration: Duration) -> anyhow::Result<Latenc
         database_url: database.url().to_owned(),
         grpc_listen_addr: "127.0.0.1:0".parse()?,
         nats_url: nats_url.clone(),
-        stream: ordo_outbox::StreamSettings {
-            name: stream.name.clone(),
-            subject_prefix: stream.subject_prefix.clone(),
-            ..defaults.stream.clone()
-        },
+        stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),
         ..defaults
     };
     let app = Application::build(settings).await?;

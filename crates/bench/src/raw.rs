@@ -63,11 +63,7 @@ pub async fn jetstream_publish(messages: u64, in_flight: usize) -> anyhow::Resul
     let jetstream = jetstream::new(client);
     ordo_outbox::stream::ensure_stream(
         &jetstream,
-        &StreamSettings {
-            name: stream.name.clone(),
-            subject_prefix: stream.subject_prefix.clone(),
-            ..StreamSettings::default()
-        },
+        &StreamSettings::isolated(&stream.name, &stream.subject_prefix),
     )
     .await
     .map_err(|err| anyhow::anyhow!("stream: {err}"))?;
@@ -147,11 +143,7 @@ pub async fn relay_drain(rows: u64) -> anyhow::Result<Throughput> {
     let stream = TestStream::new().await;
     let nats_url = shared_nats_url();
     let mut config = RelayConfig::new(database.url(), nats_url.clone());
-    config.stream = StreamSettings {
-        name: stream.name.clone(),
-        subject_prefix: stream.subject_prefix.clone(),
-        ..StreamSettings::default()
-    };
+    config.stream = StreamSettings::isolated(&stream.name, &stream.subject_prefix);
 
     let started = Instant::now();
     let relay = RelayHandle::start(config).await?;

@@ -32,6 +32,16 @@ impl Default for StreamSettings {
 }
 
 impl StreamSettings {
+    /// The default settings for a stream of another name whose subjects
+    /// carry `subject_prefix` (tests and benchmarks sharing one server).
+    pub fn isolated(name: impl Into<String>, subject_prefix: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            subject_prefix: subject_prefix.into(),
+            ..Self::default()
+        }
+    }
+
     /// The subjects the stream captures: `<prefix>orders.>`.
     pub fn subjects(&self) -> Vec<String> {
         vec![format!("{}orders.>", self.subject_prefix)]

@@ -42,11 +42,7 @@ impl Harness {
     /// Quick leases and polls, so tests see takeovers in seconds.
     pub fn config(&self) -> RelayConfig {
         let mut config = RelayConfig::new(self.database.url(), self.nats_url.clone());
-        config.stream = StreamSettings {
-            name: self.stream.name.clone(),
-            subject_prefix: self.stream.subject_prefix.clone(),
-            ..StreamSettings::default()
-        };
+        config.stream = StreamSettings::isolated(&self.stream.name, &self.stream.subject_prefix);
         config.lease_ttl = Duration::from_secs(1);
         config.poll_interval = Duration::from_millis(100);
         config.publish_timeout = Duration::from_secs(1);

@@ -62,11 +62,7 @@ impl TestApp {
             database_max_connections: 8,
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
             nats_url: nats_url.clone(),
-            stream: ordo_outbox::StreamSettings {
-                name: stream.name.clone(),
-                subject_prefix: stream.subject_prefix.clone(),
-                ..defaults.stream.clone()
-            },
+            stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),
             ..defaults
         });
         let app = Application::build(settings).await.expect("service builds");
