@@ -39,11 +39,13 @@ impl Harness {
         }
     }
 
-    /// Quick leases and polls, so tests see takeovers in seconds.
+    /// Quick leases and polls, so tests see takeovers in seconds. (A TTL
+    /// much below 3 s leaves a busy machine's heartbeats too little slack:
+    /// the supervisor would keep stopping its actors as leases run short.)
     pub fn config(&self) -> RelayConfig {
         let mut config = RelayConfig::new(self.database.url(), self.nats_url.clone());
         config.stream = StreamSettings::isolated(&self.stream.name, &self.stream.subject_prefix);
-        config.lease_ttl = Duration::from_secs(1);
+        config.lease_ttl = Duration::from_secs(3);
         config.poll_interval = Duration::from_millis(100);
         config.publish_timeout = Duration::from_secs(1);
         config.database_connections = 4;

@@ -99,7 +99,7 @@ async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen()
     written.extend(harness.write("two-", 100, 2).await);
     harness.drained(deadline).await;
 
-    // A crash releases nothing: its leases expire (TTL 1 s) and the last
+    // A crash releases nothing: its leases expire (TTL 3 s) and the last
     // replica takes every partition.
     let crashed = relays.remove(0);
     let crashed_partitions = crashed.held_partitions();
@@ -111,9 +111,9 @@ async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen()
         relays[0].held_partitions().len() == 16
     })
     .await;
-    // Within the TTL (1 s) in principle; generous here, as the machine may be busy.
+    // Within the TTL (3 s) in principle; some slack for a busy machine.
     assert!(
-        crashed_at.elapsed() < Duration::from_secs(4),
+        crashed_at.elapsed() < Duration::from_secs(6),
         "takeover took {:?}",
         crashed_at.elapsed()
     );
