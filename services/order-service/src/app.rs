@@ -95,8 +95,8 @@ impl Application {
             self.settings.health_probe_interval,
         ));
 
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection_v1 = ordo_service_kit::serving::reflection().build_v1()?;
+        let reflection_v1alpha = ordo_service_kit::serving::reflection().build_v1alpha()?;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = {
@@ -141,16 +141,6 @@ impl Application {
     }
 }
 
-/// Server reflection over every descriptor a client may meet, error
-/// details included, so grpcurl needs no proto files. Both protocol versions
-/// are served: grpcurl 1.8 speaks only v1alpha.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-}
-
 /// A connection pool that fails fast when the database is away, so health
 /// probes and requests answer instead of hanging.
 async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
@@ -187,32 +177,4 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
         .await;
     db.close().await.ok();
     migrated
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
 }

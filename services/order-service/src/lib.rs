@@ -31,5 +31,6 @@ pub mod logging;
 pub mod settings;
 pub mod store;
 
-pub use app::{Application, shutdown_signal};
+pub use app::Application;
+pub use ordo_service_kit::serving::shutdown_signal;
 pub use settings::Settings;

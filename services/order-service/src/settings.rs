@@ -6,16 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ordo_outbox::{PartitionCount, StreamSettings};
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use ordo_service_kit::{LogFormat, SettingsError};
+use ordo_service_kit::{Lookup, parse_bool, parse_duration};
 
 /// Everything the order service needs to start.
 #[derive(Debug, Clone)]
@@ -85,15 +77,6 @@ impl Default for Settings {
     }
 }
 
-/// A setting that could not be used: names it, shows it, says what fits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {name}={value:?}: expected {expected}")]
-pub struct SettingsError {
-    pub name: &'static str,
-    pub value: String,
-    pub expected: String,
-}
-
 impl Settings {
     /// The outbox relay's configuration.
     pub fn relay_config(&self) -> ordo_outbox::RelayConfig {
@@ -151,26 +134,8 @@ impl Settings {
             shutdown_timeout: env
                 .parse("SHUTDOWN_TIMEOUT", "a duration such as 10s", parse_duration)?
                 .unwrap_or(defaults.shutdown_timeout),
-            log_format: env
-                .parse("LOG_FORMAT", "text or json", |raw| {
-                    match raw.to_ascii_lowercase().as_str() {
-                        "text" => Some(LogFormat::Text),
-                        "json" => Some(LogFormat::Json),
-                        _ => None,
-                    }
-                })?
-                .unwrap_or(defaults.log_format),
-            log_filter: env
-                .parse(
-                    "RUST_LOG",
-                    "a tracing filter such as info,order_service=debug",
-                    |raw| {
-                        tracing_subscriber::EnvFilter::try_new(raw)
-                            .is_ok()
-                            .then(|| raw.to_owned())
-                    },
-                )?
-                .unwrap_or(defaults.log_filter),
+            log_format: env.log_format()?.unwrap_or(defaults.log_format),
+            log_filter: env.log_filter(&defaults.log_filter)?,
             nats_url: env
                 .parse("NATS_URL", "a nats:// URL", |raw| {
                     raw.split(',')
@@ -226,55 +191,6 @@ impl Settings {
                 .unwrap_or(defaults.outbox_lease_ttl),
         })
     }
-}
-
-/// Reads one named setting at a time; an unset or blank one is `None`.
-struct Lookup<'a, F>(&'a F);
-
-impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
-    fn parse<T>(
-        &self,
-        name: &'static str,
-        expected: &str,
-        parser: impl FnOnce(&str) -> Option<T>,
-    ) -> Result<Option<T>, SettingsError> {
-        let Some(value) = (self.0)(name).filter(|value| !value.trim().is_empty()) else {
-            return Ok(None);
-        };
-        parser(value.trim()).map(Some).ok_or_else(|| SettingsError {
-            name,
-            value: redact_password(&value),
-            expected: expected.to_owned(),
-        })
-    }
-}
-
-/// `scheme://user:secret@host` → `scheme://user:***@host`; anything else as is.
-fn redact_password(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => value.to_owned(),
-        },
-        None => value.to_owned(),
-    }
-}
-
-fn parse_bool(raw: &str) -> Option<bool> {
-    match raw.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_duration(raw: &str) -> Option<Duration> {
-    humantime::parse_duration(raw)
-        .ok()
-        .filter(|duration| !duration.is_zero())
 }
 
 #[cfg(test)]
@@ -352,6 +268,31 @@ mod tests {
                 .unwrap_err()
                 .name,
             "GRPC_LISTEN_ADDR"
+        );
+        for name in [
+            "RUST_LOG",
+            "OUTBOX_BATCH",
+            "OUTBOX_LEASE_TTL",
+            "NATS_STREAM_REPLICAS",
+            "NATS_URL",
+            "OUTBOX_DEDUP_WINDOW",
+        ] {
+            let bad = if name == "RUST_LOG" {
+                "info,[unclosed"
+            } else {
+                "0"
+            };
+            assert_eq!(settings(&[(name, bad)]).unwrap_err().name, name);
+        }
+    }
+
+    #[test]
+    fn passwords_never_reach_the_error() {
+        let err = settings(&[("DATABASE_URL", "mysql://ordo:s3cret@db/ordo")]).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(
+            err.to_string().contains("mysql://ordo:***@db/ordo"),
+            "{err}"
         );
     }
 }

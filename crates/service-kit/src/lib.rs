@@ -1,0 +1,15 @@
+//! What every Ordo service shares, so each service's own code is only what
+//! makes it different:
+//!
+//! - [`env`]: reading settings by name, one line naming a bad one.
+//! - [`logging`]: log lines on stderr, text or JSON, filtered by `RUST_LOG`.
+//! - [`serving`]: server reflection over every descriptor a client meets,
+//!   and the SIGINT/SIGTERM shutdown signal.
+#![forbid(unsafe_code)]
+
+pub mod env;
+pub mod logging;
+pub mod serving;
+
+pub use env::{Lookup, SettingsError, parse_bool, parse_duration};
+pub use logging::LogFormat;
