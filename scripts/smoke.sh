@@ -82,5 +82,27 @@ bad_setting() {
 }
 check "a bad setting stops start-up with one line" bad_setting
 
+payments_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+payments="127.0.0.1:$payments_port"
+GRPC_LISTEN_ADDR=$payments "$bin/payments-sim" >/dev/null 2>&1 &
+payments_pid=$!
+trap 'cleanup; kill "$payments_pid" 2>/dev/null' EXIT
+wait_payments() {
+  for _ in $(seq 1 50); do
+    grpcurl -plaintext -max-time 1 "$payments" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
+    sleep 0.1
+  done
+  return 1
+}
+echo "smoke test of payments-sim at $payments"
+check "payments-sim is SERVING" wait_payments
+check "reflection lists PaymentService" contains "$(call "$payments" list)" ordo.payments.v1.PaymentService
+authorized=$(call -d '{"order_id":"smoke-1","amount_minor":500,"currency":"EUR","idempotency_key":"pay-smoke-1"}' "$payments" ordo.payments.v1.PaymentService/Authorize)
+check "Authorize approves" contains "$authorized" '"approved": true'
+call -d '{"order_id":"smoke-1","amount_minor":500,"currency":"EUR","idempotency_key":"pay-smoke-1"}' "$payments" ordo.payments.v1.PaymentService/Authorize >/dev/null
+check "a replay charges once" contains "$(call -d '{"order_id":"smoke-1"}' "$payments" ordo.payments.v1.PaymentService/GetPaymentCounts)" '"authorizations": 1'
+call -d '{"faults":{"outage":true}}' "$payments" ordo.payments.v1.PaymentService/SetFaults >/dev/null
+check "an outage is Unavailable" contains "$(call -d '{"order_id":"smoke-2","amount_minor":1,"currency":"EUR","idempotency_key":"k2"}' "$payments" ordo.payments.v1.PaymentService/Authorize 2>&1)" Unavailable
+
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -10,10 +10,14 @@ bin="$CARGO_TARGET_DIR/debug"
 addr=127.0.0.1:50051
 mkdir -p "$ORDO_STATE_DIR"
 
-"$(dirname "$0")/down.sh" order-service
-if port_open 127.0.0.1 50051; then
-  die "something else listens on $addr; stop it first"
-fi
+"$(dirname "$0")/down.sh" order-service payments-sim
+for port in 50051 50053; do
+  port_open 127.0.0.1 "$port" && die "something else listens on 127.0.0.1:$port; stop it first"
+done
+
+say "starting payments-sim on 127.0.0.1:50053 (log: .ordo/payments-sim.log)"
+GRPC_LISTEN_ADDR=127.0.0.1:50053 nohup "$bin/payments-sim" >"$ORDO_STATE_DIR/payments-sim.log" 2>&1 &
+echo $! >"$ORDO_STATE_DIR/payments-sim.pid"
 
 say "migrating $(url_database "$DATABASE_URL")"
 "$bin/ordo-migrate" up >/dev/null
@@ -62,6 +66,10 @@ The demo order is PENDING and $relayed.
 Fetch it:
 
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $addr ordo.order.v1.OrderService/GetOrder
+
+The payments simulator listens on 127.0.0.1:50053; make it fail a third of its calls:
+
+  grpcurl -plaintext -d '{"faults": {"error_rate": 0.3, "decline_above_minor": 1000000}}' 127.0.0.1:50053 ordo.payments.v1.PaymentService/SetFaults
 
 List the services: grpcurl -plaintext $addr list      Stop: ./dev down
 TXT

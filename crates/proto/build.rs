@@ -4,7 +4,11 @@
 
 use std::path::PathBuf;
 
-const PROTO_FILES: &[&str] = &["ordo/order/v1/order.proto", "ordo/events/v1/events.proto"];
+const PROTO_FILES: &[&str] = &[
+    "ordo/order/v1/order.proto",
+    "ordo/events/v1/events.proto",
+    "ordo/payments/v1/payments.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

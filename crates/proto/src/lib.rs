@@ -5,6 +5,8 @@
 //! - [`order::v1`]: `ordo.order.v1.OrderService` — its server trait for the
 //!   order service and its client ([`OrderServiceClient`]) for everyone else.
 //! - [`events::v1`]: the event payloads published to the `ORDERS` stream.
+//! - [`payments::v1`]: `ordo.payments.v1.PaymentService`, the payment
+//!   provider the processor calls (a simulator ships with Ordo).
 //! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
 //!
 //! ```no_run
@@ -39,7 +41,17 @@ pub mod events {
     }
 }
 
+/// `ordo.payments.v1`: the payment provider (simulator) API.
+pub mod payments {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.payments.v1");
+    }
+}
+
 pub use order::v1::order_service_client::OrderServiceClient;
+pub use payments::v1::payment_service_client::PaymentServiceClient;
 
 /// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

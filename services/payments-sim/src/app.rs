@@ -1,0 +1,87 @@
+//! Building and running the simulator: bind, serve, shut down in time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ordo_proto::payments::v1::payment_service_server::PaymentServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::faults::FaultSwitch;
+use crate::grpc::PaymentApi;
+use crate::ledger::Ledger;
+use crate::settings::Settings;
+
+/// A bound simulator (so `local_addr` is known before serving, also on port 0).
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.grpc_listen_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on GRPC_LISTEN_ADDR {}",
+                    settings.grpc_listen_addr
+                )
+            })?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown`, then drains for at most `SHUTDOWN_TIMEOUT`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_serving::<PaymentServiceServer<PaymentApi>>()
+            .await;
+        let api = PaymentApi::new(
+            Arc::new(Ledger::default()),
+            Arc::new(FaultSwitch::new(self.settings.faults)),
+        );
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
+        let stop_accepting = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining calls");
+            let _ = draining_tx.send(());
+        };
+        tracing::info!(addr = %self.local_addr, faults = ?self.settings.faults, "payments simulator listening");
+        let server = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(ordo_service_kit::serving::reflection().build_v1()?)
+            .add_service(ordo_service_kit::serving::reflection().build_v1alpha()?)
+            .add_service(PaymentServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+        let deadline = self.settings.shutdown_timeout;
+        let drain_deadline = async move {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(deadline).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = server => served.context("gRPC server failed")?,
+            () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed"),
+        }
+        Ok(())
+    }
+}

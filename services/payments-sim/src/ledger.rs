@@ -1,0 +1,236 @@
+//! Payments, refunds, idempotency keys and per-order counts, in memory.
+//!
+//! Every operation takes the one lock for its whole effect, so concurrent
+//! calls with one key see exactly one effect. Counts record effects only:
+//! a replayed key changes nothing and counts nothing.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Why the reason field says so.
+pub const DECLINE_AMOUNT_ABOVE_LIMIT: &str = "amount_above_limit";
+
+/// An authorization request, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub order_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl Charge {
+    fn fingerprint(&self) -> Vec<u8> {
+        Sha256::new()
+            .chain_update(&self.order_id)
+            .chain_update([0])
+            .chain_update(self.amount_minor.to_be_bytes())
+            .chain_update(&self.currency)
+            .finalize()
+            .to_vec()
+    }
+}
+
+/// The decision on a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub payment_id: Uuid,
+    pub approved: bool,
+    pub decline_reason: String,
+}
+
+/// A refund made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_id: Uuid,
+    pub payment_id: Uuid,
+}
+
+/// How often an order was charged and refunded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub authorizations: u32,
+    pub approvals: u32,
+    pub refunds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("idempotency key already used for a different request")]
+    KeyReused,
+    #[error("no payment {0}")]
+    UnknownPayment(Uuid),
+    #[error("payment {0} was declined; there is nothing to refund")]
+    NotApproved(Uuid),
+    #[error("payment {0} was already refunded")]
+    AlreadyRefunded(Uuid),
+}
+
+#[derive(Debug)]
+struct Payment {
+    order_id: String,
+    approved: bool,
+    refund: Option<Uuid>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    payments: HashMap<Uuid, Payment>,
+    authorize_keys: HashMap<String, (Vec<u8>, Authorization)>,
+    refund_keys: HashMap<String, (Uuid, Refund)>,
+    counts: HashMap<String, Counts>,
+}
+
+/// The simulator's books.
+#[derive(Debug, Default)]
+pub struct Ledger(Mutex<State>);
+
+impl Ledger {
+    /// Decides `charge` (approved unless above `decline_above_minor`), or
+    /// returns the first decision made under `key`.
+    pub fn authorize(
+        &self,
+        charge: Charge,
+        key: &str,
+        decline_above_minor: i64,
+    ) -> Result<Authorization, LedgerError> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprint = charge.fingerprint();
+        if let Some((first, decision)) = state.authorize_keys.get(key) {
+            return if *first == fingerprint {
+                Ok(decision.clone())
+            } else {
+                Err(LedgerError::KeyReused)
+            };
+        }
+        let approved = charge.amount_minor <= decline_above_minor;
+        let decision = Authorization {
+            payment_id: Uuid::new_v4(),
+            approved,
+            decline_reason: if approved {
+                String::new()
+            } else {
+                DECLINE_AMOUNT_ABOVE_LIMIT.to_owned()
+            },
+        };
+        let counts = state.counts.entry(charge.order_id.clone()).or_default();
+        counts.authorizations += 1;
+        counts.approvals += u32::from(approved);
+        state.payments.insert(
+            decision.payment_id,
+            Payment {
+                order_id: charge.order_id,
+                approved,
+                refund: None,
+            },
+        );
+        state
+            .authorize_keys
+            .insert(key.to_owned(), (fingerprint, decision.clone()));
+        Ok(decision)
+    }
+
+    /// Refunds an approved payment once, or returns the refund made under `key`.
+    pub fn refund(&self, payment_id: Uuid, key: &str) -> Result<Refund, LedgerError> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((first, refund)) = state.refund_keys.get(key) {
+            return if *first == payment_id {
+                Ok(*refund)
+            } else {
+                Err(LedgerError::KeyReused)
+            };
+        }
+        let payment = state
+            .payments
+            .get_mut(&payment_id)
+            .ok_or(LedgerError::UnknownPayment(payment_id))?;
+        if !payment.approved {
+            return Err(LedgerError::NotApproved(payment_id));
+        }
+        if payment.refund.is_some() {
+            return Err(LedgerError::AlreadyRefunded(payment_id));
+        }
+        let refund = Refund {
+            refund_id: Uuid::new_v4(),
+            payment_id,
+        };
+        payment.refund = Some(refund.refund_id);
+        let order_id = payment.order_id.clone();
+        state.counts.entry(order_id).or_default().refunds += 1;
+        state
+            .refund_keys
+            .insert(key.to_owned(), (payment_id, refund));
+        Ok(refund)
+    }
+
+    /// Effects recorded for `order_id` (zeros when none).
+    pub fn counts(&self, order_id: &str) -> Counts {
+        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.counts.get(order_id).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(amount_minor: i64) -> Charge {
+        Charge {
+            order_id: "o-1".into(),
+            amount_minor,
+            currency: "EUR".into(),
+        }
+    }
+
+    #[test]
+    fn a_replayed_key_returns_the_first_decision_and_counts_once() {
+        let ledger = Ledger::default();
+        let first = ledger.authorize(charge(100), "k", 1000).unwrap();
+        let again = ledger.authorize(charge(100), "k", 1000).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(
+            ledger.authorize(charge(101), "k", 1000),
+            Err(LedgerError::KeyReused)
+        );
+        assert_eq!(
+            ledger.counts("o-1"),
+            Counts {
+                authorizations: 1,
+                approvals: 1,
+                refunds: 0
+            }
+        );
+    }
+
+    #[test]
+    fn declines_above_the_limit() {
+        let ledger = Ledger::default();
+        let decision = ledger.authorize(charge(1001), "k", 1000).unwrap();
+        assert!(!decision.approved);
+        assert_eq!(decision.decline_reason, DECLINE_AMOUNT_ABOVE_LIMIT);
+        assert_eq!(
+            ledger.refund(decision.payment_id, "r"),
+            Err(LedgerError::NotApproved(decision.payment_id))
+        );
+    }
+
+    #[test]
+    fn refunds_at_most_once() {
+        let ledger = Ledger::default();
+        let paid = ledger.authorize(charge(100), "k", 1000).unwrap();
+        let refund = ledger.refund(paid.payment_id, "r1").unwrap();
+        assert_eq!(ledger.refund(paid.payment_id, "r1").unwrap(), refund);
+        assert_eq!(
+            ledger.refund(paid.payment_id, "r2"),
+            Err(LedgerError::AlreadyRefunded(paid.payment_id))
+        );
+        assert_eq!(ledger.counts("o-1").refunds, 1);
+        let unknown = Uuid::new_v4();
+        assert_eq!(
+            ledger.refund(unknown, "r3"),
+            Err(LedgerError::UnknownPayment(unknown))
+        );
+    }
+}

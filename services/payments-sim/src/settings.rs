@@ -1,0 +1,138 @@
+//! Configuration from the environment, read in one place.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ordo_service_kit::{LogFormat, Lookup, SettingsError, parse_bool};
+
+use crate::faults::Faults;
+
+/// Everything the simulator needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `GRPC_LISTEN_ADDR`, default `0.0.0.0:50053`.
+    pub grpc_listen_addr: SocketAddr,
+    /// `PAYMENTS_LATENCY`, `PAYMENTS_ERROR_RATE`, `PAYMENTS_OUTAGE`,
+    /// `PAYMENTS_DECLINE_ABOVE_MINOR`: the fault knobs at start.
+    pub faults: Faults,
+    /// `SHUTDOWN_TIMEOUT`: how long in-flight calls may drain.
+    pub shutdown_timeout: Duration,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`.
+    pub log_filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
+            faults: Faults::default(),
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            log_filter: "info,h2=warn,tower=warn".to_owned(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let env = Lookup(&lookup);
+        let faults = Faults {
+            latency: env
+                .parse(
+                    "PAYMENTS_LATENCY",
+                    "a duration of 0-60s, such as 200ms",
+                    |raw| {
+                        humantime::parse_duration(raw)
+                            .ok()
+                            .filter(|latency| *latency <= crate::faults::MAX_LATENCY)
+                    },
+                )?
+                .unwrap_or(defaults.faults.latency),
+            error_rate: env
+                .parse("PAYMENTS_ERROR_RATE", "a share from 0.0 to 1.0", |raw| {
+                    raw.parse().ok().filter(|rate| (0.0..=1.0).contains(rate))
+                })?
+                .unwrap_or(defaults.faults.error_rate),
+            outage: env
+                .parse("PAYMENTS_OUTAGE", "true or false", parse_bool)?
+                .unwrap_or(defaults.faults.outage),
+            decline_above_minor: env
+                .parse(
+                    "PAYMENTS_DECLINE_ABOVE_MINOR",
+                    "a whole number of minor units, at least 0",
+                    |raw| raw.parse().ok().filter(|limit| *limit >= 0),
+                )?
+                .unwrap_or(defaults.faults.decline_above_minor),
+        };
+        Ok(Self {
+            grpc_listen_addr: env
+                .parse("GRPC_LISTEN_ADDR", "host:port, e.g. 0.0.0.0:50053", |raw| {
+                    raw.parse().ok()
+                })?
+                .unwrap_or(defaults.grpc_listen_addr),
+            faults,
+            shutdown_timeout: env
+                .parse(
+                    "SHUTDOWN_TIMEOUT",
+                    "a duration such as 10s",
+                    ordo_service_kit::parse_duration,
+                )?
+                .unwrap_or(defaults.shutdown_timeout),
+            log_format: env.log_format()?.unwrap_or(defaults.log_format),
+            log_filter: env.log_filter(&defaults.log_filter)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Settings::from_lookup(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_knobs() {
+        let plain = settings(&[]).unwrap();
+        assert_eq!(plain.grpc_listen_addr.port(), 50053);
+        assert_eq!(plain.faults, Faults::default());
+        let faulty = settings(&[
+            ("PAYMENTS_LATENCY", "250ms"),
+            ("PAYMENTS_ERROR_RATE", "0.3"),
+            ("PAYMENTS_OUTAGE", "yes"),
+            ("PAYMENTS_DECLINE_ABOVE_MINOR", "500"),
+        ])
+        .unwrap();
+        assert_eq!(faulty.faults.latency, Duration::from_millis(250));
+        assert_eq!(faulty.faults.error_rate, 0.3);
+        assert!(faulty.faults.outage);
+        assert_eq!(faulty.faults.decline_above_minor, 500);
+    }
+
+    #[test]
+    fn bad_knobs_are_named() {
+        for (name, bad) in [
+            ("PAYMENTS_LATENCY", "2m"),
+            ("PAYMENTS_ERROR_RATE", "1.5"),
+            ("PAYMENTS_OUTAGE", "sometimes"),
+            ("PAYMENTS_DECLINE_ABOVE_MINOR", "-1"),
+            ("GRPC_LISTEN_ADDR", "nowhere"),
+        ] {
+            assert_eq!(settings(&[(name, bad)]).unwrap_err().name, name);
+        }
+    }
+}
