@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use crate::actors::{NudgeBoard, Nudger, RelayTiming, Shutdown, Supervisor};
 use crate::claims::{lease_pool, relay_pool};
 use crate::config::RelayConfig;
+use crate::config::StreamSettings;
 use crate::faults::Faults;
 use crate::lease::Leases;
 use crate::metrics::RelayMetrics;
@@ -203,16 +204,22 @@ async fn build(
 ) -> Result<Started, RelayError> {
     let db = relay_pool(&config.database_url, config.database_connections).await?;
     let lease_db = lease_pool(&config.database_url).await?;
-    let client = async_nats::connect(&config.nats_url)
+    // NATS may be down at start-up: the relay starts anyway, rows wait in
+    // the outbox (publishes fail and are retried, as in any outage), and
+    // the stream is ensured as soon as the server answers.
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
         .await
         .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
     let jetstream = jetstream::context::ContextBuilder::new()
         .timeout(config.publish_timeout)
         .ack_timeout(config.publish_timeout)
         .build(client);
-    ensure_stream(&jetstream, &config.stream)
-        .await
-        .map_err(|err| RelayError::Nats(format!("stream {}: {err}", config.stream.name)))?;
+    tokio::spawn(ensure_stream_until_done(
+        jetstream.clone(),
+        config.stream.clone(),
+    ));
 
     let partitions = config.partitions.get();
     let leases = Leases::new(
@@ -256,4 +263,27 @@ async fn build(
         metrics,
         faults,
     })
+}
+
+/// Creates or updates the stream, retrying with backoff (100 ms doubling to
+/// 5 s) until NATS answers.
+async fn ensure_stream_until_done(jetstream: jetstream::Context, stream: StreamSettings) {
+    let mut delay = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match ensure_stream(&jetstream, &stream).await {
+            Ok(_) => {
+                tracing::info!(stream = stream.name, "stream ready");
+                return;
+            }
+            Err(err) => {
+                if !warned {
+                    tracing::warn!(stream = stream.name, error = %err, "cannot set up the stream yet; rows wait in the outbox meanwhile");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }

@@ -17,6 +17,9 @@
 //!   delete:  DELETE … WHERE id = ANY(<acked ids>)   (one statement)
 //! ```
 //!
+//! NATS need not be up when the relay starts: it connects in the background
+//! and sets up the stream as soon as the server answers; rows wait meanwhile.
+//!
 //! A crash anywhere loses nothing: before the delete the rows are still
 //! there and are published again, and JetStream drops a re-publish of an
 //! event id inside its duplicate window (`OUTBOX_DEDUP_WINDOW`, default

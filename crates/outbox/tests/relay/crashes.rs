@@ -94,3 +94,24 @@ async fn a_five_second_broker_outage_loses_nothing_and_duplicates_nothing() {
     harness.assert_stream_holds_exactly(&written).await;
     relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_started_while_the_broker_is_down_publishes_once_it_is_up() {
+    let mut nats = NatsServer::start().await.unwrap();
+    nats.stop().await.unwrap();
+    let harness = Harness::with_nats(nats.url()).await;
+    let written = harness.write("early-", 20, 2).await;
+
+    let relay = RelayHandle::start(harness.config()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        harness.outbox_len().await,
+        40,
+        "nothing can be published yet"
+    );
+
+    nats.restart().await.unwrap();
+    harness.drained(Duration::from_secs(30)).await;
+    harness.assert_stream_holds_exactly(&written).await;
+    relay.shutdown(Duration::from_secs(5)).await.unwrap();
+}

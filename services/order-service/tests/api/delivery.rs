@@ -111,3 +111,30 @@ async fn ten_thousand_concurrent_orders_reach_the_stream_exactly_once_in_order()
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_taken_while_the_broker_is_down_and_published_when_it_returns() {
+    let mut nats = ordo_testkit::NatsServer::start().await.unwrap();
+    nats.stop().await.unwrap();
+    let database = ordo_testkit::TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let nats_url = nats.url();
+    let mut app = TestApp::spawn_on(database, url, |mut settings| {
+        settings.nats_url = nats_url;
+        settings
+    })
+    .await;
+
+    for _ in 0..5 {
+        app.client.place_order(valid_request()).await.unwrap();
+    }
+    assert_eq!(app.count("outbox").await, 5);
+
+    nats.restart().await.unwrap();
+    eventually("the outbox to drain", Duration::from_secs(30), || async {
+        app.count("outbox").await == 0
+    })
+    .await;
+    assert_eq!(app.stream.message_count(&nats.url()).await, 5);
+    app.stop().await.unwrap();
+}
