@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[SqlMigration] = &[
         up: include_str!("../sql/0003_outbox_leases.up.sql"),
         down: include_str!("../sql/0003_outbox_leases.down.sql"),
     },
+    SqlMigration {
+        name: "m20261124_000004_inbox",
+        up: include_str!("../sql/0004_inbox.up.sql"),
+        down: include_str!("../sql/0004_inbox.down.sql"),
+    },
 ];
 
 /// The migrator services and the CLI run.

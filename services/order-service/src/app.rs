@@ -87,6 +87,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let status_store = self.store.clone();
         let (reporter, health_service) = tonic_health::server::health_reporter();
         health::report(&reporter, ServingStatus::NotServing).await;
         let watcher = tokio::spawn(health::watch_database(
@@ -117,7 +118,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrderServiceServer::new(OrderApi::new(self.store)))
+            .add_service(OrderServiceServer::new(OrderApi::new(self.store.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
@@ -129,9 +130,25 @@ impl Application {
             }
         };
         let relay = self.relay;
+        let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
+        let consumer = self.settings.status_consumer.then(|| {
+            tokio::spawn(
+                crate::status::StatusConsumer {
+                    store: status_store,
+                    nats_url: self.settings.nats_url.clone(),
+                    stream: self.settings.stream.clone(),
+                }
+                .run(consumer_stop),
+            )
+        });
         tokio::select! {
             served = server => served.context("gRPC server failed")?,
             () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight"),
+        }
+        let _ = stop_consumer.send(true);
+        if let Some(consumer) = consumer {
+            // A message in flight finishes; its ack or redelivery decides the rest.
+            let _ = tokio::time::timeout(deadline, consumer).await;
         }
         if let Some(relay) = relay {
             relay.shutdown(deadline).await?;

@@ -19,6 +19,8 @@
 //! - [`events`]: the `ordo.events.v1` payloads written to the outbox.
 //! - [`grpc`]: the tonic service; proto ↔ domain and error → status, once each.
 //! - [`health`]: `grpc.health.v1` following the database.
+//! - [`status`]: the status loop back — processor verdicts applied once
+//!   each through the inbox.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ pub mod grpc;
 pub mod health;
 pub mod logging;
 pub mod settings;
+pub mod status;
 pub mod store;
 
 pub use app::Application;

@@ -34,6 +34,8 @@ pub struct Settings {
     pub nats_url: String,
     /// `OUTBOX_RELAY`: run the outbox relay in this process.
     pub outbox_relay: bool,
+    /// `STATUS_CONSUMER`: consume the processor's verdicts in this process.
+    pub status_consumer: bool,
     /// The stream: `ORDERS`, duplicate window `OUTBOX_DEDUP_WINDOW`,
     /// replicas `NATS_STREAM_REPLICAS`.
     pub stream: StreamSettings,
@@ -68,6 +70,7 @@ impl Default for Settings {
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
             outbox_relay: true,
+            status_consumer: true,
             stream: StreamSettings::default(),
             outbox_batch: 256,
             outbox_poll_interval: Duration::from_secs(1),
@@ -148,6 +151,9 @@ impl Settings {
             outbox_relay: env
                 .parse("OUTBOX_RELAY", "true or false", parse_bool)?
                 .unwrap_or(defaults.outbox_relay),
+            status_consumer: env
+                .parse("STATUS_CONSUMER", "true or false", parse_bool)?
+                .unwrap_or(defaults.status_consumer),
             stream: StreamSettings {
                 duplicate_window: env
                     .parse(

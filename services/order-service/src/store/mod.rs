@@ -24,6 +24,7 @@ use crate::domain::{
     PageCursor,
 };
 use crate::events;
+use crate::status::{StatusChange, StatusEvent};
 use entity::{idempotency_keys, order_lines, orders};
 
 /// What PlaceOrder did.
@@ -42,6 +43,17 @@ impl Placement {
             Self::Created(order) | Self::Replayed(order) => order,
         }
     }
+}
+
+/// What a status message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// The order moved to this status (or, for a refund, it was recorded).
+    Applied(String),
+    /// The message could not apply; why is recorded in the inbox.
+    Ignored(String),
+    /// The inbox had seen this message: nothing was done.
+    Duplicate,
 }
 
 /// A page of orders and, when more follow, where the next page starts.
@@ -238,6 +250,94 @@ impl OrderStore {
         self.nudge(partition);
         Ok(order)
     }
+}
+
+impl OrderStore {
+    /// Applies one status message in one transaction: locks the order,
+    /// moves it (PENDING → CONFIRMED or REJECTED) or ignores a message it
+    /// cannot apply, and records the message in the inbox under
+    /// `(consumer, message_id)`. A message the inbox has seen changes
+    /// nothing, even when delivered twice at once (the second waits on the
+    /// inbox key, then finds it taken and rolls back).
+    pub async fn order_status_apply(
+        &self,
+        consumer: &str,
+        message_id: &str,
+        subject: &str,
+        event: Result<StatusEvent, String>,
+    ) -> Result<StatusOutcome, StoreError> {
+        let txn = self.db.begin().await?;
+        let outcome = match event {
+            Err(undecodable) => StatusOutcome::Ignored(format!("undecodable: {undecodable}")),
+            Ok(event) => status_apply_in_txn(&txn, &event).await?,
+        };
+        let recorded = match &outcome {
+            StatusOutcome::Applied(what) => format!("applied: {what}"),
+            StatusOutcome::Ignored(why) => format!("ignored: {why}"),
+            StatusOutcome::Duplicate => String::new(),
+        };
+        let inserted = txn
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO inbox (consumer, message_id, subject, outcome) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                [consumer.into(), message_id.into(), subject.into(), recorded.into()],
+            ))
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            txn.rollback().await?;
+            return Ok(StatusOutcome::Duplicate);
+        }
+        txn.commit().await.map_err(StoreError::from_commit)?;
+        Ok(outcome)
+    }
+}
+
+async fn status_apply_in_txn(
+    txn: &DatabaseTransaction,
+    event: &StatusEvent,
+) -> Result<StatusOutcome, StoreError> {
+    let order = match order_get_in_txn(txn, event.order_id, true).await {
+        Ok(order) => order,
+        Err(StoreError::OrderNotFound(_)) => {
+            return Ok(StatusOutcome::Ignored(format!(
+                "no order {}",
+                event.order_id
+            )));
+        }
+        Err(err) => return Err(err),
+    };
+    let (status, reason) = match (&event.change, order.status) {
+        (StatusChange::Confirmed { .. }, OrderStatus::Pending) => {
+            (OrderStatus::Confirmed, String::new())
+        }
+        (StatusChange::Rejected { reason }, OrderStatus::Pending) => {
+            (OrderStatus::Rejected, reason.clone())
+        }
+        (StatusChange::Refunded { payment_id }, OrderStatus::Cancelled) => {
+            return Ok(StatusOutcome::Applied(format!(
+                "refund of payment {payment_id} recorded"
+            )));
+        }
+        (change, current) => {
+            return Ok(StatusOutcome::Ignored(format!(
+                "order is {}; {change:?} does not apply",
+                current.as_str().to_lowercase()
+            )));
+        }
+    };
+    orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(status.as_str()))
+        .col_expr(orders::Column::StatusReason, Expr::value(reason))
+        .col_expr(
+            orders::Column::UpdatedAt,
+            Expr::value(now_micros().fixed_offset()),
+        )
+        .filter(orders::Column::Id.eq(event.order_id.as_uuid()))
+        .exec(txn)
+        .await?;
+    Ok(StatusOutcome::Applied(status.as_str().to_lowercase()))
 }
 
 async fn order_insert_in_txn(txn: &DatabaseTransaction, order: &Order) -> Result<(), StoreError> {

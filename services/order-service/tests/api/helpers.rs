@@ -35,6 +35,7 @@ impl TestApp {
         let url = database.url().to_owned();
         Self::spawn_on(database, url, |settings| Settings {
             outbox_relay: false,
+            status_consumer: false,
             ..settings
         })
         .await

@@ -10,4 +10,5 @@ mod idempotency;
 mod placing;
 mod properties;
 mod reading;
+mod status;
 mod validation;

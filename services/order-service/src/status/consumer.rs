@@ -1,0 +1,131 @@
+//! The durable pull consumers that feed status messages to the store.
+//!
+//! One durable consumer per subject (`<prefix>orders.confirmed`, `.rejected`,
+//! `.refunded`; one filter subject each, which every JetStream server
+//! version supports), explicit acks. A message is acked once its effect —
+//! or its being ignored, or a duplicate — is committed; a database failure
+//! NAKs it with a delay, so it comes back. Set-up retries with backoff until
+//! the stream exists, so the service may start before NATS or the relay.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures::StreamExt as _;
+use ordo_outbox::StreamSettings;
+use tokio::sync::watch;
+
+use super::decode::decode;
+use crate::store::{OrderStore, StatusOutcome};
+
+/// This consumer's name in the inbox.
+pub const CONSUMER_NAME: &str = "order-service.status";
+const KINDS: [&str; 3] = ["confirmed", "rejected", "refunded"];
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// Consumes status messages until told to stop.
+#[derive(Debug, Clone)]
+pub struct StatusConsumer {
+    pub store: OrderStore,
+    pub nats_url: String,
+    pub stream: StreamSettings,
+}
+
+impl StatusConsumer {
+    /// Runs until `stop` turns true; reconnects and re-subscribes on errors.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut delay = Duration::from_millis(100);
+        while !*stop.borrow() {
+            tokio::select! {
+                result = self.consume() => match result {
+                    Ok(()) => delay = Duration::from_millis(100),
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in = ?delay, "status consumer not running");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            _ = stop.changed() => {}
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                },
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn consume(&self) -> Result<(), async_nats::Error> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(&self.nats_url)
+            .await?;
+        let jetstream = jetstream::new(client);
+        let stream = jetstream.get_stream(&self.stream.name).await?;
+        let mut feeds = Vec::new();
+        for kind in KINDS {
+            let consumer: consumer::PullConsumer = stream
+                .get_or_create_consumer(
+                    &format!("order-service-{kind}"),
+                    consumer::pull::Config {
+                        durable_name: Some(format!("order-service-{kind}")),
+                        filter_subject: self.stream.subject_for(&format!("orders.{kind}")),
+                        ack_policy: consumer::AckPolicy::Explicit,
+                        ack_wait: Duration::from_secs(30),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            feeds.push(consumer.messages().await?.boxed());
+        }
+        tracing::info!(stream = self.stream.name, "status consumer running");
+        let mut messages = futures::stream::select_all(feeds);
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            self.handle(message).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, message: jetstream::Message) {
+        let subject = message.subject.to_string();
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|id| id.as_str().to_owned())
+            .or_else(|| {
+                message
+                    .info()
+                    .ok()
+                    .map(|info| format!("seq-{}", info.stream_sequence))
+            })
+            .unwrap_or_default();
+        let event = decode(&subject, &message.payload);
+        match self
+            .store
+            .order_status_apply(CONSUMER_NAME, &message_id, &subject, event)
+            .await
+        {
+            Ok(outcome) => {
+                match &outcome {
+                    StatusOutcome::Applied(what) => {
+                        tracing::info!(message_id, subject, what, "status applied")
+                    }
+                    StatusOutcome::Ignored(why) => {
+                        tracing::warn!(message_id, subject, why, "status message ignored")
+                    }
+                    StatusOutcome::Duplicate => {
+                        tracing::info!(message_id, subject, "duplicate status message skipped")
+                    }
+                }
+                if let Err(err) = message.ack().await {
+                    tracing::warn!(message_id, error = %err, "ack failed; the message will be redelivered and deduplicated");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(message_id, error = %err, "status message failed; redelivering later");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(RETRY_AFTER_FAILURE)))
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The processor's verdicts move orders on once each: through the inbox, a
+//! re-published verdict has no second effect, a verdict that cannot apply is
+//! recorded and ignored, an undecodable one is recorded and not retried.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use ordo_proto::events::v1::{OrderConfirmed, OrderRejected};
+use ordo_proto::order::v1::{GetOrderRequest, OrderStatus};
+use ordo_testkit::{TestDatabase, eventually};
+use prost::Message as _;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::helpers::{TestApp, valid_request};
+
+async fn publish(app: &TestApp, kind: &str, message_id: &str, payload: Vec<u8>) {
+    let client = async_nats::connect(&app.nats_url).await.unwrap();
+    jetstream::new(client)
+        .send_publish(
+            format!("{}orders.{kind}", app.stream.subject_prefix),
+            PublishMessage::build()
+                .payload(payload.into())
+                .message_id(message_id),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+fn confirmed(order_id: &str) -> Vec<u8> {
+    OrderConfirmed {
+        order_id: order_id.into(),
+        payment_id: "pay-1".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn rejected(order_id: &str, reason: &str) -> Vec<u8> {
+    OrderRejected {
+        order_id: order_id.into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+async fn status_of(app: &TestApp, order_id: &str) -> (OrderStatus, String) {
+    let order = app
+        .client
+        .clone()
+        .get_order(GetOrderRequest {
+            order_id: order_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    (order.status(), order.status_reason)
+}
+
+async fn inbox_outcome(app: &TestApp, message_id: &str) -> Option<String> {
+    app.db
+        .query_one_raw(Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "SELECT outcome FROM inbox WHERE message_id = $1",
+            [message_id.into()],
+        ))
+        .await
+        .unwrap()
+        .map(|row| row.try_get::<String>("", "outcome").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_move_orders_once_each_through_the_inbox() {
+    let database = TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let app = TestApp::spawn_on(database, url, |mut settings| {
+        // A short window, so a re-publish gets past JetStream to the inbox.
+        settings.stream.duplicate_window = Duration::from_secs(1);
+        settings
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let order = app
+            .client
+            .clone()
+            .place_order(valid_request())
+            .await
+            .unwrap();
+        ids.push(order.into_inner().order.unwrap().order_id);
+    }
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    let deadline = Duration::from_secs(20);
+
+    publish(&app, "confirmed", "v-a", confirmed(a)).await;
+    publish(&app, "rejected", "v-b", rejected(b, "card declined")).await;
+    eventually("a confirmed, b rejected", deadline, || async {
+        status_of(&app, a).await.0 == OrderStatus::Confirmed
+            && status_of(&app, b).await == (OrderStatus::Rejected, "card declined".to_owned())
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    publish(&app, "confirmed", "v-a", confirmed(a)).await;
+    publish(&app, "rejected", "v-a-late", rejected(a, "too late")).await;
+    publish(
+        &app,
+        "confirmed",
+        "v-bad",
+        b"\xff\xff not protobuf".to_vec(),
+    )
+    .await;
+    // Behind the duplicate on the same consumer: once c moves, it was handled.
+    publish(&app, "confirmed", "v-c", confirmed(c)).await;
+    eventually(
+        "c confirmed and every message recorded",
+        deadline,
+        || async {
+            status_of(&app, c).await.0 == OrderStatus::Confirmed
+                && inbox_outcome(&app, "v-a-late").await.is_some()
+                && inbox_outcome(&app, "v-bad").await.is_some()
+        },
+    )
+    .await;
+
+    let republished = app
+        .stream
+        .messages(&app.nats_url)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.message_id == "v-a")
+        .count();
+    assert_eq!(
+        republished, 2,
+        "the re-publish should have reached the stream"
+    );
+    assert_eq!(app.count("inbox WHERE message_id = 'v-a'").await, 1);
+    assert_eq!(
+        inbox_outcome(&app, "v-a").await.unwrap(),
+        "applied: confirmed"
+    );
+    assert!(
+        inbox_outcome(&app, "v-a-late")
+            .await
+            .unwrap()
+            .starts_with("ignored: order is confirmed")
+    );
+    assert!(
+        inbox_outcome(&app, "v-bad")
+            .await
+            .unwrap()
+            .starts_with("ignored: undecodable")
+    );
+    assert_eq!(
+        status_of(&app, a).await,
+        (OrderStatus::Confirmed, String::new())
+    );
+    assert_eq!(app.count("inbox").await, 5);
+    app.stop().await.unwrap();
+}
