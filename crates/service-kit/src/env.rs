@@ -63,6 +63,20 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     }
 }
 
+/// A lookup over fixed `(name, value)` pairs, for tests of settings.
+pub fn lookup_from(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    move |name| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+}
+
 /// `scheme://user:secret@host` → `scheme://user:***@host`; anything else as is.
 pub fn redact_password(value: &str) -> String {
     let Some((scheme, rest)) = value.split_once("://") else {

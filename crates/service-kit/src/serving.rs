@@ -1,5 +1,47 @@
 //! Serving pieces every Ordo gRPC server uses.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Binds the gRPC listener; the error names the setting.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on GRPC_LISTEN_ADDR {addr}: {err}"),
+        )
+    })?;
+    let local_addr = listener.local_addr()?;
+    Ok((listener, local_addr))
+}
+
+/// Runs `server` to its end, but once `draining` fires (the server stopped
+/// accepting) gives in-flight requests at most `deadline` to finish.
+pub async fn serve_draining_within<E>(
+    server: impl Future<Output = Result<(), E>>,
+    draining: oneshot::Receiver<()>,
+    deadline: Duration,
+) -> Result<(), E> {
+    let drain_deadline = async move {
+        if draining.await.is_ok() {
+            tokio::time::sleep(deadline).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served,
+        () = drain_deadline => {
+            tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight");
+            Ok(())
+        }
+    }
+}
+
 /// Server reflection over Ordo's descriptors, health's and the error
 /// details', so grpcurl needs no proto files and can decode
 /// `google.rpc.BadRequest`. Build both protocol versions from it: grpcurl

@@ -46,15 +46,8 @@ impl Application {
         } else {
             None
         };
-        let listener = TcpListener::bind(settings.grpc_listen_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on GRPC_LISTEN_ADDR {}",
-                    settings.grpc_listen_addr
-                )
-            })?;
-        let local_addr = listener.local_addr()?;
+        let (listener, local_addr) =
+            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
@@ -122,13 +115,6 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
-        let drain_deadline = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
         let relay = self.relay;
         let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
         let consumer = self.settings.status_consumer.then(|| {
@@ -141,10 +127,9 @@ impl Application {
                 .run(consumer_stop),
             )
         });
-        tokio::select! {
-            served = server => served.context("gRPC server failed")?,
-            () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight"),
-        }
+        ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline)
+            .await
+            .context("gRPC server failed")?;
         let _ = stop_consumer.send(true);
         if let Some(consumer) = consumer {
             // A message in flight finishes; its ack or redelivery decides the rest.

@@ -201,16 +201,10 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
-        Settings::from_lookup(|name| env.get(name).cloned())
+        Settings::from_lookup(ordo_service_kit::env::lookup_from(pairs))
     }
 
     #[test]

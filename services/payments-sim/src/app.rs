@@ -24,15 +24,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.grpc_listen_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on GRPC_LISTEN_ADDR {}",
-                    settings.grpc_listen_addr
-                )
-            })?;
-        let local_addr = listener.local_addr()?;
+        let (listener, local_addr) =
+            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
@@ -70,18 +63,13 @@ impl Application {
             .add_service(ordo_service_kit::serving::reflection().build_v1alpha()?)
             .add_service(PaymentServiceServer::new(api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
-        let deadline = self.settings.shutdown_timeout;
-        let drain_deadline = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            served = server => served.context("gRPC server failed")?,
-            () = drain_deadline => tracing::warn!(?deadline, "drain deadline passed"),
-        }
+        ordo_service_kit::serving::serve_draining_within(
+            server,
+            draining_rx,
+            self.settings.shutdown_timeout,
+        )
+        .await
+        .context("gRPC server failed")?;
         Ok(())
     }
 }
