@@ -46,6 +46,7 @@ check "health is SERVING" serving
 listing=$(call "$addr" list)
 check "reflection lists OrderService" contains "$listing" ordo.order.v1.OrderService
 check "reflection lists Health" contains "$listing" grpc.health.v1.Health
+check "reflection lists only what it serves" test -z "$(grep PaymentService <<<"$listing")"
 check "describe without proto files" contains "$(call "$addr" describe ordo.order.v1.OrderService)" "rpc PlaceOrder"
 check "OrderService health" contains "$(call -d '{"service":"ordo.order.v1.OrderService"}' "$addr" grpc.health.v1.Health/Check)" '"SERVING"'
 

@@ -44,13 +44,18 @@ pub async fn serve_draining_within<E>(
 
 /// Server reflection over Ordo's descriptors, health's and the error
 /// details', so grpcurl needs no proto files and can decode
-/// `google.rpc.BadRequest`. Build both protocol versions from it: grpcurl
-/// 1.8 speaks only v1alpha.
-pub fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
+/// `google.rpc.BadRequest`; it advertises `services` (the ones this server
+/// serves) plus health. Build both protocol versions from it: grpcurl 1.8
+/// speaks only v1alpha.
+pub fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    services.iter().fold(builder, |builder, service| {
+        builder.with_service_name(*service)
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -89,8 +89,11 @@ impl Application {
             self.settings.health_probe_interval,
         ));
 
-        let reflection_v1 = ordo_service_kit::serving::reflection().build_v1()?;
-        let reflection_v1alpha = ordo_service_kit::serving::reflection().build_v1alpha()?;
+        let reflection_v1 =
+            ordo_service_kit::serving::reflection(&["ordo.order.v1.OrderService"]).build_v1()?;
+        let reflection_v1alpha =
+            ordo_service_kit::serving::reflection(&["ordo.order.v1.OrderService"])
+                .build_v1alpha()?;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = {

@@ -59,8 +59,14 @@ impl Application {
         tracing::info!(addr = %self.local_addr, faults = ?self.settings.faults, "payments simulator listening");
         let server = tonic::transport::Server::builder()
             .add_service(health)
-            .add_service(ordo_service_kit::serving::reflection().build_v1()?)
-            .add_service(ordo_service_kit::serving::reflection().build_v1alpha()?)
+            .add_service(
+                ordo_service_kit::serving::reflection(&["ordo.payments.v1.PaymentService"])
+                    .build_v1()?,
+            )
+            .add_service(
+                ordo_service_kit::serving::reflection(&["ordo.payments.v1.PaymentService"])
+                    .build_v1alpha()?,
+            )
             .add_service(PaymentServiceServer::new(api))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
         ordo_service_kit::serving::serve_draining_within(
