@@ -8,6 +8,7 @@ const PROTO_FILES: &[&str] = &[
     "ordo/order/v1/order.proto",
     "ordo/events/v1/events.proto",
     "ordo/payments/v1/payments.proto",
+    "ordo/processor/v1/processor.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,56 +1,150 @@
 //! Ordo's PostgreSQL schema, as SeaORM migrations.
 //!
-//! Each migration is a pair of SQL files under `migrations/sql/` (up and down)
-//! registered in [`MIGRATIONS`] under a stable name. [`Migrator`] applies them
-//! in order; the `ordo-migrate` binary is the CLI (`ordo-migrate up`, `status`,
-//! `down`, `fresh`), and services run [`Migrator::up`] at start-up unless
-//! `MIGRATE=false`.
+//! Each service owns a database ([`Schema`]): the order service's holds
+//! orders, the processor's its processing records; both have an outbox, an
+//! inbox and job leases, from the same SQL. Each migration is a pair of SQL
+//! files under `migrations/sql/` (up and down) under a stable name;
+//! [`Migrator`] and [`ProcessorMigrator`] apply a schema's list in order. The
+//! `ordo-migrate` binary is the CLI (`ordo-migrate up`, `status`, `down`,
+//! `fresh`; `MIGRATE_SCHEMA=processor` for the processor's), and services run
+//! [`Schema::up`] at start-up unless `MIGRATE=false`.
 //!
-//! [`schema_fingerprint`] hashes every migration's SQL, so tooling (the test
-//! kit's template databases) can tell when the schema changed.
+//! [`Schema::fingerprint`] hashes a schema's SQL, so tooling (the test kit's
+//! template databases) can tell when it changed.
 #![forbid(unsafe_code)]
 
 pub use sea_orm_migration::prelude::MigratorTrait;
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 
-/// Every migration, oldest first. Names are recorded in `seaql_migrations`:
-/// never rename or edit one that has shipped; add a new one.
-pub const MIGRATIONS: &[SqlMigration] = &[
-    SqlMigration {
-        name: "m20261123_000001_orders",
-        up: include_str!("../sql/0001_orders.up.sql"),
-        down: include_str!("../sql/0001_orders.down.sql"),
-    },
-    SqlMigration {
-        name: "m20261123_000002_outbox",
-        up: include_str!("../sql/0002_outbox.up.sql"),
-        down: include_str!("../sql/0002_outbox.down.sql"),
-    },
-    SqlMigration {
-        name: "m20261124_000003_outbox_leases",
-        up: include_str!("../sql/0003_outbox_leases.up.sql"),
-        down: include_str!("../sql/0003_outbox_leases.down.sql"),
-    },
-    SqlMigration {
-        name: "m20261124_000004_inbox",
-        up: include_str!("../sql/0004_inbox.up.sql"),
-        down: include_str!("../sql/0004_inbox.down.sql"),
-    },
-];
+/// A database Ordo owns: each service keeps its state in a database of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Schema {
+    /// The order service's: orders, idempotency keys, outbox, inbox.
+    Orders,
+    /// The processor's: order processing, error history, outbox, inbox.
+    Processor,
+}
 
-/// The migrator services and the CLI run.
+impl Schema {
+    /// This schema's migrations, oldest first.
+    pub fn migrations(self) -> &'static [SqlMigration] {
+        match self {
+            Self::Orders => ORDERS,
+            Self::Processor => PROCESSOR,
+        }
+    }
+
+    /// The name `ordo-migrate` knows it by (`MIGRATE_SCHEMA`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Orders => "orders",
+            Self::Processor => "processor",
+        }
+    }
+
+    /// Parses [`Schema::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Orders, Self::Processor]
+            .into_iter()
+            .find(|schema| schema.name() == name)
+    }
+
+    /// Applies pending migrations to `db`.
+    pub async fn up(self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        match self {
+            Self::Orders => Migrator::up(db, None).await,
+            Self::Processor => ProcessorMigrator::up(db, None).await,
+        }
+    }
+
+    /// A short hex digest of every migration's SQL: equal fingerprints,
+    /// equal schemas.
+    pub fn fingerprint(self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.name().as_bytes());
+        for migration in self.migrations() {
+            for part in [migration.name, migration.up, migration.down] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+        hasher
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+const ORDERS_TABLES: SqlMigration = SqlMigration {
+    name: "m20261123_000001_orders",
+    up: include_str!("../sql/0001_orders.up.sql"),
+    down: include_str!("../sql/0001_orders.down.sql"),
+};
+const OUTBOX: SqlMigration = SqlMigration {
+    name: "m20261123_000002_outbox",
+    up: include_str!("../sql/0002_outbox.up.sql"),
+    down: include_str!("../sql/0002_outbox.down.sql"),
+};
+const OUTBOX_LEASES: SqlMigration = SqlMigration {
+    name: "m20261124_000003_outbox_leases",
+    up: include_str!("../sql/0003_outbox_leases.up.sql"),
+    down: include_str!("../sql/0003_outbox_leases.down.sql"),
+};
+const INBOX: SqlMigration = SqlMigration {
+    name: "m20261124_000004_inbox",
+    up: include_str!("../sql/0004_inbox.up.sql"),
+    down: include_str!("../sql/0004_inbox.down.sql"),
+};
+const JOB_LEASES: SqlMigration = SqlMigration {
+    name: "m20261124_000005_job_leases",
+    up: include_str!("../sql/0005_job_leases.up.sql"),
+    down: include_str!("../sql/0005_job_leases.down.sql"),
+};
+const ORDER_PROCESSING: SqlMigration = SqlMigration {
+    name: "m20261124_000006_order_processing",
+    up: include_str!("../sql/0006_order_processing.up.sql"),
+    down: include_str!("../sql/0006_order_processing.down.sql"),
+};
+
+/// The order service's migrations, oldest first. Names are recorded in
+/// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
+const ORDERS: &[SqlMigration] = &[ORDERS_TABLES, OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES];
+
+/// The processor's migrations, oldest first; the outbox, inbox and lease
+/// tables are the same SQL as the order service's.
+const PROCESSOR: &[SqlMigration] = &[OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES, ORDER_PROCESSING];
+
+/// The order service's migrator (the default of `ordo-migrate`).
 #[derive(Debug)]
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        MIGRATIONS
-            .iter()
-            .map(|migration| Box::new(*migration) as Box<dyn MigrationTrait>)
-            .collect()
+        boxed(ORDERS)
     }
+}
+
+/// The processor's migrator (`MIGRATE_SCHEMA=processor ordo-migrate …`).
+#[derive(Debug)]
+pub struct ProcessorMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for ProcessorMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        boxed(PROCESSOR)
+    }
+}
+
+fn boxed(migrations: &[SqlMigration]) -> Vec<Box<dyn MigrationTrait>> {
+    migrations
+        .iter()
+        .map(|migration| Box::new(*migration) as Box<dyn MigrationTrait>)
+        .collect()
 }
 
 /// One schema step written as plain SQL.
@@ -83,19 +177,3 @@ impl MigrationTrait for SqlMigration {
     }
 }
 
-/// A short hex digest of every migration's SQL: equal fingerprints, equal schemas.
-pub fn schema_fingerprint() -> String {
-    let mut hasher = Sha256::new();
-    for migration in MIGRATIONS {
-        for part in [migration.name, migration.up, migration.down] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}

@@ -47,6 +47,25 @@ impl StreamSettings {
         vec![format!("{}orders.>", self.subject_prefix)]
     }
 
+    /// The dead-letter stream's name: `<name>_deadletter`.
+    pub fn dead_letter_name(&self) -> String {
+        format!("{}_deadletter", self.name)
+    }
+
+    /// The dead-letter stream's subjects: `<prefix>deadletter.orders.>`.
+    pub fn dead_letter_subjects(&self) -> Vec<String> {
+        vec![format!("{}deadletter.orders.>", self.subject_prefix)]
+    }
+
+    /// The dead-letter subject of a message from `source_subject`
+    /// (`<prefix>orders.placed` → `<prefix>deadletter.orders.placed`).
+    pub fn dead_letter_subject_for(&self, source_subject: &str) -> String {
+        let unprefixed = source_subject
+            .strip_prefix(&self.subject_prefix)
+            .unwrap_or(source_subject);
+        format!("{}deadletter.{unprefixed}", self.subject_prefix)
+    }
+
     /// The subject a row with `subject` is published on.
     pub fn subject_for(&self, subject: &str) -> String {
         format!("{}{subject}", self.subject_prefix)

@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod partition;
 pub mod publish;
 pub mod relay;
+pub mod settings;
 pub mod stream;
 
 pub use actors::Nudger;

@@ -7,6 +7,8 @@
 //! - [`events::v1`]: the event payloads published to the `ORDERS` stream.
 //! - [`payments::v1`]: `ordo.payments.v1.PaymentService`, the payment
 //!   provider the processor calls (a simulator ships with Ordo).
+//! - [`processor::v1`]: `ordo.processor.v1.ProcessorService`, processing
+//!   state and the dead-letter admin API ([`ProcessorServiceClient`]).
 //! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
 //!
 //! ```no_run
@@ -50,8 +52,18 @@ pub mod payments {
     }
 }
 
+/// `ordo.processor.v1`: processing state and dead-letter administration.
+pub mod processor {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.processor.v1");
+    }
+}
+
 pub use order::v1::order_service_client::OrderServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;
+pub use processor::v1::processor_service_client::ProcessorServiceClient;
 
 /// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

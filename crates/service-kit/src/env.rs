@@ -36,6 +36,83 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         })
     }
 
+    /// A duration such as `500ms` or `2s`, at least `min`; `default` when unset.
+    pub fn duration(
+        &self,
+        name: &'static str,
+        min: Duration,
+        default: Duration,
+    ) -> Result<Duration, SettingsError> {
+        let expected = if min.is_zero() {
+            "a duration such as 500ms or 2s".to_owned()
+        } else {
+            format!(
+                "a duration of at least {}, such as 2s",
+                humantime::format_duration(min)
+            )
+        };
+        Ok(self
+            .parse(name, &expected, |raw| {
+                parse_duration(raw).filter(|duration| *duration >= min)
+            })?
+            .unwrap_or(default))
+    }
+
+    /// A whole number within `range`; `default` when unset.
+    pub fn number<T>(
+        &self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<T>,
+        default: T,
+    ) -> Result<T, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let expected = format!("a whole number {}-{}", range.start(), range.end());
+        Ok(self
+            .parse(name, &expected, |raw| {
+                raw.parse().ok().filter(|n| range.contains(n))
+            })?
+            .unwrap_or(default))
+    }
+
+    /// `true` or `false` (or 1/0, yes/no, on/off); `default` when unset.
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, SettingsError> {
+        Ok(self
+            .parse(name, "true or false", parse_bool)?
+            .unwrap_or(default))
+    }
+
+    /// A `postgres://` URL; `default` when unset.
+    pub fn postgres_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
+        Ok(self
+            .parse(name, "a postgres:// URL", |raw| {
+                (raw.starts_with("postgres://") || raw.starts_with("postgresql://"))
+                    .then(|| raw.to_owned())
+            })?
+            .unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// A comma-separated list of `nats://` (or `tls://`) URLs; `default` when unset.
+    pub fn nats_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
+        Ok(self
+            .parse(name, "a nats:// URL", |raw| {
+                raw.split(',')
+                    .all(|url| url.trim().starts_with("nats://") || url.trim().starts_with("tls://"))
+                    .then(|| raw.to_owned())
+            })?
+            .unwrap_or_else(|| default.to_owned()))
+    }
+
+    /// An `http://` (or `https://`) URL; `default` when unset.
+    pub fn http_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
+        Ok(self
+            .parse(name, "an http:// URL such as http://127.0.0.1:50053", |raw| {
+                (raw.starts_with("http://") || raw.starts_with("https://")).then(|| raw.to_owned())
+            })?
+            .unwrap_or_else(|| default.to_owned()))
+    }
+
     /// `RUST_LOG`, checked: a filter `tracing` accepts, else `default`.
     pub fn log_filter(&self, default: &str) -> Result<String, SettingsError> {
         Ok(self

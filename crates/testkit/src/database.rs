@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use ordo_migrations::{Migrator, MigratorTrait as _, schema_fingerprint};
+pub use ordo_migrations::Schema;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, Statement};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -27,12 +27,17 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates a new database from the migrated template.
+    /// Creates a new order-service database from the migrated template.
     pub async fn create() -> Result<Self, DbErr> {
+        Self::create_for(Schema::Orders).await
+    }
+
+    /// Creates a new database with `schema`, from its migrated template.
+    pub async fn create_for(schema: Schema) -> Result<Self, DbErr> {
         let admin_url = admin_url();
         let admin = connect_single(&admin_url).await?;
-        let template = format!("ordo_t_template_{}", schema_fingerprint());
-        ensure_template(&admin, &admin_url, &template).await?;
+        let template = format!("ordo_t_template_{}", schema.fingerprint());
+        ensure_template(&admin, &admin_url, &template, schema).await?;
 
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -180,6 +185,7 @@ async fn ensure_template(
     admin: &DatabaseConnection,
     admin_url: &str,
     template: &str,
+    schema: Schema,
 ) -> Result<(), DbErr> {
     if database_exists(admin, template).await? {
         return Ok(());
@@ -187,7 +193,7 @@ async fn ensure_template(
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
         .await?;
-    let built = build_template(admin, admin_url, template).await;
+    let built = build_template(admin, admin_url, template, schema).await;
     admin
         .execute_unprepared(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
         .await?;
@@ -198,6 +204,7 @@ async fn build_template(
     admin: &DatabaseConnection,
     admin_url: &str,
     template: &str,
+    schema: Schema,
 ) -> Result<(), DbErr> {
     if database_exists(admin, template).await? {
         return Ok(());
@@ -210,7 +217,7 @@ async fn build_template(
         .execute_unprepared(&format!(r#"CREATE DATABASE "{building}""#))
         .await?;
     let db = connect_single(&url_with_database(admin_url, &building)).await?;
-    Migrator::up(&db, None).await?;
+    schema.up(&db).await?;
     db.close().await?;
     admin
         .execute_unprepared(&format!(

@@ -22,7 +22,7 @@ pub mod nats;
 pub mod proxy;
 pub mod wait;
 
-pub use database::TestDatabase;
+pub use database::{Schema, TestDatabase};
 pub use nats::{NatsServer, StreamMessage, TestStream};
 pub use proxy::TcpProxy;
 pub use wait::eventually;

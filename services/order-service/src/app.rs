@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ordo_migrations::{Migrator, MigratorTrait as _};
+use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
@@ -174,7 +174,8 @@ async fn migrate(url: &str) -> anyhow::Result<()> {
     db.execute_unprepared(lock)
         .await
         .context("cannot lock for migrations")?;
-    let migrated = Migrator::up(&db, None)
+    let migrated = Schema::Orders
+        .up(&db)
         .await
         .context("database migrations failed");
     let _ = db

@@ -1,0 +1,93 @@
+//! The inbox against a real PostgreSQL database of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ordo_inbox::lease::job_lease_acquire;
+use ordo_inbox::{InboxRetention, RetentionConfig, Sweep, inbox_contains, inbox_record_in_txn};
+use ordo_testkit::{Schema, TestDatabase};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+#[tokio::test]
+async fn a_message_is_recorded_once() {
+    let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+    let db = database.connect().await.unwrap();
+    let txn = db.begin().await.unwrap();
+    assert!(inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied").await.unwrap());
+    txn.commit().await.unwrap();
+    let txn = db.begin().await.unwrap();
+    assert!(!inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again").await.unwrap());
+    // Another consumer handles the same message on its own account.
+    assert!(inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied").await.unwrap());
+    txn.rollback().await.unwrap();
+    assert!(inbox_contains(&db, "c", "m1").await.unwrap());
+    assert!(!inbox_contains(&db, "other", "m1").await.unwrap());
+}
+
+fn retention(db: sea_orm::DatabaseConnection, owner: &str) -> InboxRetention {
+    InboxRetention::new(
+        db,
+        RetentionConfig {
+            horizon: Duration::from_secs(7 * 24 * 3600),
+            batch_size: 100,
+            interval: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(30),
+            owner: owner.to_owned(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_rows_in_batches_by_one_replica() {
+    let database = TestDatabase::create().await.unwrap();
+    let db = database.connect().await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO inbox (consumer, message_id, subject, outcome, received_at) \
+         SELECT 'c', 'old-' || n, 'orders.confirmed', 'applied', now() - interval '8 days' \
+         FROM generate_series(1, 1050) AS n; \
+         INSERT INTO inbox (consumer, message_id, subject, outcome, received_at) \
+         SELECT 'c', 'new-' || n, 'orders.confirmed', 'applied', now() - interval '6 days' \
+         FROM generate_series(1, 20) AS n",
+    )
+    .await
+    .unwrap();
+
+    let first = retention(db.clone(), "replica-a");
+    let second = retention(db.clone(), "replica-b");
+    assert!(job_lease_acquire(&db, "inbox-retention", "replica-a", Duration::from_secs(30)).await.unwrap());
+    assert_eq!(
+        second.activate().await.unwrap(),
+        Sweep::NotLeader
+    );
+    assert_eq!(
+        first.activate().await.unwrap(),
+        Sweep::Deleted(1050)
+    );
+    let left = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FILTER (WHERE message_id LIKE 'old-%') AS old, count(*) AS total FROM inbox",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.try_get::<i64>("", "old").unwrap(), 0);
+    assert_eq!(left.try_get::<i64>("", "total").unwrap(), 20);
+    // Nothing left to do: a sweep is idempotent.
+    assert_eq!(
+        first.activate().await.unwrap(),
+        Sweep::Deleted(0)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let database = TestDatabase::create().await.unwrap();
+    let db = database.connect().await.unwrap();
+    assert!(job_lease_acquire(&db, "j", "a", Duration::from_millis(50)).await.unwrap());
+    assert!(!job_lease_acquire(&db, "j", "b", Duration::from_secs(30)).await.unwrap());
+    assert!(job_lease_acquire(&db, "j", "a", Duration::from_millis(50)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(job_lease_acquire(&db, "j", "b", Duration::from_secs(30)).await.unwrap());
+    assert!(!job_lease_acquire(&db, "j", "a", Duration::from_secs(30)).await.unwrap());
+}

@@ -1,0 +1,2 @@
+DROP TABLE processing_errors;
+DROP TABLE order_processing;

@@ -1,0 +1,210 @@
+//! Building and running the processor: connect, migrate, start the relay
+//! and the consumers, serve gRPC, and shut down within a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ordo_inbox::InboxRetention;
+use ordo_migrations::Schema;
+use ordo_outbox::RelayHandle;
+use ordo_proto::processor::v1::processor_service_server::ProcessorServiceServer;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::consumer::{ConsumerFaults, OrderConsumer};
+use crate::dead_letter::DeadLetters;
+use crate::grpc::{AdminToken, ProcessorApi};
+use crate::handler::Handler;
+use crate::payments::PaymentGateway;
+use crate::settings::Settings;
+use crate::store::ProcessingStore;
+
+const SERVICE_NAME: &str = "ordo.processor.v1.ProcessorService";
+
+/// A built processor: database migrated, relay started, listener bound.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: ProcessingStore,
+    dead_letters: DeadLetters,
+    handler: Handler,
+    jetstream: async_nats::jetstream::Context,
+    relay: Option<RelayHandle>,
+    faults: Arc<ConsumerFaults>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects to the database (migrating it unless disabled) and to NATS
+    /// (in the background: the processor starts while NATS is down), starts
+    /// the outbox relay unless disabled, and binds the gRPC listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.migrate {
+            migrate(&settings.database_url).await?;
+        }
+        let db = connect(&settings.database_url, settings.database_max_connections).await?;
+        let relay = if settings.outbox_relay {
+            Some(RelayHandle::start(settings.relay.clone()).await?)
+        } else {
+            None
+        };
+        let store = ProcessingStore::new(
+            db,
+            settings.relay.partitions,
+            relay.as_ref().map(RelayHandle::nudger),
+        );
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(&settings.relay.nats_url)
+            .await
+            .context("cannot connect to NATS at NATS_URL")?;
+        let jetstream = async_nats::jetstream::new(nats);
+        let dead_letters = DeadLetters::new(jetstream.clone(), settings.relay.stream.clone());
+        let handler = Handler {
+            store: store.clone(),
+            payments: PaymentGateway::new(settings.payments.clone())
+                .context("invalid PAYMENTS_URL")?,
+            defer: settings.consuming.backoff,
+        };
+        let (listener, local_addr) =
+            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            dead_letters,
+            handler,
+            jetstream,
+            relay,
+            faults: Arc::default(),
+            settings,
+        })
+    }
+
+    /// Where gRPC is served.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The outbox relay running in this process, if any.
+    pub fn relay(&self) -> Option<&RelayHandle> {
+        self.relay.as_ref()
+    }
+
+    /// Faults to switch on in tests.
+    pub fn consumer_faults(&self) -> Arc<ConsumerFaults> {
+        Arc::clone(&self.faults)
+    }
+
+    /// Serves and consumes until `shutdown` completes; then stops taking
+    /// messages (those in flight finish), drains gRPC, and stops the relay,
+    /// each within `SHUTDOWN_TIMEOUT`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        for name in ["", SERVICE_NAME] {
+            reporter.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let consumer = self.settings.consumer.then(|| {
+            tokio::spawn(
+                OrderConsumer {
+                    handler: self.handler.clone(),
+                    jetstream: self.jetstream.clone(),
+                    dead_letters: self.dead_letters.clone(),
+                    stream: self.settings.relay.stream.clone(),
+                    settings: self.settings.consuming.clone(),
+                    faults: Arc::clone(&self.faults),
+                }
+                .run(stop_rx.clone()),
+            )
+        });
+        let retention = tokio::spawn(
+            InboxRetention::new(
+                self.store.connection().clone(),
+                self.settings.inbox_retention.clone(),
+            )
+            .run(stop_rx),
+        );
+
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
+        let stop_accepting = {
+            let mut reporter = reporter.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: not serving, draining");
+                for name in ["", SERVICE_NAME] {
+                    reporter.set_service_status(name, ServingStatus::NotServing).await;
+                    reporter.clear_service_status(name).await;
+                }
+                let _ = draining_tx.send(());
+            }
+        };
+        let api = ProcessorApi::new(
+            self.store.clone(),
+            self.dead_letters.clone(),
+            AdminToken::new(self.settings.admin_token.as_deref()),
+        );
+        tracing::info!(addr = %self.local_addr, "processor listening");
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1()?)
+            .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1alpha()?)
+            .add_service(ProcessorServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+
+        let deadline = self.settings.shutdown_timeout;
+        let served = ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline).await;
+        let _ = stop_tx.send(true);
+        if let Some(consumer) = consumer {
+            // Messages in flight finish; what does not is redelivered.
+            let _ = tokio::time::timeout(deadline, consumer).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), retention).await;
+        if let Some(relay) = self.relay {
+            relay.shutdown(deadline).await?;
+        }
+        served.context("gRPC server failed")?;
+        tracing::info!("processor stopped");
+        Ok(())
+    }
+}
+
+async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(0)
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .context("cannot connect to the database at DATABASE_URL")
+}
+
+/// Applies pending migrations under an advisory lock, one replica at a time.
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    let db = connect(url, 1).await?;
+    db.execute_unprepared("SELECT pg_advisory_lock(hashtext('ordo.migrations'))")
+        .await
+        .context("cannot lock for migrations")?;
+    let migrated = Schema::Processor
+        .up(&db)
+        .await
+        .context("database migrations failed");
+    let _ = db
+        .execute_unprepared("SELECT pg_advisory_unlock(hashtext('ordo.migrations'))")
+        .await;
+    db.close().await.ok();
+    migrated
+}

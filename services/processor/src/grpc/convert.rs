@@ -1,0 +1,58 @@
+//! Processing records and dead letters → `ordo.processor.v1` messages.
+
+use ordo_proto::processor::v1 as api;
+
+use crate::dead_letter::DeadLetter;
+use crate::events::timestamp;
+use crate::processing::{ErrorEntry, ProcessingRecord, ProcessingState};
+
+pub fn state_to_proto(state: ProcessingState) -> api::ProcessingState {
+    match state {
+        ProcessingState::Retrying | ProcessingState::RefundDue => api::ProcessingState::Retrying,
+        ProcessingState::Confirmed => api::ProcessingState::Confirmed,
+        ProcessingState::Rejected => api::ProcessingState::Rejected,
+        ProcessingState::DeadLettered => api::ProcessingState::DeadLettered,
+        ProcessingState::Cancelled => api::ProcessingState::Cancelled,
+        ProcessingState::Refunded => api::ProcessingState::Refunded,
+    }
+}
+
+pub fn error_to_proto(entry: ErrorEntry) -> api::ErrorEntry {
+    api::ErrorEntry {
+        message_id: entry.message_id,
+        subject: entry.subject,
+        attempt: entry.attempt,
+        occur_time: Some(timestamp(entry.occurred_at)),
+        code: entry.code,
+        text: entry.text,
+        instance: entry.instance,
+    }
+}
+
+pub fn processing_to_proto(record: ProcessingRecord, history: Vec<ErrorEntry>) -> api::OrderProcessing {
+    api::OrderProcessing {
+        order_id: record.order_id.to_string(),
+        state: state_to_proto(record.state).into(),
+        attempts: record.attempts,
+        error_history: history.into_iter().map(error_to_proto).collect(),
+        payment_id: record.payment_id.unwrap_or_default(),
+        refund_id: record.refund_id.unwrap_or_default(),
+        status_reason: record.status_reason,
+        update_time: Some(timestamp(record.updated_at)),
+    }
+}
+
+pub fn dead_letter_to_proto(dead_letter: DeadLetter) -> api::DeadLetter {
+    api::DeadLetter {
+        id: dead_letter.id,
+        source_stream: dead_letter.source_stream,
+        source_subject: dead_letter.source_subject,
+        message_id: dead_letter.message_id,
+        order_id: dead_letter.order_id.unwrap_or_default(),
+        reason: dead_letter.reason,
+        dead_letter_time: dead_letter.dead_lettered_at.map(timestamp),
+        headers: dead_letter.headers.into_iter().collect(),
+        payload: dead_letter.payload.to_vec(),
+        error_history: dead_letter.history.into_iter().map(error_to_proto).collect(),
+    }
+}

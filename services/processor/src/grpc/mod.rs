@@ -1,0 +1,165 @@
+//! `ordo.processor.v1.ProcessorService`: processing state for anyone, the
+//! dead-letter admin API behind a bearer token.
+
+mod auth;
+mod convert;
+
+pub use auth::AdminToken;
+
+use ordo_proto::processor::v1 as api;
+use ordo_proto::processor::v1::processor_service_server::ProcessorService;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::dead_letter::DeadLetters;
+use crate::store::ProcessingStore;
+
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 100;
+
+/// The gRPC face of the processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorApi {
+    store: ProcessingStore,
+    dead_letters: DeadLetters,
+    admin: AdminToken,
+}
+
+impl ProcessorApi {
+    pub fn new(store: ProcessingStore, dead_letters: DeadLetters, admin: AdminToken) -> Self {
+        Self {
+            store,
+            dead_letters,
+            admin,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProcessorService for ProcessorApi {
+    async fn get_order_processing(
+        &self,
+        request: Request<api::GetOrderProcessingRequest>,
+    ) -> Result<Response<api::OrderProcessing>, Status> {
+        let raw = request.into_inner().order_id;
+        let order_id = Uuid::parse_str(raw.trim())
+            .map_err(|_| invalid("order_id", format!("{raw:?} is not a UUID")))?;
+        let record = self
+            .store
+            .processing_get(order_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found(format!("the processor has no record of order {order_id}")))?;
+        let history = self.store.errors_for_order(order_id).await.map_err(unavailable)?;
+        Ok(Response::new(convert::processing_to_proto(record, history)))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<api::ListDeadLettersRequest>,
+    ) -> Result<Response<api::ListDeadLettersResponse>, Status> {
+        self.admin.check(request.metadata())?;
+        let request = request.into_inner();
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size <= MAX_PAGE_SIZE => size,
+            size => return Err(invalid("page_size", format!("{size} is above {MAX_PAGE_SIZE}"))),
+        };
+        let from = match request.page_token.trim() {
+            "" => 1,
+            token => token
+                .parse::<u64>()
+                .ok()
+                .filter(|from| *from >= 1)
+                .ok_or_else(|| invalid("page_token", "not a token from a previous response".to_owned()))?,
+        };
+        let page = self
+            .dead_letters
+            .list(from, usize::try_from(page_size).unwrap_or(20))
+            .await
+            .map_err(nats_unavailable)?;
+        Ok(Response::new(api::ListDeadLettersResponse {
+            dead_letters: page.dead_letters.into_iter().map(convert::dead_letter_to_proto).collect(),
+            next_page_token: page.next.map(|next| next.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_dead_letter(
+        &self,
+        request: Request<api::GetDeadLetterRequest>,
+    ) -> Result<Response<api::DeadLetter>, Status> {
+        self.admin.check(request.metadata())?;
+        let id = dead_letter_id(request.into_inner().id)?;
+        let dead_letter = self
+            .dead_letters
+            .get(id)
+            .await
+            .map_err(nats_unavailable)?
+            .ok_or_else(|| not_found(id))?;
+        Ok(Response::new(convert::dead_letter_to_proto(dead_letter)))
+    }
+
+    async fn redrive_dead_letter(
+        &self,
+        request: Request<api::RedriveDeadLetterRequest>,
+    ) -> Result<Response<api::RedriveDeadLetterResponse>, Status> {
+        self.admin.check(request.metadata())?;
+        let id = dead_letter_id(request.into_inner().id)?;
+        let redriven = self
+            .dead_letters
+            .redrive(id)
+            .await
+            .map_err(nats_unavailable)?
+            .ok_or_else(|| not_found(id))?;
+        tracing::info!(id, subject = redriven.subject, message_id = redriven.message_id, "dead letter redriven");
+        Ok(Response::new(api::RedriveDeadLetterResponse {
+            subject: redriven.subject,
+            message_id: redriven.message_id,
+            stream_sequence: redriven.stream_sequence,
+        }))
+    }
+
+    async fn purge_dead_letter(
+        &self,
+        request: Request<api::PurgeDeadLetterRequest>,
+    ) -> Result<Response<api::PurgeDeadLetterResponse>, Status> {
+        self.admin.check(request.metadata())?;
+        let id = dead_letter_id(request.into_inner().id)?;
+        if !self.dead_letters.purge(id).await.map_err(nats_unavailable)? {
+            return Err(not_found(id));
+        }
+        tracing::info!(id, "dead letter purged");
+        Ok(Response::new(api::PurgeDeadLetterResponse {}))
+    }
+}
+
+fn dead_letter_id(id: u64) -> Result<u64, Status> {
+    if id == 0 {
+        return Err(invalid("id", "must be a dead letter's id (1 or more)".to_owned()));
+    }
+    Ok(id)
+}
+
+fn not_found(id: u64) -> Status {
+    Status::not_found(format!("no dead letter {id}"))
+}
+
+fn invalid(field: &str, description: String) -> Status {
+    let mut details = tonic_types::ErrorDetails::new();
+    details.add_bad_request_violation(field, description.clone());
+    <Status as tonic_types::StatusExt>::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("invalid {field}: {description}"),
+        details,
+    )
+}
+
+fn unavailable(err: sea_orm::DbErr) -> Status {
+    tracing::warn!(error = %err, "database unavailable");
+    Status::unavailable("the processor's database is unavailable; retry")
+}
+
+fn nats_unavailable(err: async_nats::Error) -> Status {
+    tracing::warn!(error = %err, "dead-letter stream unavailable");
+    Status::unavailable("the dead-letter stream is unavailable; retry")
+}

@@ -1,0 +1,150 @@
+//! What the processor does with one decoded message — the order's payment
+//! life cycle:
+//!
+//! ```text
+//! OrderPlaced      no record / RETRYING / DEAD_LETTERED → authorize
+//!                      approved → CONFIRMED + OrderConfirmed
+//!                      declined → REJECTED  + OrderRejected
+//!                  CANCELLED (cancel won the race) + approved → REFUND_DUE → refund
+//!                  REFUND_DUE → refund;  anything else → ignored
+//! OrderCancelled   no record / RETRYING → deferred until the placement settles
+//!                  CONFIRMED / REFUND_DUE → refund → REFUNDED + OrderRefunded
+//!                  REJECTED / DEAD_LETTERED → CANCELLED (nothing to refund)
+//!                  CANCELLED / REFUNDED → ignored
+//! ```
+//!
+//! Payment calls happen outside any transaction; their outcome is settled
+//! in one (see [`crate::store`]). Keys derived from the order make every
+//! payment call idempotent, so a message handled twice — concurrently on two
+//! replicas, or again after a crash — charges and refunds once.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::backoff::Backoff;
+use crate::messages::{CancelledOrder, Incoming, PlacedOrder};
+use crate::payments::PaymentGateway;
+use crate::processing::{Failure, ProcessingState};
+use crate::store::{MessageRef, ProcessingStore, Settled};
+
+/// How a message was handled, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Settled: ack it.
+    Settled(Settled),
+    /// Not yet actionable (a cancellation before its order's payment
+    /// settled): redeliver after this delay; not a failure.
+    Deferred(Duration),
+}
+
+/// Handles decoded messages.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub store: ProcessingStore,
+    pub payments: PaymentGateway,
+    /// Delays of deferred messages, by delivery count.
+    pub defer: Backoff,
+}
+
+impl Handler {
+    /// Handles one message; `delivered` counts its deliveries so far.
+    pub async fn handle(
+        &self,
+        message: MessageRef<'_>,
+        incoming: &Incoming,
+        delivered: u32,
+    ) -> Result<Handled, Failure> {
+        if self.store.inbox_seen(message.message_id).await? {
+            return Ok(Handled::Settled(Settled::Duplicate));
+        }
+        match incoming {
+            Incoming::Placed(order) => self.placed(message, order).await,
+            Incoming::Cancelled(order) => self.cancelled(message, order, delivered).await,
+        }
+    }
+
+    async fn placed(&self, message: MessageRef<'_>, order: &PlacedOrder) -> Result<Handled, Failure> {
+        let record = self.store.processing_get(order.order_id).await?;
+        let state = record.as_ref().map(|record| record.state);
+        if state == Some(ProcessingState::RefundDue) {
+            let payment_id = record.and_then(|record| record.payment_id).unwrap_or_default();
+            return self
+                .refund(message, order.order_id, &order.correlation_id, &payment_id)
+                .await;
+        }
+        if !ProcessingState::awaits_payment(state) {
+            let why = format!("order already {}", state.map_or("settled", ProcessingState::as_str));
+            return Ok(Handled::Settled(self.store.message_ignore(message, &why).await?));
+        }
+        let authorization = self.payments.authorize(order).await?;
+        match self.store.placed_settle(message, order, &authorization).await? {
+            Settled::RefundDue { payment_id } => {
+                self.refund(message, order.order_id, &order.correlation_id, &payment_id)
+                    .await
+            }
+            Settled::Raced => Ok(Handled::Deferred(self.defer.delay(1))),
+            settled => Ok(Handled::Settled(settled)),
+        }
+    }
+
+    async fn cancelled(
+        &self,
+        message: MessageRef<'_>,
+        order: &CancelledOrder,
+        delivered: u32,
+    ) -> Result<Handled, Failure> {
+        let record = self.store.processing_get(order.order_id).await?;
+        let settled = match record.as_ref().map(|record| record.state) {
+            None | Some(ProcessingState::Retrying) => {
+                return Ok(Handled::Deferred(self.defer.delay(delivered)));
+            }
+            Some(ProcessingState::Confirmed | ProcessingState::RefundDue) => {
+                let payment_id = record.and_then(|record| record.payment_id).unwrap_or_default();
+                return self
+                    .refund(message, order.order_id, &order.correlation_id, &payment_id)
+                    .await;
+            }
+            Some(ProcessingState::Rejected | ProcessingState::DeadLettered) => {
+                self.store
+                    .cancel_unpaid(message, order.order_id, &order.correlation_id)
+                    .await?
+            }
+            Some(state @ (ProcessingState::Cancelled | ProcessingState::Refunded)) => {
+                self.store
+                    .message_ignore(message, &format!("order already {}", state.as_str()))
+                    .await?
+            }
+        };
+        Ok(match settled {
+            Settled::Raced => Handled::Deferred(self.defer.delay(1)),
+            settled => Handled::Settled(settled),
+        })
+    }
+
+    async fn refund(
+        &self,
+        message: MessageRef<'_>,
+        order_id: Uuid,
+        correlation_id: &str,
+        payment_id: &str,
+    ) -> Result<Handled, Failure> {
+        if payment_id.is_empty() {
+            return Err(Failure::permanent(
+                "no_payment",
+                format!("order {order_id} is due a refund but has no payment id"),
+            ));
+        }
+        let refund_id = self.payments.refund(order_id, payment_id).await?;
+        Ok(
+            match self
+                .store
+                .refund_settle(message, order_id, correlation_id, payment_id, &refund_id)
+                .await?
+            {
+                Settled::Raced => Handled::Deferred(self.defer.delay(1)),
+                settled => Handled::Settled(settled),
+            },
+        )
+    }
+}

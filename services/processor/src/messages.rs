@@ -1,0 +1,128 @@
+//! NATS message → what the processor must do: decode by the subject's last
+//! token and the protobuf payload, checking what the payment call needs.
+
+use ordo_proto::events::v1 as events;
+use prost::Message as _;
+use uuid::Uuid;
+
+/// An order to charge: from `OrderPlaced`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub order_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub correlation_id: String,
+}
+
+/// An order to stop (and refund, if charged): from `OrderCancelled`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelledOrder {
+    pub order_id: Uuid,
+    pub correlation_id: String,
+}
+
+/// A message the processor acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Placed(PlacedOrder),
+    Cancelled(CancelledOrder),
+}
+
+impl Incoming {
+    pub fn order_id(&self) -> Uuid {
+        match self {
+            Self::Placed(placed) => placed.order_id,
+            Self::Cancelled(cancelled) => cancelled.order_id,
+        }
+    }
+
+    pub fn correlation_id(&self) -> &str {
+        match self {
+            Self::Placed(placed) => &placed.correlation_id,
+            Self::Cancelled(cancelled) => &cancelled.correlation_id,
+        }
+    }
+}
+
+/// Decodes a message, or says why it cannot be used (it then goes to the
+/// dead-letter stream at once: no retry can fix it).
+pub fn decode(subject: &str, payload: &[u8]) -> Result<Incoming, String> {
+    match subject.rsplit('.').next().unwrap_or_default() {
+        "placed" => {
+            let event = events::OrderPlaced::decode(payload)
+                .map_err(|err| format!("not an OrderPlaced: {err}"))?;
+            if event.total_minor < 0 {
+                return Err(format!("total_minor {} is negative", event.total_minor));
+            }
+            if event.currency.len() != 3 {
+                return Err(format!("currency {:?} is not a 3-letter code", event.currency));
+            }
+            Ok(Incoming::Placed(PlacedOrder {
+                order_id: order_id(&event.order_id)?,
+                amount_minor: event.total_minor,
+                currency: event.currency,
+                correlation_id: event.correlation_id,
+            }))
+        }
+        "cancelled" => {
+            let event = events::OrderCancelled::decode(payload)
+                .map_err(|err| format!("not an OrderCancelled: {err}"))?;
+            Ok(Incoming::Cancelled(CancelledOrder {
+                order_id: order_id(&event.order_id)?,
+                correlation_id: event.correlation_id,
+            }))
+        }
+        other => Err(format!("the processor does not handle subject kind {other:?}")),
+    }
+}
+
+fn order_id(raw: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(raw).map_err(|err| format!("order_id {raw:?} is not a UUID: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_placed_and_cancelled() {
+        let order_id = Uuid::now_v7();
+        let placed = events::OrderPlaced {
+            order_id: order_id.to_string(),
+            currency: "EUR".into(),
+            total_minor: 1250,
+            correlation_id: "c-1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode("t1.orders.placed", &placed.encode_to_vec()).unwrap(),
+            Incoming::Placed(PlacedOrder {
+                order_id,
+                amount_minor: 1250,
+                currency: "EUR".into(),
+                correlation_id: "c-1".into(),
+            })
+        );
+        let cancelled = events::OrderCancelled {
+            order_id: order_id.to_string(),
+            ..Default::default()
+        };
+        assert_eq!(
+            decode("orders.cancelled", &cancelled.encode_to_vec())
+                .unwrap()
+                .order_id(),
+            order_id
+        );
+    }
+
+    #[test]
+    fn says_why_a_message_is_unusable() {
+        assert!(decode("orders.placed", b"\xff\xff\xff").unwrap_err().contains("OrderPlaced"));
+        let no_id = events::OrderPlaced {
+            currency: "EUR".into(),
+            ..Default::default()
+        };
+        assert!(decode("orders.placed", &no_id.encode_to_vec()).unwrap_err().contains("order_id"));
+        assert!(decode("orders.shipped", b"").unwrap_err().contains("shipped"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Configuration, read from the environment in one place and handed around
+//! as a typed struct. Tests build [`Settings`] directly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ordo_inbox::RetentionConfig;
+use ordo_outbox::RelayConfig;
+pub use ordo_service_kit::{LogFormat, SettingsError};
+use ordo_service_kit::Lookup;
+
+use crate::backoff::Backoff;
+
+/// Everything the processor needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the processor's own PostgreSQL database.
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    pub database_max_connections: u32,
+    /// `GRPC_LISTEN_ADDR`: where gRPC is served; port 0 picks a free port.
+    pub grpc_listen_addr: SocketAddr,
+    /// `MIGRATE`: apply pending migrations at start-up.
+    pub migrate: bool,
+    /// `SHUTDOWN_TIMEOUT`: how long in-flight work may drain on shutdown.
+    pub shutdown_timeout: Duration,
+    /// `LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`: which log lines are written.
+    pub log_filter: String,
+    /// `NATS_URL`; the stream, `OUTBOX_*` and `NATS_STREAM_REPLICAS`: the
+    /// relay of the processor's own outbox (see the order service).
+    pub relay: RelayConfig,
+    /// `OUTBOX_RELAY`: run the outbox relay in this process.
+    pub outbox_relay: bool,
+    /// `PROCESSOR_CONSUMER`: consume orders in this process.
+    pub consumer: bool,
+    /// How messages are consumed and retried (`PROCESSOR_*`).
+    pub consuming: ConsumerSettings,
+    /// `PAYMENTS_*`: the payment provider and how it is called.
+    pub payments: PaymentsSettings,
+    /// `PROCESSOR_ADMIN_TOKEN`: the bearer token of the dead-letter RPCs;
+    /// unset disables them.
+    pub admin_token: Option<String>,
+    /// `INBOX_RETENTION` (at least the stream's duplicate window),
+    /// `INBOX_RETENTION_INTERVAL`: the inbox sweep.
+    pub inbox_retention: RetentionConfig,
+}
+
+/// How the durable consumers take and retry messages.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// `PROCESSOR_MAX_ATTEMPTS`: failed attempts before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// `PROCESSOR_MAX_DELIVER`: JetStream's delivery cap (deferrals count
+    /// too); a message reaching it is dead-lettered. Above max attempts.
+    pub max_deliver: u32,
+    /// `PROCESSOR_ACK_WAIT`: how long a delivery may go unacked before
+    /// JetStream delivers it again (to any replica).
+    pub ack_wait: Duration,
+    /// `PROCESSOR_CONCURRENCY`: messages handled at once per replica.
+    pub concurrency: usize,
+    /// `PROCESSOR_BACKOFF_BASE`, `PROCESSOR_BACKOFF_MAX`: the NAK delay
+    /// after failed attempt n is a random time up to base × 2^(n-1), capped.
+    pub backoff: Backoff,
+    /// `PROCESSOR_INSTANCE`: this replica's name in error histories.
+    pub instance: String,
+}
+
+/// The payment provider and the call policy.
+#[derive(Debug, Clone)]
+pub struct PaymentsSettings {
+    /// `PAYMENTS_URL`.
+    pub url: String,
+    /// `PAYMENTS_TIMEOUT`: one call's deadline.
+    pub timeout: Duration,
+    /// `PAYMENTS_TRIES`: calls per attempt before the attempt fails.
+    pub tries: u32,
+    /// `PAYMENTS_RETRY_BASE`, `PAYMENTS_RETRY_MAX`: jittered backoff between tries.
+    pub retry_backoff: Backoff,
+}
+
+/// Defaults that run on one machine with no configuration at all.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres:postgres@127.0.0.1:5432/ordo_processor";
+/// Log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn";
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+impl Default for Settings {
+    fn default() -> Self {
+        let instance = ordo_outbox::config::default_owner();
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: 16,
+            grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            migrate: true,
+            shutdown_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Text,
+            log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            relay: RelayConfig {
+                owner: instance.clone(),
+                ..RelayConfig::new(DEFAULT_DATABASE_URL, DEFAULT_NATS_URL)
+            },
+            outbox_relay: true,
+            consumer: true,
+            consuming: ConsumerSettings {
+                max_attempts: 5,
+                max_deliver: 100,
+                ack_wait: Duration::from_secs(30),
+                concurrency: 32,
+                backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+                instance: instance.clone(),
+            },
+            payments: PaymentsSettings {
+                url: "http://127.0.0.1:50053".to_owned(),
+                timeout: Duration::from_secs(2),
+                tries: 3,
+                retry_backoff: Backoff::new(
+                    Duration::from_millis(50),
+                    Duration::from_millis(1000),
+                ),
+            },
+            admin_token: None,
+            inbox_retention: RetentionConfig {
+                owner: instance,
+                ..RetentionConfig::default()
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (name → value), defaults for the rest.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let defaults = Self::default();
+        let env = Lookup(&lookup);
+        let database_url = env.postgres_url("DATABASE_URL", &defaults.database_url)?;
+        let nats_url = env.nats_url("NATS_URL", &defaults.relay.nats_url)?;
+        let instance = env
+            .parse("PROCESSOR_INSTANCE", "a name of 1-128 characters", |raw| {
+                (raw.chars().count() <= 128).then(|| raw.to_owned())
+            })?
+            .unwrap_or(defaults.consuming.instance);
+        let relay = ordo_outbox::settings::relay_config_from(
+            &env,
+            RelayConfig {
+                database_url: database_url.clone(),
+                nats_url,
+                owner: instance.clone(),
+                ..defaults.relay
+            },
+        )?;
+        let max_attempts = env.number("PROCESSOR_MAX_ATTEMPTS", 1..=100, 5)?;
+        let max_deliver = env.number("PROCESSOR_MAX_DELIVER", 2..=10_000, 100)?;
+        if max_deliver <= max_attempts {
+            return Err(SettingsError {
+                name: "PROCESSOR_MAX_DELIVER",
+                value: max_deliver.to_string(),
+                expected: format!("more than PROCESSOR_MAX_ATTEMPTS ({max_attempts})"),
+            });
+        }
+        let retention_horizon = env.duration(
+            "INBOX_RETENTION",
+            Duration::ZERO,
+            defaults.inbox_retention.horizon,
+        )?;
+        if retention_horizon < relay.stream.duplicate_window {
+            return Err(SettingsError {
+                name: "INBOX_RETENTION",
+                value: format!("{retention_horizon:?}"),
+                expected: format!(
+                    "at least the stream's duplicate window ({:?}): a late duplicate must still find its inbox row",
+                    relay.stream.duplicate_window
+                ),
+            });
+        }
+        Ok(Self {
+            database_max_connections: env.number(
+                "DATABASE_MAX_CONNECTIONS",
+                1..=1000,
+                defaults.database_max_connections,
+            )?,
+            grpc_listen_addr: env
+                .parse("GRPC_LISTEN_ADDR", "host:port, e.g. 0.0.0.0:50052", |raw| {
+                    raw.parse().ok()
+                })?
+                .unwrap_or(defaults.grpc_listen_addr),
+            migrate: env.flag("MIGRATE", defaults.migrate)?,
+            shutdown_timeout: env.duration(
+                "SHUTDOWN_TIMEOUT",
+                Duration::ZERO,
+                defaults.shutdown_timeout,
+            )?,
+            log_format: env.log_format()?.unwrap_or(defaults.log_format),
+            log_filter: env.log_filter(&defaults.log_filter)?,
+            outbox_relay: env.flag("OUTBOX_RELAY", defaults.outbox_relay)?,
+            consumer: env.flag("PROCESSOR_CONSUMER", defaults.consumer)?,
+            consuming: ConsumerSettings {
+                max_attempts,
+                max_deliver,
+                ack_wait: env.duration(
+                    "PROCESSOR_ACK_WAIT",
+                    Duration::from_secs(1),
+                    defaults.consuming.ack_wait,
+                )?,
+                concurrency: env.number(
+                    "PROCESSOR_CONCURRENCY",
+                    1..=1024,
+                    defaults.consuming.concurrency,
+                )?,
+                backoff: Backoff::new(
+                    env.duration(
+                        "PROCESSOR_BACKOFF_BASE",
+                        Duration::ZERO,
+                        defaults.consuming.backoff.base,
+                    )?,
+                    env.duration(
+                        "PROCESSOR_BACKOFF_MAX",
+                        Duration::ZERO,
+                        defaults.consuming.backoff.max,
+                    )?,
+                ),
+                instance: instance.clone(),
+            },
+            payments: PaymentsSettings {
+                url: env.http_url("PAYMENTS_URL", &defaults.payments.url)?,
+                timeout: env.duration("PAYMENTS_TIMEOUT", Duration::ZERO, defaults.payments.timeout)?,
+                tries: env.number("PAYMENTS_TRIES", 1..=10, defaults.payments.tries)?,
+                retry_backoff: Backoff::new(
+                    env.duration(
+                        "PAYMENTS_RETRY_BASE",
+                        Duration::ZERO,
+                        defaults.payments.retry_backoff.base,
+                    )?,
+                    env.duration(
+                        "PAYMENTS_RETRY_MAX",
+                        Duration::ZERO,
+                        defaults.payments.retry_backoff.max,
+                    )?,
+                ),
+            },
+            admin_token: env.parse(
+                "PROCESSOR_ADMIN_TOKEN",
+                "a token of at least 16 characters",
+                |raw| (raw.len() >= 16).then(|| raw.to_owned()),
+            )?,
+            inbox_retention: RetentionConfig {
+                horizon: retention_horizon,
+                interval: env.duration(
+                    "INBOX_RETENTION_INTERVAL",
+                    Duration::ZERO,
+                    defaults.inbox_retention.interval,
+                )?,
+                owner: instance,
+                ..defaults.inbox_retention
+            },
+            database_url,
+            relay,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_service_kit::env::lookup_from;
+
+    use super::*;
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        let settings = Settings::from_lookup(lookup_from(&[])).unwrap();
+        assert_eq!(settings.grpc_listen_addr.port(), 50052);
+        assert_eq!(settings.payments.url, "http://127.0.0.1:50053");
+        assert_eq!(settings.consuming.max_attempts, 5);
+        assert!(settings.admin_token.is_none());
+        assert_eq!(settings.relay.database_url, settings.database_url);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (name, value) in [
+            ("PROCESSOR_MAX_ATTEMPTS", "0"),
+            ("PAYMENTS_URL", "127.0.0.1:50053"),
+            ("PROCESSOR_ADMIN_TOKEN", "short"),
+            ("PROCESSOR_BACKOFF_BASE", "soon"),
+        ] {
+            let err = Settings::from_lookup(lookup_from(&[(name, value)])).unwrap_err();
+            assert_eq!(err.name, name);
+        }
+    }
+
+    #[test]
+    fn retention_must_outlast_the_duplicate_window() {
+        let err = Settings::from_lookup(lookup_from(&[
+            ("OUTBOX_DEDUP_WINDOW", "10m"),
+            ("INBOX_RETENTION", "5m"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.name, "INBOX_RETENTION");
+        let err = Settings::from_lookup(lookup_from(&[
+            ("PROCESSOR_MAX_ATTEMPTS", "10"),
+            ("PROCESSOR_MAX_DELIVER", "10"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.name, "PROCESSOR_MAX_DELIVER");
+    }
+}

@@ -1,0 +1,154 @@
+//! The whole loop — order service, its relay, the processor, the payment
+//! simulator, the processor's relay, the order service's status consumer —
+//! under payment failures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ordo_proto::OrderServiceClient;
+use ordo_proto::order::v1::{OrderLine, PlaceOrderRequest};
+use ordo_testkit::{TestDatabase, TestStream};
+use sea_orm::{ConnectionTrait, Statement};
+use uuid::Uuid;
+
+use crate::helpers::TestProcessor;
+
+const ORDERS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactly_once() {
+    let stream = TestStream::new().await;
+    let stream_settings = ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix);
+    let processor = TestProcessor::spawn_on(
+        TestStream {
+            name: stream.name.clone(),
+            subject_prefix: stream.subject_prefix.clone(),
+        },
+        stream_settings.clone(),
+        |settings| settings,
+    )
+    .await;
+    processor.payments.set_faults(0.3, false).await;
+
+    let orders_db = TestDatabase::create().await.unwrap();
+    let order_service = order_service::Application::build(order_service::Settings {
+        database_url: orders_db.url().to_owned(),
+        database_max_connections: 8,
+        grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        nats_url: processor.nats_url.clone(),
+        stream: stream_settings,
+        outbox_poll_interval: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = order_service.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(order_service.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = OrderServiceClient::connect(format!("http://{addr}")).await.unwrap();
+
+    // Every tenth order is above the simulator's decline limit.
+    let placed: Vec<(Uuid, bool)> = futures::stream::iter(0..ORDERS)
+        .map(|n| {
+            let mut client = client.clone();
+            async move {
+                let declined = n % 10 == 0;
+                let price = if declined { 2_000_000 } else { 1_000 + n as i64 };
+                let order = client
+                    .place_order(PlaceOrderRequest {
+                        customer_id: format!("c-{n}"),
+                        lines: vec![OrderLine {
+                            sku: "sku-1".into(),
+                            quantity: 1,
+                            unit_price_minor: price,
+                        }],
+                        currency: "EUR".into(),
+                        idempotency_key: format!("k-{n}"),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .order
+                    .unwrap();
+                (Uuid::parse_str(&order.order_id).unwrap(), declined)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(placed.len(), ORDERS);
+
+    let orders = orders_db.connect().await.unwrap();
+    let pending = || async {
+        let row = orders
+            .query_one_raw(Statement::from_string(
+                orders.get_database_backend(),
+                "SELECT count(*) FROM orders WHERE status = 'PENDING'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    ordo_testkit::eventually("every order terminal", Duration::from_secs(240), || async {
+        pending().await == 0
+    })
+    .await;
+
+    let statuses: BTreeMap<Uuid, String> = orders
+        .query_all_raw(Statement::from_string(
+            orders.get_database_backend(),
+            "SELECT id, status FROM orders",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.try_get("", "id").unwrap(), row.try_get("", "status").unwrap()))
+        .collect();
+    assert_eq!(statuses.len(), ORDERS);
+    let mut confirmed = 0;
+    for (order_id, declined) in &placed {
+        let status = &statuses[order_id];
+        let counts = processor.payments.counts(*order_id).await;
+        if *declined {
+            assert_eq!(status, "REJECTED", "order {order_id}");
+            assert_eq!(counts.approvals, 0, "order {order_id}");
+        } else {
+            assert_eq!(status, "CONFIRMED", "order {order_id}");
+            assert_eq!((counts.authorizations, counts.approvals), (1, 1), "order {order_id}");
+            confirmed += 1;
+        }
+    }
+    assert_eq!(confirmed, ORDERS - ORDERS / 10);
+
+    // No order was both confirmed and rejected, and no verdict came twice.
+    let mut verdicts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut verdict_count = 0;
+    for kind in ["confirmed", "rejected"] {
+        for message in processor.emitted(kind).await {
+            let order = message.header("ce-subject").unwrap_or_default().to_owned();
+            verdicts.entry(order).or_default().insert(kind.to_owned());
+            verdict_count += 1;
+        }
+    }
+    assert_eq!(verdict_count, ORDERS);
+    assert!(verdicts.values().all(|kinds| kinds.len() == 1));
+    let ignored = orders
+        .query_one_raw(Statement::from_string(
+            orders.get_database_backend(),
+            "SELECT count(*) FROM inbox WHERE outcome LIKE 'ignored%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(ignored, 0);
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    processor.stop().await.unwrap();
+}
