@@ -9,6 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/ordo-target}"
 
 PG_ADMIN_URL="${ORDO_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/ordo}"
+PROCESSOR_DATABASE_URL="${PROCESSOR_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/ordo_processor}"
 NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -36,8 +36,11 @@ if ! psql "$PG_ADMIN_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
   psql "$PG_ADMIN_URL" -qtAc 'SELECT 1' >/dev/null || die "cannot log in to $PG_ADMIN_URL"
 fi
 
-database=$(url_database "$DATABASE_URL")
-if [ -z "$(psql "$PG_ADMIN_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" ]; then
-  say "creating database $database"
-  psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$database\"" >/dev/null
-fi
+# Each service owns a database: the order service's and the processor's.
+for url in "$DATABASE_URL" "$PROCESSOR_DATABASE_URL"; do
+  database=$(url_database "$url")
+  if [ -z "$(psql "$PG_ADMIN_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" ]; then
+    say "creating database $database"
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$database\"" >/dev/null
+  fi
+done

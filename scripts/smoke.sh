@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The order service as a user meets it: the built binary on a free port over
+# The services as a user meets them: the built binaries on free ports over
 # a fresh database, driven with grpcurl and no proto files (reflection only),
 # then stopped with SIGTERM. Ends with "smoke: N passed, M failed".
 set -uo pipefail
@@ -104,6 +104,37 @@ call -d '{"order_id":"smoke-1","amount_minor":500,"currency":"EUR","idempotency_
 check "a replay charges once" contains "$(call -d '{"order_id":"smoke-1"}' "$payments" ordo.payments.v1.PaymentService/GetPaymentCounts)" '"authorizations": 1'
 call -d '{"faults":{"outage":true}}' "$payments" ordo.payments.v1.PaymentService/SetFaults >/dev/null
 check "an outage is Unavailable" contains "$(call -d '{"order_id":"smoke-2","amount_minor":1,"currency":"EUR","idempotency_key":"k2"}' "$payments" ordo.payments.v1.PaymentService/Authorize 2>&1)" Unavailable
+
+processor_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+processor="127.0.0.1:$processor_port"
+processor_db="${database}_processor"
+psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $processor_db" >/dev/null || die "cannot create $processor_db"
+# Consumer and relay off: the smoke test must not take messages from a
+# stream a running `just up` works on. Its dead-letter stream is its own.
+GRPC_LISTEN_ADDR=$processor DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db" PROCESSOR_CONSUMER=false OUTBOX_RELAY=false \
+  PROCESSOR_ADMIN_TOKEN=smoke-admin-token-0123 "$bin/processor" >/dev/null 2>&1 &
+processor_pid=$!
+trap 'cleanup; kill "$payments_pid" "$processor_pid" 2>/dev/null; psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $processor_db WITH (FORCE)" >/dev/null 2>&1' EXIT
+wait_processor() {
+  for _ in $(seq 1 100); do
+    grpcurl -plaintext -max-time 1 "$processor" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
+    sleep 0.1
+  done
+  return 1
+}
+echo "smoke test of processor at $processor"
+check "processor is SERVING" wait_processor
+check "reflection lists ProcessorService" contains "$(call "$processor" list)" ordo.processor.v1.ProcessorService
+check "an unknown order is NotFound" contains "$(call -d '{"order_id":"01a20b38-c6a5-7401-aca9-0fec73eb5295"}' "$processor" ordo.processor.v1.ProcessorService/GetOrderProcessing 2>&1)" NotFound
+check "dead letters need the token" contains "$(call "$processor" ordo.processor.v1.ProcessorService/ListDeadLetters 2>&1)" Unauthenticated
+check "a wrong token is refused" contains "$(call -H 'authorization: Bearer wrong' "$processor" ordo.processor.v1.ProcessorService/ListDeadLetters 2>&1)" Unauthenticated
+check "the right token lists them" call -H 'authorization: Bearer smoke-admin-token-0123' "$processor" ordo.processor.v1.ProcessorService/ListDeadLetters
+processor_bad_setting() {
+  local out code
+  out=$(PROCESSOR_MAX_ATTEMPTS=0 "$bin/processor" 2>&1); code=$?
+  [ "$code" = 2 ] && [ "$(wc -l <<<"$out")" = 1 ] && contains "$out" 'invalid PROCESSOR_MAX_ATTEMPTS="0"'
+}
+check "a bad processor setting stops start-up with one line" processor_bad_setting
 
 echo "smoke: $passed passed, $failed failed"
 [ "$failed" = 0 ]

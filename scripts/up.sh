@@ -1,41 +1,58 @@
 #!/usr/bin/env bash
-# `just up`: starts the order service on 127.0.0.1:50051 over PostgreSQL
-# (migrated) and NATS, in the background, then places a demo order with
-# grpcurl and prints how to fetch it. `just down` stops what this started.
+# `just up`: starts the payments simulator (127.0.0.1:50053), the order
+# service (127.0.0.1:50051) and the processor (127.0.0.1:50052) over
+# PostgreSQL (a database each, migrated) and NATS, in the background; places
+# a demo order with grpcurl and waits until it is CONFIRMED. `just down`
+# stops what this started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-export DATABASE_URL NATS_URL
+export NATS_URL
 
 bin="$CARGO_TARGET_DIR/debug"
-addr=127.0.0.1:50051
+orders=127.0.0.1:50051
+processor=127.0.0.1:50052
+payments=127.0.0.1:50053
 mkdir -p "$ORDO_STATE_DIR"
 
-"$(dirname "$0")/down.sh" order-service payments-sim
-for port in 50051 50053; do
+"$(dirname "$0")/down.sh" order-service processor payments-sim
+for port in 50051 50052 50053; do
   port_open 127.0.0.1 "$port" && die "something else listens on 127.0.0.1:$port; stop it first"
 done
 
-say "starting payments-sim on 127.0.0.1:50053 (log: .ordo/payments-sim.log)"
-GRPC_LISTEN_ADDR=127.0.0.1:50053 nohup "$bin/payments-sim" >"$ORDO_STATE_DIR/payments-sim.log" 2>&1 &
-echo $! >"$ORDO_STATE_DIR/payments-sim.pid"
+# The dead-letter admin API's token: PROCESSOR_ADMIN_TOKEN, else one made
+# once and kept in .ordo/admin-token.
+token_file="$ORDO_STATE_DIR/admin-token"
+if [ -n "${PROCESSOR_ADMIN_TOKEN:-}" ]; then
+  admin_token=$PROCESSOR_ADMIN_TOKEN
+else
+  [ -s "$token_file" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$token_file"
+  admin_token=$(cat "$token_file")
+fi
 
-say "migrating $(url_database "$DATABASE_URL")"
-"$bin/ordo-migrate" up >/dev/null
+# start NAME ADDR [VAR=VALUE ...]: runs a service in the background and
+# waits until its health check says SERVING.
+start() {
+  local name=$1 addr=$2
+  shift 2
+  say "starting $name on $addr (log: .ordo/$name.log)"
+  env GRPC_LISTEN_ADDR="$addr" "$@" nohup "$bin/$name" >"$ORDO_STATE_DIR/$name.log" 2>&1 &
+  echo $! >"$ORDO_STATE_DIR/$name.pid"
+  for _ in $(seq 1 100); do
+    if grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then
+      return 0
+    fi
+    kill -0 "$(cat "$ORDO_STATE_DIR/$name.pid")" 2>/dev/null \
+      || { tail -n 20 "$ORDO_STATE_DIR/$name.log" >&2; die "$name exited"; }
+    sleep 0.2
+  done
+  tail -n 20 "$ORDO_STATE_DIR/$name.log" >&2
+  die "$name is not SERVING after 20 s"
+}
 
-say "starting order-service on $addr (log: .ordo/order-service.log)"
-GRPC_LISTEN_ADDR=$addr nohup "$bin/order-service" >"$ORDO_STATE_DIR/order-service.log" 2>&1 &
-echo $! >"$ORDO_STATE_DIR/order-service.pid"
-serving=
-for _ in $(seq 1 100); do
-  if grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then
-    serving=yes
-    break
-  fi
-  kill -0 "$(cat "$ORDO_STATE_DIR/order-service.pid")" 2>/dev/null \
-    || { tail -n 20 "$ORDO_STATE_DIR/order-service.log" >&2; die "order-service exited"; }
-  sleep 0.2
-done
-[ -n "$serving" ] || { tail -n 20 "$ORDO_STATE_DIR/order-service.log" >&2; die "order-service is not SERVING after 20 s"; }
+start payments-sim "$payments"
+start order-service "$orders" DATABASE_URL="$DATABASE_URL"
+start processor "$processor" DATABASE_URL="$PROCESSOR_DATABASE_URL" \
+  PAYMENTS_URL="http://$payments" PROCESSOR_ADMIN_TOKEN="$admin_token"
 
 say "placing a demo order"
 order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{
@@ -45,31 +62,33 @@ order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{
     {"sku": "BOOK-DDIA", "quantity": 1, "unit_price_minor": 4599},
     {"sku": "PEN-BLUE", "quantity": 3, "unit_price_minor": 250}
   ]
-}' "$addr" ordo.order.v1.OrderService/PlaceOrder)
+}' "$orders" ordo.order.v1.OrderService/PlaceOrder)
 echo "$order"
 order_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["order"]["orderId"])' <<<"$order")
-for _ in $(seq 1 50); do
-  waiting=$(psql "$DATABASE_URL" -qtAc "SELECT count(*) FROM outbox WHERE aggregate_id = '$order_id'")
-  [ "$waiting" = 0 ] && break
+status=
+for _ in $(seq 1 100); do
+  status=$(grpcurl -plaintext -d "{\"order_id\": \"$order_id\"}" "$orders" ordo.order.v1.OrderService/GetOrder \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["order"]["status"])')
+  [ "$status" = ORDER_STATUS_PENDING ] || break
   sleep 0.1
 done
-if [ "$waiting" = 0 ]; then
-  relayed="its OrderPlaced event is in the JetStream stream ORDERS (subject orders.placed)"
-else
-  relayed="its OrderPlaced event still waits in the outbox; see .ordo/order-service.log"
-fi
 
 cat <<TXT
 
-Ordo is up: order-service on $addr, PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432), NATS at $NATS_URL.
-The demo order is PENDING and $relayed.
-Fetch it:
+Ordo is up: order-service on $orders, processor on $processor, payments-sim on $payments;
+PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432) (databases $(url_database "$DATABASE_URL") and $(url_database "$PROCESSOR_DATABASE_URL")), NATS at $NATS_URL.
+The demo order $order_id is $status. Fetch it, and the processor's record of it:
 
-  grpcurl -plaintext -d '{"order_id": "$order_id"}' $addr ordo.order.v1.OrderService/GetOrder
+  grpcurl -plaintext -d '{"order_id": "$order_id"}' $orders ordo.order.v1.OrderService/GetOrder
+  grpcurl -plaintext -d '{"order_id": "$order_id"}' $processor ordo.processor.v1.ProcessorService/GetOrderProcessing
 
-The payments simulator listens on 127.0.0.1:50053; make it fail a third of its calls:
+The dead-letter API needs the admin token (in .ordo/admin-token):
 
-  grpcurl -plaintext -d '{"faults": {"error_rate": 0.3, "decline_above_minor": 1000000}}' 127.0.0.1:50053 ordo.payments.v1.PaymentService/SetFaults
+  grpcurl -plaintext -H "authorization: Bearer \$(cat .ordo/admin-token)" $processor ordo.processor.v1.ProcessorService/ListDeadLetters
 
-List the services: grpcurl -plaintext $addr list      Stop: ./dev down
+Make the simulator fail every call, then place an order and watch its attempts (README: "Failures, live"):
+
+  grpcurl -plaintext -d '{"faults": {"outage": true, "decline_above_minor": 1000000}}' $payments ordo.payments.v1.PaymentService/SetFaults
+
+List a server's services: grpcurl -plaintext $orders list      Stop: ./dev down
 TXT

@@ -176,4 +176,3 @@ impl MigrationTrait for SqlMigration {
         Ok(())
     }
 }
-

@@ -13,12 +13,24 @@ async fn a_message_is_recorded_once() {
     let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
     let db = database.connect().await.unwrap();
     let txn = db.begin().await.unwrap();
-    assert!(inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied").await.unwrap());
+    assert!(
+        inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied")
+            .await
+            .unwrap()
+    );
     txn.commit().await.unwrap();
     let txn = db.begin().await.unwrap();
-    assert!(!inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again").await.unwrap());
+    assert!(
+        !inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again")
+            .await
+            .unwrap()
+    );
     // Another consumer handles the same message on its own account.
-    assert!(inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied").await.unwrap());
+    assert!(
+        inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied")
+            .await
+            .unwrap()
+    );
     txn.rollback().await.unwrap();
     assert!(inbox_contains(&db, "c", "m1").await.unwrap());
     assert!(!inbox_contains(&db, "other", "m1").await.unwrap());
@@ -54,15 +66,13 @@ async fn retention_deletes_only_old_rows_in_batches_by_one_replica() {
 
     let first = retention(db.clone(), "replica-a");
     let second = retention(db.clone(), "replica-b");
-    assert!(job_lease_acquire(&db, "inbox-retention", "replica-a", Duration::from_secs(30)).await.unwrap());
-    assert_eq!(
-        second.activate().await.unwrap(),
-        Sweep::NotLeader
+    assert!(
+        job_lease_acquire(&db, "inbox-retention", "replica-a", Duration::from_secs(30))
+            .await
+            .unwrap()
     );
-    assert_eq!(
-        first.activate().await.unwrap(),
-        Sweep::Deleted(1050)
-    );
+    assert_eq!(second.activate().await.unwrap(), Sweep::NotLeader);
+    assert_eq!(first.activate().await.unwrap(), Sweep::Deleted(1050));
     let left = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -74,20 +84,37 @@ async fn retention_deletes_only_old_rows_in_batches_by_one_replica() {
     assert_eq!(left.try_get::<i64>("", "old").unwrap(), 0);
     assert_eq!(left.try_get::<i64>("", "total").unwrap(), 20);
     // Nothing left to do: a sweep is idempotent.
-    assert_eq!(
-        first.activate().await.unwrap(),
-        Sweep::Deleted(0)
-    );
+    assert_eq!(first.activate().await.unwrap(), Sweep::Deleted(0));
 }
 
 #[tokio::test]
 async fn an_expired_lease_is_taken_over() {
     let database = TestDatabase::create().await.unwrap();
     let db = database.connect().await.unwrap();
-    assert!(job_lease_acquire(&db, "j", "a", Duration::from_millis(50)).await.unwrap());
-    assert!(!job_lease_acquire(&db, "j", "b", Duration::from_secs(30)).await.unwrap());
-    assert!(job_lease_acquire(&db, "j", "a", Duration::from_millis(50)).await.unwrap());
+    assert!(
+        job_lease_acquire(&db, "j", "a", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !job_lease_acquire(&db, "j", "b", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        job_lease_acquire(&db, "j", "a", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(job_lease_acquire(&db, "j", "b", Duration::from_secs(30)).await.unwrap());
-    assert!(!job_lease_acquire(&db, "j", "a", Duration::from_secs(30)).await.unwrap());
+    assert!(
+        job_lease_acquire(&db, "j", "b", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !job_lease_acquire(&db, "j", "a", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
 }

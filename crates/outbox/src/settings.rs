@@ -24,7 +24,11 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
         batch_size: env.number("OUTBOX_BATCH", 1..=10_000, base.batch_size)?,
         poll_interval,
         min_poll_interval: env
-            .duration("OUTBOX_MIN_POLL_INTERVAL", Duration::ZERO, base.min_poll_interval)?
+            .duration(
+                "OUTBOX_MIN_POLL_INTERVAL",
+                Duration::ZERO,
+                base.min_poll_interval,
+            )?
             .min(poll_interval),
         lease_ttl: env.duration("OUTBOX_LEASE_TTL", Duration::from_secs(1), base.lease_ttl)?,
         stream: StreamSettings {

@@ -98,7 +98,9 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         Ok(self
             .parse(name, "a nats:// URL", |raw| {
                 raw.split(',')
-                    .all(|url| url.trim().starts_with("nats://") || url.trim().starts_with("tls://"))
+                    .all(|url| {
+                        url.trim().starts_with("nats://") || url.trim().starts_with("tls://")
+                    })
                     .then(|| raw.to_owned())
             })?
             .unwrap_or_else(|| default.to_owned()))
@@ -107,9 +109,14 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     /// An `http://` (or `https://`) URL; `default` when unset.
     pub fn http_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
         Ok(self
-            .parse(name, "an http:// URL such as http://127.0.0.1:50053", |raw| {
-                (raw.starts_with("http://") || raw.starts_with("https://")).then(|| raw.to_owned())
-            })?
+            .parse(
+                name,
+                "an http:// URL such as http://127.0.0.1:50053",
+                |raw| {
+                    (raw.starts_with("http://") || raw.starts_with("https://"))
+                        .then(|| raw.to_owned())
+                },
+            )?
             .unwrap_or_else(|| default.to_owned()))
     }
 

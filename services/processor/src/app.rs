@@ -111,7 +111,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         for name in ["", SERVICE_NAME] {
-            reporter.set_service_status(name, ServingStatus::Serving).await;
+            reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let consumer = self.settings.consumer.then(|| {
@@ -142,7 +144,9 @@ impl Application {
                 shutdown.await;
                 tracing::info!("shutting down: not serving, draining");
                 for name in ["", SERVICE_NAME] {
-                    reporter.set_service_status(name, ServingStatus::NotServing).await;
+                    reporter
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
                     reporter.clear_service_status(name).await;
                 }
                 let _ = draining_tx.send(());
@@ -162,7 +166,8 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
-        let served = ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline).await;
+        let served =
+            ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline).await;
         let _ = stop_tx.send(true);
         if let Some(consumer) = consumer {
             // Messages in flight finish; what does not is redelivered.

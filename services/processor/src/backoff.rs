@@ -31,7 +31,9 @@ impl Backoff {
     /// A random delay for retry `n`, never below a millisecond.
     pub fn delay(&self, n: u32) -> Duration {
         let ceiling = self.ceiling(n);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Duration::from_millis(fastrand::u64(1..=millis))
     }
 }
@@ -48,8 +50,20 @@ mod tests {
         assert_eq!(backoff.ceiling(5), Duration::from_secs(1));
         assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(1));
         let delays: Vec<_> = (0..200).map(|_| backoff.delay(3)).collect();
-        assert!(delays.iter().all(|delay| *delay <= Duration::from_millis(400)));
-        assert!(delays.iter().any(|delay| *delay < Duration::from_millis(200)));
-        assert!(delays.iter().any(|delay| *delay > Duration::from_millis(200)));
+        assert!(
+            delays
+                .iter()
+                .all(|delay| *delay <= Duration::from_millis(400))
+        );
+        assert!(
+            delays
+                .iter()
+                .any(|delay| *delay < Duration::from_millis(200))
+        );
+        assert!(
+            delays
+                .iter()
+                .any(|delay| *delay > Duration::from_millis(200))
+        );
     }
 }

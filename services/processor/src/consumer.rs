@@ -56,7 +56,9 @@ pub struct ConsumerFaults {
 impl ConsumerFaults {
     fn take_lost_ack(&self) -> bool {
         self.lose_acks
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
             .is_ok()
     }
 }
@@ -96,7 +98,8 @@ impl OrderConsumer {
                         ack_policy: consumer::AckPolicy::Explicit,
                         ack_wait: self.settings.ack_wait,
                         max_deliver: i64::from(self.settings.max_deliver),
-                        max_ack_pending: i64::try_from(self.settings.concurrency * 4).unwrap_or(1024),
+                        max_ack_pending: i64::try_from(self.settings.concurrency * 4)
+                            .unwrap_or(1024),
                         ..Default::default()
                     },
                 )
@@ -119,9 +122,12 @@ impl OrderConsumer {
 
     async fn process(&self, message: jetstream::Message) {
         let subject = message.subject.to_string();
-        let (delivered, stream_sequence) = message
-            .info()
-            .map_or((1, 0), |info| (u32::try_from(info.delivered).unwrap_or(u32::MAX), info.stream_sequence));
+        let (delivered, stream_sequence) = message.info().map_or((1, 0), |info| {
+            (
+                u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            )
+        });
         let message_id = message
             .headers
             .as_ref()
@@ -136,7 +142,9 @@ impl OrderConsumer {
             Ok(incoming) => incoming,
             Err(why) => {
                 let failure = Failure::permanent("undecodable", why);
-                return self.fail(&message, at, None, failure, stream_sequence).await;
+                return self
+                    .fail(&message, at, None, failure, stream_sequence)
+                    .await;
             }
         };
         let order_id = incoming.order_id();
@@ -146,14 +154,22 @@ impl OrderConsumer {
                 "delivery_limit",
                 format!("delivered {delivered} times, the consumer's limit"),
             );
-            return self.fail(&message, at, Some(order_id), failure, stream_sequence).await;
+            return self
+                .fail(&message, at, Some(order_id), failure, stream_sequence)
+                .await;
         }
         match self.handler.handle(at, &incoming, delivered).await {
             Ok(Handled::Settled(settled)) => {
                 match &settled {
-                    Settled::Applied(what) => tracing::info!(message_id, subject, %order_id, correlation_id, what, "message applied"),
-                    Settled::Ignored(why) => tracing::info!(message_id, subject, %order_id, correlation_id, why, "message ignored"),
-                    _ => tracing::info!(message_id, subject, %order_id, correlation_id, "duplicate message skipped"),
+                    Settled::Applied(what) => {
+                        tracing::info!(message_id, subject, %order_id, correlation_id, what, "message applied")
+                    }
+                    Settled::Ignored(why) => {
+                        tracing::info!(message_id, subject, %order_id, correlation_id, why, "message ignored")
+                    }
+                    _ => {
+                        tracing::info!(message_id, subject, %order_id, correlation_id, "duplicate message skipped")
+                    }
                 }
                 if self.faults.take_lost_ack() {
                     tracing::warn!(message_id, "fault: ack dropped after commit");
@@ -165,7 +181,10 @@ impl OrderConsumer {
                 tracing::debug!(message_id, subject, %order_id, ?delay, "message deferred");
                 ack(&message, AckKind::Nak(Some(delay)), &message_id).await;
             }
-            Err(failure) => self.fail(&message, at, Some(order_id), failure, stream_sequence).await,
+            Err(failure) => {
+                self.fail(&message, at, Some(order_id), failure, stream_sequence)
+                    .await
+            }
         }
     }
 
@@ -202,11 +221,17 @@ impl OrderConsumer {
             return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
         }
         let reason = if failure.transient {
-            format!("{attempt} attempts failed; last: {}: {}", failure.code, failure.text)
+            format!(
+                "{attempt} attempts failed; last: {}: {}",
+                failure.code, failure.text
+            )
         } else {
             format!("{}: {}", failure.code, failure.text)
         };
-        if let Err(err) = self.dead_letter(message, at, order_id, &reason, stream_sequence).await {
+        if let Err(err) = self
+            .dead_letter(message, at, order_id, &reason, stream_sequence)
+            .await
+        {
             tracing::warn!(message_id = at.message_id, error = %err, "could not dead-letter; retrying later");
             let delay = self.settings.backoff.delay(attempt);
             return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
@@ -237,7 +262,10 @@ impl OrderConsumer {
             })
             .await?;
         if let Some(order_id) = order_id {
-            self.handler.store.dead_lettered_mark(order_id, reason).await?;
+            self.handler
+                .store
+                .dead_lettered_mark(order_id, reason)
+                .await?;
         }
         Ok(())
     }

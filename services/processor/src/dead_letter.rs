@@ -95,17 +95,7 @@ impl DeadLetters {
     /// Creates the dead-letter stream if missing (file storage, the source's
     /// duplicate window and replicas).
     pub async fn ensure(&self) -> Result<(), DeadLetterError> {
-        self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: self.source.dead_letter_name(),
-                subjects: self.source.dead_letter_subjects(),
-                storage: stream::StorageType::File,
-                duplicate_window: self.source.duplicate_window,
-                num_replicas: self.source.replicas,
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
+        self.stream().await.map(drop)
     }
 
     /// Publishes a dead letter and waits for JetStream to store it; its id.
@@ -127,7 +117,10 @@ impl DeadLetters {
         );
         message_headers.insert(headers::SOURCE_STREAM, self.source.name.as_str());
         message_headers.insert(headers::SOURCE_SUBJECT, draft.source_subject.as_str());
-        message_headers.insert(headers::SOURCE_SEQUENCE, draft.source_sequence.to_string().as_str());
+        message_headers.insert(
+            headers::SOURCE_SEQUENCE,
+            draft.source_sequence.to_string().as_str(),
+        );
         message_headers.insert(headers::MESSAGE_ID, draft.message_id.as_str());
         if let Some(order_id) = &draft.order_id {
             message_headers.insert(headers::ORDER_ID, order_id.as_str());
@@ -135,7 +128,9 @@ impl DeadLetters {
         message_headers.insert(headers::REASON, one_line(&draft.reason).as_str());
         message_headers.insert(
             headers::TIME,
-            Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true).as_str(),
+            Utc::now()
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .as_str(),
         );
         message_headers.insert(
             headers::ERROR_HISTORY,
@@ -168,7 +163,12 @@ impl DeadLetters {
                     next = message.sequence + 1;
                     dead_letters.push(from_stored(message)?);
                 }
-                Err(err) if is_not_found(&err) => return Ok(Page { dead_letters, next: None }),
+                Err(err) if is_not_found(&err) => {
+                    return Ok(Page {
+                        dead_letters,
+                        next: None,
+                    });
+                }
                 Err(err) => return Err(err.into()),
             }
         }
@@ -180,8 +180,14 @@ impl DeadLetters {
             .send()
             .await;
         match more {
-            Ok(_) => Ok(Page { dead_letters, next: Some(next) }),
-            Err(err) if is_not_found(&err) => Ok(Page { dead_letters, next: None }),
+            Ok(_) => Ok(Page {
+                dead_letters,
+                next: Some(next),
+            }),
+            Err(err) if is_not_found(&err) => Ok(Page {
+                dead_letters,
+                next: None,
+            }),
             Err(err) => Err(err.into()),
         }
     }
@@ -246,7 +252,17 @@ impl DeadLetters {
     }
 
     async fn stream(&self) -> Result<stream::Stream, DeadLetterError> {
-        Ok(self.jetstream.get_stream(self.source.dead_letter_name()).await?)
+        Ok(self
+            .jetstream
+            .get_or_create_stream(stream::Config {
+                name: self.source.dead_letter_name(),
+                subjects: self.source.dead_letter_subjects(),
+                storage: stream::StorageType::File,
+                duplicate_window: self.source.duplicate_window,
+                num_replicas: self.source.replicas,
+                ..Default::default()
+            })
+            .await?)
     }
 }
 

@@ -19,7 +19,13 @@ pub const SUBJECT_REFUNDED: &str = "orders.refunded";
 /// `OrderConfirmed`: the payment was authorized.
 pub fn order_confirmed(order_id: Uuid, payment_id: &str, correlation_id: &str) -> OutboxEvent {
     let now = Utc::now();
-    let event = outbox_event(order_id, SUBJECT_CONFIRMED, "ordo.events.v1.OrderConfirmed", now, correlation_id);
+    let event = outbox_event(
+        order_id,
+        SUBJECT_CONFIRMED,
+        "ordo.events.v1.OrderConfirmed",
+        now,
+        correlation_id,
+    );
     let payload = events::OrderConfirmed {
         event_id: event.event_id.to_string(),
         order_id: order_id.to_string(),
@@ -33,7 +39,13 @@ pub fn order_confirmed(order_id: Uuid, payment_id: &str, correlation_id: &str) -
 /// `OrderRejected`: the payment was declined, for `reason`.
 pub fn order_rejected(order_id: Uuid, reason: &str, correlation_id: &str) -> OutboxEvent {
     let now = Utc::now();
-    let event = outbox_event(order_id, SUBJECT_REJECTED, "ordo.events.v1.OrderRejected", now, correlation_id);
+    let event = outbox_event(
+        order_id,
+        SUBJECT_REJECTED,
+        "ordo.events.v1.OrderRejected",
+        now,
+        correlation_id,
+    );
     let payload = events::OrderRejected {
         event_id: event.event_id.to_string(),
         order_id: order_id.to_string(),
@@ -52,7 +64,13 @@ pub fn order_refunded(
     correlation_id: &str,
 ) -> OutboxEvent {
     let now = Utc::now();
-    let event = outbox_event(order_id, SUBJECT_REFUNDED, "ordo.events.v1.OrderRefunded", now, correlation_id);
+    let event = outbox_event(
+        order_id,
+        SUBJECT_REFUNDED,
+        "ordo.events.v1.OrderRefunded",
+        now,
+        correlation_id,
+    );
     let payload = events::OrderRefunded {
         event_id: event.event_id.to_string(),
         order_id: order_id.to_string(),

@@ -64,21 +64,36 @@ impl Handler {
         }
     }
 
-    async fn placed(&self, message: MessageRef<'_>, order: &PlacedOrder) -> Result<Handled, Failure> {
+    async fn placed(
+        &self,
+        message: MessageRef<'_>,
+        order: &PlacedOrder,
+    ) -> Result<Handled, Failure> {
         let record = self.store.processing_get(order.order_id).await?;
         let state = record.as_ref().map(|record| record.state);
         if state == Some(ProcessingState::RefundDue) {
-            let payment_id = record.and_then(|record| record.payment_id).unwrap_or_default();
+            let payment_id = record
+                .and_then(|record| record.payment_id)
+                .unwrap_or_default();
             return self
                 .refund(message, order.order_id, &order.correlation_id, &payment_id)
                 .await;
         }
         if !ProcessingState::awaits_payment(state) {
-            let why = format!("order already {}", state.map_or("settled", ProcessingState::as_str));
-            return Ok(Handled::Settled(self.store.message_ignore(message, &why).await?));
+            let why = format!(
+                "order already {}",
+                state.map_or("settled", ProcessingState::as_str)
+            );
+            return Ok(Handled::Settled(
+                self.store.message_ignore(message, &why).await?,
+            ));
         }
         let authorization = self.payments.authorize(order).await?;
-        match self.store.placed_settle(message, order, &authorization).await? {
+        match self
+            .store
+            .placed_settle(message, order, &authorization)
+            .await?
+        {
             Settled::RefundDue { payment_id } => {
                 self.refund(message, order.order_id, &order.correlation_id, &payment_id)
                     .await
@@ -100,7 +115,9 @@ impl Handler {
                 return Ok(Handled::Deferred(self.defer.delay(delivered)));
             }
             Some(ProcessingState::Confirmed | ProcessingState::RefundDue) => {
-                let payment_id = record.and_then(|record| record.payment_id).unwrap_or_default();
+                let payment_id = record
+                    .and_then(|record| record.payment_id)
+                    .unwrap_or_default();
                 return self
                     .refund(message, order.order_id, &order.correlation_id, &payment_id)
                     .await;

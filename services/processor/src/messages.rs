@@ -55,7 +55,10 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Incoming, String> {
                 return Err(format!("total_minor {} is negative", event.total_minor));
             }
             if event.currency.len() != 3 {
-                return Err(format!("currency {:?} is not a 3-letter code", event.currency));
+                return Err(format!(
+                    "currency {:?} is not a 3-letter code",
+                    event.currency
+                ));
             }
             Ok(Incoming::Placed(PlacedOrder {
                 order_id: order_id(&event.order_id)?,
@@ -72,7 +75,9 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Incoming, String> {
                 correlation_id: event.correlation_id,
             }))
         }
-        other => Err(format!("the processor does not handle subject kind {other:?}")),
+        other => Err(format!(
+            "the processor does not handle subject kind {other:?}"
+        )),
     }
 }
 
@@ -117,12 +122,24 @@ mod tests {
 
     #[test]
     fn says_why_a_message_is_unusable() {
-        assert!(decode("orders.placed", b"\xff\xff\xff").unwrap_err().contains("OrderPlaced"));
+        assert!(
+            decode("orders.placed", b"\xff\xff\xff")
+                .unwrap_err()
+                .contains("OrderPlaced")
+        );
         let no_id = events::OrderPlaced {
             currency: "EUR".into(),
             ..Default::default()
         };
-        assert!(decode("orders.placed", &no_id.encode_to_vec()).unwrap_err().contains("order_id"));
-        assert!(decode("orders.shipped", b"").unwrap_err().contains("shipped"));
+        assert!(
+            decode("orders.placed", &no_id.encode_to_vec())
+                .unwrap_err()
+                .contains("order_id")
+        );
+        assert!(
+            decode("orders.shipped", b"")
+                .unwrap_err()
+                .contains("shipped")
+        );
     }
 }

@@ -91,7 +91,8 @@ impl PaymentGateway {
         let tries = self.settings.tries.max(1);
         let mut try_number = 1;
         loop {
-            let outcome = tokio::time::timeout(self.settings.timeout, send(self.client.clone())).await;
+            let outcome =
+                tokio::time::timeout(self.settings.timeout, send(self.client.clone())).await;
             let failure = match outcome {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => classify(&status),
@@ -106,7 +107,12 @@ impl PaymentGateway {
                     ..failure
                 });
             }
-            tracing::debug!(what, try_number, error = failure.text, "payment call failed; trying again");
+            tracing::debug!(
+                what,
+                try_number,
+                error = failure.text,
+                "payment call failed; trying again"
+            );
             tokio::time::sleep(self.settings.retry_backoff.delay(try_number)).await;
             try_number += 1;
         }
@@ -130,7 +136,11 @@ mod tests {
 
     #[test]
     fn only_transient_codes_are_retried() {
-        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::ResourceExhausted] {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+        ] {
             assert!(classify(&Status::new(code, "x")).transient, "{code:?}");
         }
         for code in [

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
-pub use ordo_service_kit::{LogFormat, SettingsError};
 use ordo_service_kit::Lookup;
+pub use ordo_service_kit::{LogFormat, SettingsError};
 
 use crate::backoff::Backoff;
 
@@ -81,8 +81,7 @@ pub struct PaymentsSettings {
 }
 
 /// Defaults that run on one machine with no configuration at all.
-pub const DEFAULT_DATABASE_URL: &str =
-    "postgres://postgres:postgres@127.0.0.1:5432/ordo_processor";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/ordo_processor";
 /// Log filter when `RUST_LOG` is unset.
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -116,10 +115,7 @@ impl Default for Settings {
                 url: "http://127.0.0.1:50053".to_owned(),
                 timeout: Duration::from_secs(2),
                 tries: 3,
-                retry_backoff: Backoff::new(
-                    Duration::from_millis(50),
-                    Duration::from_millis(1000),
-                ),
+                retry_backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(1000)),
             },
             admin_token: None,
             inbox_retention: RetentionConfig {
@@ -230,7 +226,11 @@ impl Settings {
             },
             payments: PaymentsSettings {
                 url: env.http_url("PAYMENTS_URL", &defaults.payments.url)?,
-                timeout: env.duration("PAYMENTS_TIMEOUT", Duration::ZERO, defaults.payments.timeout)?,
+                timeout: env.duration(
+                    "PAYMENTS_TIMEOUT",
+                    Duration::ZERO,
+                    defaults.payments.timeout,
+                )?,
                 tries: env.number("PAYMENTS_TRIES", 1..=10, defaults.payments.tries)?,
                 retry_backoff: Backoff::new(
                     env.duration(

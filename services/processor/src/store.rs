@@ -40,7 +40,9 @@ pub enum Settled {
     Duplicate,
     /// The order was cancelled while its payment was authorized: the
     /// payment is recorded and must now be refunded; the message stays open.
-    RefundDue { payment_id: String },
+    RefundDue {
+        payment_id: String,
+    },
     /// The record moved under us (another message about the order won the
     /// race): nothing was done; handle the message again.
     Raced,
@@ -86,9 +88,14 @@ impl ProcessingStore {
     }
 
     /// Records the message as handled with no effect, for `why`.
-    pub async fn message_ignore(&self, message: MessageRef<'_>, why: &str) -> Result<Settled, DbErr> {
+    pub async fn message_ignore(
+        &self,
+        message: MessageRef<'_>,
+        why: &str,
+    ) -> Result<Settled, DbErr> {
         let txn = self.db.begin().await?;
-        self.finish(txn, message, Settled::Ignored(why.to_owned()), None).await
+        self.finish(txn, message, Settled::Ignored(why.to_owned()), None)
+            .await
     }
 
     /// Settles an `OrderPlaced` whose payment the provider answered.
@@ -101,18 +108,48 @@ impl ProcessingStore {
         let txn = self.db.begin().await?;
         let state = lock_or_create(&txn, order.order_id, &order.correlation_id).await?;
         let (settled, event) = match (state, authorization) {
-            (ProcessingState::Retrying | ProcessingState::DeadLettered, Authorization::Approved { payment_id }) => {
-                update(&txn, order.order_id, ProcessingState::Confirmed, "", Some(payment_id.as_str()), None).await?;
+            (
+                ProcessingState::Retrying | ProcessingState::DeadLettered,
+                Authorization::Approved { payment_id },
+            ) => {
+                update(
+                    &txn,
+                    order.order_id,
+                    ProcessingState::Confirmed,
+                    "",
+                    Some(payment_id.as_str()),
+                    None,
+                )
+                .await?;
                 (
                     Settled::Applied(format!("confirmed, payment {payment_id}")),
-                    Some(events::order_confirmed(order.order_id, payment_id, &order.correlation_id)),
+                    Some(events::order_confirmed(
+                        order.order_id,
+                        payment_id,
+                        &order.correlation_id,
+                    )),
                 )
             }
-            (ProcessingState::Retrying | ProcessingState::DeadLettered, Authorization::Declined { reason }) => {
-                update(&txn, order.order_id, ProcessingState::Rejected, reason, None, None).await?;
+            (
+                ProcessingState::Retrying | ProcessingState::DeadLettered,
+                Authorization::Declined { reason },
+            ) => {
+                update(
+                    &txn,
+                    order.order_id,
+                    ProcessingState::Rejected,
+                    reason,
+                    None,
+                    None,
+                )
+                .await?;
                 (
                     Settled::Applied(format!("rejected: {reason}")),
-                    Some(events::order_rejected(order.order_id, reason, &order.correlation_id)),
+                    Some(events::order_rejected(
+                        order.order_id,
+                        reason,
+                        &order.correlation_id,
+                    )),
                 )
             }
             (ProcessingState::Cancelled, Authorization::Approved { payment_id }) => {
@@ -167,10 +204,17 @@ impl ProcessingStore {
                 .await?;
                 (
                     Settled::Applied(format!("refunded, refund {refund_id}")),
-                    Some(events::order_refunded(order_id, payment_id, refund_id, correlation_id)),
+                    Some(events::order_refunded(
+                        order_id,
+                        payment_id,
+                        refund_id,
+                        correlation_id,
+                    )),
                 )
             }
-            ProcessingState::Refunded => (Settled::Ignored("order already refunded".to_owned()), None),
+            ProcessingState::Refunded => {
+                (Settled::Ignored("order already refunded".to_owned()), None)
+            }
             _ => {
                 txn.rollback().await?;
                 return Ok(Settled::Raced);
@@ -190,10 +234,22 @@ impl ProcessingStore {
         let state = lock_or_create(&txn, order_id, correlation_id).await?;
         match state {
             ProcessingState::Rejected | ProcessingState::DeadLettered => {
-                update(&txn, order_id, ProcessingState::Cancelled, "cancelled; no payment captured", None, None)
-                    .await?;
-                self.finish(txn, message, Settled::Applied("cancelled, nothing to refund".to_owned()), None)
-                    .await
+                update(
+                    &txn,
+                    order_id,
+                    ProcessingState::Cancelled,
+                    "cancelled; no payment captured",
+                    None,
+                    None,
+                )
+                .await?;
+                self.finish(
+                    txn,
+                    message,
+                    Settled::Applied("cancelled, nothing to refund".to_owned()),
+                    None,
+                )
+                .await
             }
             _ => {
                 txn.rollback().await?;
@@ -237,7 +293,10 @@ impl ProcessingStore {
                  VALUES ($1, 'retrying', 1, $2) \
                  ON CONFLICT (order_id) DO UPDATE SET attempts = order_processing.attempts + 1, \
                    status_reason = EXCLUDED.status_reason, updated_at = now()",
-                [order_id.into(), format!("{}: {}", failure.code, failure.text).into()],
+                [
+                    order_id.into(),
+                    format!("{}: {}", failure.code, failure.text).into(),
+                ],
             ))
             .await?;
         }
@@ -267,7 +326,8 @@ impl ProcessingStore {
 
     /// The error history of one message, oldest first.
     pub async fn errors_for_message(&self, message_id: &str) -> Result<Vec<ErrorEntry>, DbErr> {
-        self.errors_where("message_id = $1", message_id.into()).await
+        self.errors_where("message_id = $1", message_id.into())
+            .await
     }
 
     async fn errors_where(&self, filter: &str, value: Value) -> Result<Vec<ErrorEntry>, DbErr> {
@@ -310,7 +370,15 @@ impl ProcessingStore {
             Settled::Ignored(why) => format!("ignored: {why}"),
             _ => String::new(),
         };
-        if !inbox_record_in_txn(&txn, INBOX_CONSUMER, message.message_id, message.subject, &outcome).await? {
+        if !inbox_record_in_txn(
+            &txn,
+            INBOX_CONSUMER,
+            message.message_id,
+            message.subject,
+            &outcome,
+        )
+        .await?
+        {
             txn.rollback().await?;
             return Ok(Settled::Duplicate);
         }
@@ -396,7 +464,8 @@ fn record_from_row(row: &QueryResult) -> Result<ProcessingRecord, DbErr> {
 }
 
 fn parse_state(raw: &str) -> Result<ProcessingState, DbErr> {
-    ProcessingState::parse(raw).ok_or_else(|| DbErr::Custom(format!("unknown processing state {raw:?}")))
+    ProcessingState::parse(raw)
+        .ok_or_else(|| DbErr::Custom(format!("unknown processing state {raw:?}")))
 }
 
 fn statement(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {

@@ -6,8 +6,8 @@
 //! (PERMISSION_DENIED), never open.
 
 use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataMap;
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
 /// The configured admin token, if any.
 #[derive(Clone)]
@@ -71,18 +71,33 @@ mod tests {
     #[test]
     fn only_the_right_bearer_token_passes() {
         let token = AdminToken::new(Some("s3cret-s3cret-s3cret"));
-        assert!(token.check(&with_authorization("Bearer s3cret-s3cret-s3cret")).is_ok());
-        for wrong in ["Bearer s3cret-s3cret-s3creT", "Bearer ", "s3cret-s3cret-s3cret", "Basic x"] {
+        assert!(
+            token
+                .check(&with_authorization("Bearer s3cret-s3cret-s3cret"))
+                .is_ok()
+        );
+        for wrong in [
+            "Bearer s3cret-s3cret-s3creT",
+            "Bearer ",
+            "s3cret-s3cret-s3cret",
+            "Basic x",
+        ] {
             assert_eq!(
                 token.check(&with_authorization(wrong)).unwrap_err().code(),
                 tonic::Code::Unauthenticated,
                 "{wrong}"
             );
         }
-        assert_eq!(token.check(&MetadataMap::new()).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            token.check(&MetadataMap::new()).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         let disabled = AdminToken::new(None);
         assert_eq!(
-            disabled.check(&with_authorization("Bearer anything")).unwrap_err().code(),
+            disabled
+                .check(&with_authorization("Bearer anything"))
+                .unwrap_err()
+                .code(),
             tonic::Code::PermissionDenied
         );
     }

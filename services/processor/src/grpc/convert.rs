@@ -29,7 +29,10 @@ pub fn error_to_proto(entry: ErrorEntry) -> api::ErrorEntry {
     }
 }
 
-pub fn processing_to_proto(record: ProcessingRecord, history: Vec<ErrorEntry>) -> api::OrderProcessing {
+pub fn processing_to_proto(
+    record: ProcessingRecord,
+    history: Vec<ErrorEntry>,
+) -> api::OrderProcessing {
     api::OrderProcessing {
         order_id: record.order_id.to_string(),
         state: state_to_proto(record.state).into(),
@@ -53,6 +56,10 @@ pub fn dead_letter_to_proto(dead_letter: DeadLetter) -> api::DeadLetter {
         dead_letter_time: dead_letter.dead_lettered_at.map(timestamp),
         headers: dead_letter.headers.into_iter().collect(),
         payload: dead_letter.payload.to_vec(),
-        error_history: dead_letter.history.into_iter().map(error_to_proto).collect(),
+        error_history: dead_letter
+            .history
+            .into_iter()
+            .map(error_to_proto)
+            .collect(),
     }
 }

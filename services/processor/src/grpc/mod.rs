@@ -49,8 +49,14 @@ impl ProcessorService for ProcessorApi {
             .processing_get(order_id)
             .await
             .map_err(unavailable)?
-            .ok_or_else(|| Status::not_found(format!("the processor has no record of order {order_id}")))?;
-        let history = self.store.errors_for_order(order_id).await.map_err(unavailable)?;
+            .ok_or_else(|| {
+                Status::not_found(format!("the processor has no record of order {order_id}"))
+            })?;
+        let history = self
+            .store
+            .errors_for_order(order_id)
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(convert::processing_to_proto(record, history)))
     }
 
@@ -63,7 +69,12 @@ impl ProcessorService for ProcessorApi {
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size if size <= MAX_PAGE_SIZE => size,
-            size => return Err(invalid("page_size", format!("{size} is above {MAX_PAGE_SIZE}"))),
+            size => {
+                return Err(invalid(
+                    "page_size",
+                    format!("{size} is above {MAX_PAGE_SIZE}"),
+                ));
+            }
         };
         let from = match request.page_token.trim() {
             "" => 1,
@@ -71,7 +82,12 @@ impl ProcessorService for ProcessorApi {
                 .parse::<u64>()
                 .ok()
                 .filter(|from| *from >= 1)
-                .ok_or_else(|| invalid("page_token", "not a token from a previous response".to_owned()))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "page_token",
+                        "not a token from a previous response".to_owned(),
+                    )
+                })?,
         };
         let page = self
             .dead_letters
@@ -79,7 +95,11 @@ impl ProcessorService for ProcessorApi {
             .await
             .map_err(nats_unavailable)?;
         Ok(Response::new(api::ListDeadLettersResponse {
-            dead_letters: page.dead_letters.into_iter().map(convert::dead_letter_to_proto).collect(),
+            dead_letters: page
+                .dead_letters
+                .into_iter()
+                .map(convert::dead_letter_to_proto)
+                .collect(),
             next_page_token: page.next.map(|next| next.to_string()).unwrap_or_default(),
         }))
     }
@@ -111,7 +131,12 @@ impl ProcessorService for ProcessorApi {
             .await
             .map_err(nats_unavailable)?
             .ok_or_else(|| not_found(id))?;
-        tracing::info!(id, subject = redriven.subject, message_id = redriven.message_id, "dead letter redriven");
+        tracing::info!(
+            id,
+            subject = redriven.subject,
+            message_id = redriven.message_id,
+            "dead letter redriven"
+        );
         Ok(Response::new(api::RedriveDeadLetterResponse {
             subject: redriven.subject,
             message_id: redriven.message_id,
@@ -125,7 +150,12 @@ impl ProcessorService for ProcessorApi {
     ) -> Result<Response<api::PurgeDeadLetterResponse>, Status> {
         self.admin.check(request.metadata())?;
         let id = dead_letter_id(request.into_inner().id)?;
-        if !self.dead_letters.purge(id).await.map_err(nats_unavailable)? {
+        if !self
+            .dead_letters
+            .purge(id)
+            .await
+            .map_err(nats_unavailable)?
+        {
             return Err(not_found(id));
         }
         tracing::info!(id, "dead letter purged");
@@ -135,7 +165,10 @@ impl ProcessorService for ProcessorApi {
 
 fn dead_letter_id(id: u64) -> Result<u64, Status> {
     if id == 0 {
-        return Err(invalid("id", "must be a dead letter's id (1 or more)".to_owned()));
+        return Err(invalid(
+            "id",
+            "must be a dead letter's id (1 or more)".to_owned(),
+        ));
     }
     Ok(id)
 }

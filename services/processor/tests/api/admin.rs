@@ -1,6 +1,8 @@
 //! The dead-letter RPCs need the admin bearer token; processing state does not.
 
-use ordo_proto::processor::v1::{GetOrderProcessingRequest, ListDeadLettersRequest, PurgeDeadLetterRequest};
+use ordo_proto::processor::v1::{
+    GetOrderProcessingRequest, ListDeadLettersRequest, PurgeDeadLetterRequest,
+};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -16,7 +18,10 @@ async fn dead_letter_rpcs_need_the_right_token() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated);
     let wrong = client
-        .list_dead_letters(authorized(ListDeadLettersRequest::default(), "test-admin-token-0123456780"))
+        .list_dead_letters(authorized(
+            ListDeadLettersRequest::default(),
+            "test-admin-token-0123456780",
+        ))
         .await
         .unwrap_err();
     assert_eq!(wrong.code(), Code::Unauthenticated);

@@ -23,9 +23,11 @@ async fn dead_letters(processor: &TestProcessor) -> Vec<DeadLetter> {
 }
 
 async fn wait_for_dead_letters(processor: &TestProcessor, count: usize) -> Vec<DeadLetter> {
-    ordo_testkit::eventually(&format!("{count} dead letters"), Duration::from_secs(20), || async {
-        dead_letters(processor).await.len() >= count
-    })
+    ordo_testkit::eventually(
+        &format!("{count} dead letters"),
+        Duration::from_secs(20),
+        || async { dead_letters(processor).await.len() >= count },
+    )
     .await;
     dead_letters(processor).await
 }
@@ -37,10 +39,22 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
     let order_id = Uuid::now_v7();
     let message_id = processor.publish_placed(order_id, 4200).await;
 
-    let record = processor.wait_for_state(order_id, ProcessingState::DeadLettered).await;
+    let record = processor
+        .wait_for_state(order_id, ProcessingState::DeadLettered)
+        .await;
     assert_eq!(record.attempts, 5);
-    assert!(record.status_reason.starts_with("dead-lettered: 5 attempts failed"), "{}", record.status_reason);
-    let attempts: Vec<u32> = record.error_history.iter().map(|entry| entry.attempt).collect();
+    assert!(
+        record
+            .status_reason
+            .starts_with("dead-lettered: 5 attempts failed"),
+        "{}",
+        record.status_reason
+    );
+    let attempts: Vec<u32> = record
+        .error_history
+        .iter()
+        .map(|entry| entry.attempt)
+        .collect();
     assert_eq!(attempts, [1, 2, 3, 4, 5]);
     for entry in &record.error_history {
         assert_eq!(entry.message_id, message_id);
@@ -56,13 +70,22 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
     assert_eq!(dead.message_id, message_id);
     assert_eq!(dead.order_id, order_id.to_string());
     assert_eq!(dead.source_stream, processor.stream.name);
-    assert_eq!(dead.source_subject, processor.stream_settings.subject_for("orders.placed"));
+    assert_eq!(
+        dead.source_subject,
+        processor.stream_settings.subject_for("orders.placed")
+    );
     assert_eq!(dead.error_history, record.error_history);
-    assert_eq!(dead.headers.get("x-correlation-id").map(String::as_str), Some("corr-test"));
+    assert_eq!(
+        dead.headers.get("x-correlation-id").map(String::as_str),
+        Some("corr-test")
+    );
     let fetched = processor
         .client
         .clone()
-        .get_dead_letter(authorized(GetDeadLetterRequest { id: dead.id }, ADMIN_TOKEN))
+        .get_dead_letter(authorized(
+            GetDeadLetterRequest { id: dead.id },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -73,19 +96,27 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
     let redriven = processor
         .client
         .clone()
-        .redrive_dead_letter(authorized(RedriveDeadLetterRequest { id: dead.id }, ADMIN_TOKEN))
+        .redrive_dead_letter(authorized(
+            RedriveDeadLetterRequest { id: dead.id },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(redriven.subject, dead.source_subject);
     assert_ne!(redriven.message_id, message_id);
-    let confirmed = processor.wait_for_state(order_id, ProcessingState::Confirmed).await;
+    let confirmed = processor
+        .wait_for_state(order_id, ProcessingState::Confirmed)
+        .await;
     assert_eq!(confirmed.attempts, 5, "the history stays with the order");
     assert!(dead_letters(&processor).await.is_empty());
     let again = processor
         .client
         .clone()
-        .redrive_dead_letter(authorized(RedriveDeadLetterRequest { id: dead.id }, ADMIN_TOKEN))
+        .redrive_dead_letter(authorized(
+            RedriveDeadLetterRequest { id: dead.id },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::NotFound);
@@ -101,7 +132,13 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
 #[tokio::test]
 async fn an_undecodable_message_is_dead_lettered_at_once_and_never_retried() {
     let processor = TestProcessor::spawn().await;
-    processor.publish("orders.placed", "garbage-1", b"\xff\xfe not protobuf".to_vec()).await;
+    processor
+        .publish(
+            "orders.placed",
+            "garbage-1",
+            b"\xff\xfe not protobuf".to_vec(),
+        )
+        .await;
 
     let listed = wait_for_dead_letters(&processor, 1).await;
     let dead = &listed[0];
@@ -112,20 +149,31 @@ async fn an_undecodable_message_is_dead_lettered_at_once_and_never_retried() {
     assert_eq!(dead.error_history[0].attempt, 1);
     assert_eq!(dead.order_id, "");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(processor.count("SELECT count(*) FROM processing_errors").await, 1);
+    assert_eq!(
+        processor
+            .count("SELECT count(*) FROM processing_errors")
+            .await,
+        1
+    );
     assert_eq!(dead_letters(&processor).await.len(), 1);
 
     processor
         .client
         .clone()
-        .purge_dead_letter(authorized(PurgeDeadLetterRequest { id: dead.id }, ADMIN_TOKEN))
+        .purge_dead_letter(authorized(
+            PurgeDeadLetterRequest { id: dead.id },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap();
     assert!(dead_letters(&processor).await.is_empty());
     let gone = processor
         .client
         .clone()
-        .purge_dead_letter(authorized(PurgeDeadLetterRequest { id: dead.id }, ADMIN_TOKEN))
+        .purge_dead_letter(authorized(
+            PurgeDeadLetterRequest { id: dead.id },
+            ADMIN_TOKEN,
+        ))
         .await
         .unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
@@ -135,7 +183,9 @@ async fn an_undecodable_message_is_dead_lettered_at_once_and_never_retried() {
 async fn dead_letters_page_oldest_first() {
     let processor = TestProcessor::spawn().await;
     for n in 0..5 {
-        processor.publish("orders.placed", &format!("bad-{n}"), vec![0xff, n]).await;
+        processor
+            .publish("orders.placed", &format!("bad-{n}"), vec![0xff, n])
+            .await;
     }
     wait_for_dead_letters(&processor, 5).await;
     let mut seen = Vec::new();

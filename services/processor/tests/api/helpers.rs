@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use ordo_outbox::StreamSettings;
 use ordo_proto::events::v1 as events;
-use ordo_proto::payments::v1::{Faults, GetPaymentCountsRequest, GetPaymentCountsResponse, SetFaultsRequest};
+use ordo_proto::payments::v1::{
+    Faults, GetPaymentCountsRequest, GetPaymentCountsResponse, SetFaultsRequest,
+};
 use ordo_proto::processor::v1::{GetOrderProcessingRequest, OrderProcessing, ProcessingState};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
-use ordo_outbox::StreamSettings;
 use ordo_testkit::{Schema, StreamMessage, TestDatabase, TestStream, nats::shared_nats_url};
 use processor::backoff::Backoff;
 use processor::consumer::ConsumerFaults;
@@ -45,8 +47,14 @@ impl Payments {
         tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let client = PaymentServiceClient::connect(format!("http://{addr}")).await.unwrap();
-        Self { addr, client, _stop: stop }
+        let client = PaymentServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        Self {
+            addr,
+            client,
+            _stop: stop,
+        }
     }
 
     /// Sets the simulator's faults (decline limit kept at its default).
@@ -98,7 +106,8 @@ pub fn fast_settings(settings: Settings) -> Settings {
     settings.consuming.backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
     settings.consuming.ack_wait = Duration::from_secs(2);
     settings.payments.timeout = Duration::from_millis(500);
-    settings.payments.retry_backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(10));
+    settings.payments.retry_backoff =
+        Backoff::new(Duration::from_millis(2), Duration::from_millis(10));
     settings.relay.min_poll_interval = Duration::from_millis(5);
     settings.relay.poll_interval = Duration::from_millis(100);
     settings
@@ -127,7 +136,9 @@ impl TestProcessor {
         let nats_url = shared_nats_url();
         let client = async_nats::connect(&nats_url).await.unwrap();
         let jetstream = jetstream::new(client);
-        ordo_outbox::stream::ensure_stream(&jetstream, &stream_settings).await.unwrap();
+        ordo_outbox::stream::ensure_stream(&jetstream, &stream_settings)
+            .await
+            .unwrap();
 
         let mut settings = fast_settings(Settings::default());
         settings.database_url = database.url().to_owned();
@@ -140,14 +151,18 @@ impl TestProcessor {
         settings.admin_token = Some(ADMIN_TOKEN.to_owned());
         let settings = configure(settings);
 
-        let app = Application::build(settings).await.expect("processor builds");
+        let app = Application::build(settings)
+            .await
+            .expect("processor builds");
         let addr = app.local_addr();
         let faults = app.consumer_faults();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let client = ProcessorServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        let client = ProcessorServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let db = database.connect().await.unwrap();
         Self {
             client,
@@ -176,7 +191,8 @@ impl TestProcessor {
             ..Default::default()
         };
         let message_id = payload.event_id.clone();
-        self.publish("orders.placed", &message_id, payload.encode_to_vec()).await;
+        self.publish("orders.placed", &message_id, payload.encode_to_vec())
+            .await;
         message_id
     }
 
@@ -190,7 +206,8 @@ impl TestProcessor {
             ..Default::default()
         };
         let message_id = payload.event_id.clone();
-        self.publish("orders.cancelled", &message_id, payload.encode_to_vec()).await;
+        self.publish("orders.cancelled", &message_id, payload.encode_to_vec())
+            .await;
         message_id
     }
 
@@ -202,7 +219,11 @@ impl TestProcessor {
         headers.insert("x-correlation-id", "corr-test");
         let ack = self
             .jetstream
-            .publish_with_headers(self.stream_settings.subject_for(subject), headers, payload.into())
+            .publish_with_headers(
+                self.stream_settings.subject_for(subject),
+                headers,
+                payload.into(),
+            )
             .await
             .unwrap()
             .await
@@ -255,7 +276,10 @@ impl TestProcessor {
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_owned()))
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
             .await
             .unwrap()
             .unwrap();

@@ -10,9 +10,11 @@ use uuid::Uuid;
 use crate::helpers::TestProcessor;
 
 async fn wait_for_emitted(processor: &TestProcessor, kind: &str, count: usize) {
-    ordo_testkit::eventually(&format!("{count} {kind} events"), Duration::from_secs(20), || async {
-        processor.emitted(kind).await.len() >= count
-    })
+    ordo_testkit::eventually(
+        &format!("{count} {kind} events"),
+        Duration::from_secs(20),
+        || async { processor.emitted(kind).await.len() >= count },
+    )
     .await;
 }
 
@@ -22,7 +24,9 @@ async fn a_placed_order_is_authorized_once_and_confirmed() {
     let order_id = Uuid::now_v7();
     processor.publish_placed(order_id, 1250).await;
 
-    let record = processor.wait_for_state(order_id, ProcessingState::Confirmed).await;
+    let record = processor
+        .wait_for_state(order_id, ProcessingState::Confirmed)
+        .await;
     assert!(!record.payment_id.is_empty());
     assert_eq!(record.attempts, 0);
     wait_for_emitted(&processor, "confirmed", 1).await;
@@ -34,7 +38,10 @@ async fn a_placed_order_is_authorized_once_and_confirmed() {
     assert_eq!(event.correlation_id, format!("corr-{order_id}"));
     assert_eq!(confirmed[0].message_id, event.event_id);
     let counts = processor.payments.counts(order_id).await;
-    assert_eq!((counts.authorizations, counts.approvals, counts.refunds), (1, 1, 0));
+    assert_eq!(
+        (counts.authorizations, counts.approvals, counts.refunds),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -43,8 +50,14 @@ async fn a_declined_payment_rejects_the_order_with_the_reason() {
     let order_id = Uuid::now_v7();
     processor.publish_placed(order_id, 2_000_000).await;
 
-    let record = processor.wait_for_state(order_id, ProcessingState::Rejected).await;
-    assert!(record.status_reason.contains("amount_above_limit"), "{}", record.status_reason);
+    let record = processor
+        .wait_for_state(order_id, ProcessingState::Rejected)
+        .await;
+    assert!(
+        record.status_reason.contains("amount_above_limit"),
+        "{}",
+        record.status_reason
+    );
     wait_for_emitted(&processor, "rejected", 1).await;
     let rejected = processor.emitted("rejected").await;
     let event = events::OrderRejected::decode(rejected[0].payload.as_slice()).unwrap();
@@ -58,19 +71,27 @@ async fn cancelling_a_confirmed_order_refunds_it_exactly_once_however_often_canc
     let processor = TestProcessor::spawn().await;
     let order_id = Uuid::now_v7();
     processor.publish_placed(order_id, 990).await;
-    let confirmed = processor.wait_for_state(order_id, ProcessingState::Confirmed).await;
+    let confirmed = processor
+        .wait_for_state(order_id, ProcessingState::Confirmed)
+        .await;
 
     processor.publish_cancelled(order_id).await;
     processor.publish_cancelled(order_id).await;
-    let refunded = processor.wait_for_state(order_id, ProcessingState::Refunded).await;
+    let refunded = processor
+        .wait_for_state(order_id, ProcessingState::Refunded)
+        .await;
     assert_eq!(refunded.payment_id, confirmed.payment_id);
     assert!(!refunded.refund_id.is_empty());
-    ordo_testkit::eventually("both cancellations recorded", Duration::from_secs(10), || async {
-        processor
-            .count("SELECT count(*) FROM inbox WHERE subject LIKE '%orders.cancelled'")
-            .await
-            == 2
-    })
+    ordo_testkit::eventually(
+        "both cancellations recorded",
+        Duration::from_secs(10),
+        || async {
+            processor
+                .count("SELECT count(*) FROM inbox WHERE subject LIKE '%orders.cancelled'")
+                .await
+                == 2
+        },
+    )
     .await;
     wait_for_emitted(&processor, "refunded", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -90,7 +111,9 @@ async fn a_cancellation_waits_for_the_payment_then_refunds() {
     processor.publish_cancelled(order_id).await;
     // Once the placement is dead-lettered (five attempts, no payment), the
     // deferred cancellation settles without a refund.
-    let cancelled = processor.wait_for_state(order_id, ProcessingState::Cancelled).await;
+    let cancelled = processor
+        .wait_for_state(order_id, ProcessingState::Cancelled)
+        .await;
     assert_eq!(cancelled.attempts, 5);
     assert!(cancelled.payment_id.is_empty());
     processor.payments.set_faults(0.0, false).await;

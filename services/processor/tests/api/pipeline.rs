@@ -19,7 +19,8 @@ const ORDERS: usize = 2_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactly_once() {
     let stream = TestStream::new().await;
-    let stream_settings = ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix);
+    let stream_settings =
+        ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix);
     let processor = TestProcessor::spawn_on(
         TestStream {
             name: stream.name.clone(),
@@ -48,7 +49,9 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
     let running = tokio::spawn(order_service.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let client = OrderServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let client = OrderServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
 
     // Every tenth order is above the simulator's decline limit.
     let placed: Vec<(Uuid, bool)> = futures::stream::iter(0..ORDERS)
@@ -56,7 +59,11 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             let mut client = client.clone();
             async move {
                 let declined = n % 10 == 0;
-                let price = if declined { 2_000_000 } else { 1_000 + n as i64 };
+                let price = if declined {
+                    2_000_000
+                } else {
+                    1_000 + n as i64
+                };
                 let order = client
                     .place_order(PlaceOrderRequest {
                         customer_id: format!("c-{n}"),
@@ -106,7 +113,12 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
         .await
         .unwrap()
         .iter()
-        .map(|row| (row.try_get("", "id").unwrap(), row.try_get("", "status").unwrap()))
+        .map(|row| {
+            (
+                row.try_get("", "id").unwrap(),
+                row.try_get("", "status").unwrap(),
+            )
+        })
         .collect();
     assert_eq!(statuses.len(), ORDERS);
     let mut confirmed = 0;
@@ -118,7 +130,11 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             assert_eq!(counts.approvals, 0, "order {order_id}");
         } else {
             assert_eq!(status, "CONFIRMED", "order {order_id}");
-            assert_eq!((counts.authorizations, counts.approvals), (1, 1), "order {order_id}");
+            assert_eq!(
+                (counts.authorizations, counts.approvals),
+                (1, 1),
+                "order {order_id}"
+            );
             confirmed += 1;
         }
     }
