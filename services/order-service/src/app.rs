@@ -120,6 +120,15 @@ impl Application {
         let deadline = self.settings.shutdown_timeout;
         let relay = self.relay;
         let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
+        let retention = self.settings.status_consumer.then(|| {
+            tokio::spawn(
+                ordo_inbox::InboxRetention::new(
+                    self.store.connection().clone(),
+                    self.settings.inbox_retention.clone(),
+                )
+                .run(consumer_stop.clone()),
+            )
+        });
         let consumer = self.settings.status_consumer.then(|| {
             tokio::spawn(
                 crate::status::StatusConsumer {
@@ -137,6 +146,9 @@ impl Application {
         if let Some(consumer) = consumer {
             // A message in flight finishes; its ack or redelivery decides the rest.
             let _ = tokio::time::timeout(deadline, consumer).await;
+        }
+        if let Some(retention) = retention {
+            let _ = tokio::time::timeout(deadline, retention).await;
         }
         if let Some(relay) = relay {
             relay.shutdown(deadline).await?;

@@ -49,6 +49,9 @@ pub struct Settings {
     /// `OUTBOX_LEASE_TTL`: partition lease lifetime; a dead replica's
     /// partitions are taken over within it.
     pub outbox_lease_ttl: Duration,
+    /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
+    /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
+    pub inbox_retention: ordo_inbox::RetentionConfig,
 }
 
 /// Defaults that run on one machine with no configuration at all.
@@ -76,6 +79,10 @@ impl Default for Settings {
             outbox_poll_interval: Duration::from_secs(1),
             outbox_min_poll_interval: Duration::from_millis(5),
             outbox_lease_ttl: Duration::from_secs(10),
+            inbox_retention: ordo_inbox::RetentionConfig {
+                owner: ordo_outbox::config::default_owner(),
+                ..Default::default()
+            },
         }
     }
 }
@@ -102,7 +109,7 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let defaults = Self::default();
         let env = Lookup(&lookup);
-        Ok(Self {
+        let settings = Self {
             database_url: env
                 .parse("DATABASE_URL", "a postgres:// URL", |raw| {
                     (raw.starts_with("postgres://") || raw.starts_with("postgresql://"))
@@ -195,7 +202,31 @@ impl Settings {
                     |raw| parse_duration(raw).filter(|ttl| *ttl >= Duration::from_secs(1)),
                 )?
                 .unwrap_or(defaults.outbox_lease_ttl),
-        })
+            inbox_retention: ordo_inbox::RetentionConfig {
+                horizon: env.duration(
+                    "INBOX_RETENTION",
+                    Duration::ZERO,
+                    defaults.inbox_retention.horizon,
+                )?,
+                interval: env.duration(
+                    "INBOX_RETENTION_INTERVAL",
+                    Duration::ZERO,
+                    defaults.inbox_retention.interval,
+                )?,
+                ..defaults.inbox_retention
+            },
+        };
+        if settings.inbox_retention.horizon < settings.stream.duplicate_window {
+            return Err(SettingsError {
+                name: "INBOX_RETENTION",
+                value: humantime::format_duration(settings.inbox_retention.horizon).to_string(),
+                expected: format!(
+                    "at least OUTBOX_DEDUP_WINDOW ({}): a late duplicate must still find its inbox row",
+                    humantime::format_duration(settings.stream.duplicate_window)
+                ),
+            });
+        }
+        Ok(settings)
     }
 }
 
@@ -284,6 +315,15 @@ mod tests {
             };
             assert_eq!(settings(&[(name, bad)]).unwrap_err().name, name);
         }
+    }
+
+    #[test]
+    fn inbox_retention_must_outlast_the_duplicate_window() {
+        let err =
+            settings(&[("OUTBOX_DEDUP_WINDOW", "10m"), ("INBOX_RETENTION", "5m")]).unwrap_err();
+        assert_eq!(err.name, "INBOX_RETENTION");
+        let ok = settings(&[("OUTBOX_DEDUP_WINDOW", "10m"), ("INBOX_RETENTION", "1h")]).unwrap();
+        assert_eq!(ok.inbox_retention.horizon, Duration::from_secs(3600));
     }
 
     #[test]

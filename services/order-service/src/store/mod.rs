@@ -82,6 +82,11 @@ impl OrderStore {
         }
     }
 
+    /// The store's pool (for background jobs on the same database).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     fn nudge(&self, partition: i32) {
         if let Some(nudger) = &self.nudger {
             nudger.nudge(partition);
