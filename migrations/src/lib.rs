@@ -9,6 +9,9 @@
 //! `fresh`; `MIGRATE_SCHEMA=processor` for the processor's), and services run
 //! [`Schema::up`] at start-up unless `MIGRATE=false`.
 //!
+//! [`database`] holds the pool and the locked start-up migration both
+//! services use.
+//!
 //! [`Schema::fingerprint`] hashes a schema's SQL, so tooling (the test kit's
 //! template databases) can tell when it changed.
 #![forbid(unsafe_code)]
@@ -174,5 +177,78 @@ impl MigrationTrait for SqlMigration {
             .execute_unprepared(self.down)
             .await?;
         Ok(())
+    }
+}
+
+/// Connection pools and start-up migration as every service does them.
+pub mod database {
+    use std::time::Duration;
+
+    use sea_orm_migration::sea_orm::{
+        ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr,
+    };
+
+    use crate::Schema;
+
+    /// A pool that fails fast when the database is away, so health probes
+    /// and requests answer instead of hanging. A ping per request would be a
+    /// round trip per request: only connections idle for a second are checked.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(0)
+            .test_before_acquire_if_idle_for(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(3))
+            .sqlx_logging(false);
+        Database::connect(options).await
+    }
+
+    /// Applies `schema`'s pending migrations at `url` while holding an
+    /// advisory lock on one connection, so replicas starting together
+    /// migrate one at a time.
+    pub async fn migrate(url: &str, schema: Schema) -> Result<(), DbErr> {
+        let db = connect(url, 1).await?;
+        db.execute_unprepared("SELECT pg_advisory_lock(hashtext('ordo.migrations'))")
+            .await?;
+        let migrated = schema.up(&db).await;
+        let _ = db
+            .execute_unprepared("SELECT pg_advisory_unlock(hashtext('ordo.migrations'))")
+            .await;
+        db.close().await.ok();
+        migrated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_service_has_its_schema_and_shares_the_outbox_sql() {
+        assert_eq!(Schema::parse("processor"), Some(Schema::Processor));
+        assert_eq!(Schema::parse("orders"), Some(Schema::Orders));
+        assert_eq!(Schema::parse("payments"), None);
+        assert_ne!(
+            Schema::Orders.fingerprint(),
+            Schema::Processor.fingerprint()
+        );
+        let names = |schema: Schema| -> Vec<&str> {
+            schema
+                .migrations()
+                .iter()
+                .map(|migration| migration.name)
+                .collect()
+        };
+        for shared in [
+            "m20261123_000002_outbox",
+            "m20261124_000004_inbox",
+            "m20261124_000005_job_leases",
+        ] {
+            assert!(names(Schema::Orders).contains(&shared));
+            assert!(names(Schema::Processor).contains(&shared));
+        }
+        assert!(!names(Schema::Processor).contains(&"m20261123_000001_orders"));
     }
 }

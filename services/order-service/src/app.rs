@@ -3,13 +3,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
@@ -158,41 +157,14 @@ impl Application {
     }
 }
 
-/// A connection pool that fails fast when the database is away, so health
-/// probes and requests answer instead of hanging.
 async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(max_connections)
-        .min_connections(0)
-        // A ping per request is a round trip per request; a connection
-        // that sat idle (as through an outage) is still checked first.
-        .test_before_acquire_if_idle_for(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    Database::connect(options)
+    ordo_migrations::database::connect(url, max_connections)
         .await
         .context("cannot connect to the database at DATABASE_URL")
 }
 
-/// Applies pending migrations while holding an advisory lock, so replicas
-/// starting together migrate one at a time.
 async fn migrate(url: &str) -> anyhow::Result<()> {
-    // One connection: the session-level lock must be held where the
-    // migrations run.
-    let db = connect(url, 1).await?;
-    let lock = "SELECT pg_advisory_lock(hashtext('ordo.migrations'))";
-    db.execute_unprepared(lock)
+    ordo_migrations::database::migrate(url, Schema::Orders)
         .await
-        .context("cannot lock for migrations")?;
-    let migrated = Schema::Orders
-        .up(&db)
-        .await
-        .context("database migrations failed");
-    let _ = db
-        .execute_unprepared("SELECT pg_advisory_unlock(hashtext('ordo.migrations'))")
-        .await;
-    db.close().await.ok();
-    migrated
+        .context("database migrations failed")
 }

@@ -11,7 +11,7 @@ use ordo_inbox::InboxRetention;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::processor::v1::processor_service_server::ProcessorServiceServer;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
@@ -184,32 +184,13 @@ impl Application {
 }
 
 async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(max_connections)
-        .min_connections(0)
-        .test_before_acquire_if_idle_for(Duration::from_secs(1))
-        .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    Database::connect(options)
+    ordo_migrations::database::connect(url, max_connections)
         .await
         .context("cannot connect to the database at DATABASE_URL")
 }
 
-/// Applies pending migrations under an advisory lock, one replica at a time.
 async fn migrate(url: &str) -> anyhow::Result<()> {
-    let db = connect(url, 1).await?;
-    db.execute_unprepared("SELECT pg_advisory_lock(hashtext('ordo.migrations'))")
+    ordo_migrations::database::migrate(url, Schema::Processor)
         .await
-        .context("cannot lock for migrations")?;
-    let migrated = Schema::Processor
-        .up(&db)
-        .await
-        .context("database migrations failed");
-    let _ = db
-        .execute_unprepared("SELECT pg_advisory_unlock(hashtext('ordo.migrations'))")
-        .await;
-    db.close().await.ok();
-    migrated
+        .context("database migrations failed")
 }
