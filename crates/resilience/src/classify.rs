@@ -1,0 +1,103 @@
+//! Which failures are worth another try, and how layers report their own.
+//!
+//! Classification works on the typed error (`tonic::Status` for gRPC):
+//! at tonic's HTTP layer an error status is still an `Ok` response, so a
+//! layer there would see only transport errors.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+/// Metadata on a status made by an open breaker: the breaker's name.
+pub const CIRCUIT_OPEN_KEY: &str = "ordo-circuit-open";
+/// Metadata on a status made by an open breaker: milliseconds until it half-opens.
+pub const RETRY_AFTER_KEY: &str = "ordo-retry-after-ms";
+
+/// An error the resilience layers can classify and produce.
+pub trait Failure: Sized {
+    /// Whether trying again may succeed (and so whether it counts against
+    /// a breaker: the other side, or the way to it, is unwell).
+    fn is_transient(&self) -> bool;
+    /// The error of a call that took longer than `after`.
+    fn timed_out(after: Duration) -> Self;
+    /// The error of a call refused by the open breaker `breaker`, which
+    /// half-opens in `retry_after`.
+    fn circuit_open(breaker: &str, retry_after: Duration) -> Self;
+}
+
+impl Failure for Status {
+    fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+        ) && circuit_open_retry_after(self).is_none()
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Status::deadline_exceeded(format!("no answer within {} ms", after.as_millis()))
+    }
+
+    fn circuit_open(breaker: &str, retry_after: Duration) -> Self {
+        let millis = retry_after.as_millis();
+        let mut status = Status::unavailable(format!(
+            "circuit breaker {breaker} is open; calls resume in {millis} ms"
+        ));
+        if let Ok(name) = breaker.parse() {
+            status.metadata_mut().insert(CIRCUIT_OPEN_KEY, name);
+        }
+        if let Ok(value) = millis.to_string().parse() {
+            status.metadata_mut().insert(RETRY_AFTER_KEY, value);
+        }
+        status
+    }
+}
+
+/// If `status` came from an open breaker: how long until it half-opens.
+pub fn circuit_open_retry_after(status: &Status) -> Option<Duration> {
+    status.metadata().get(CIRCUIT_OPEN_KEY)?;
+    let millis = status
+        .metadata()
+        .get(RETRY_AFTER_KEY)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    Some(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_codes_are_worth_another_try() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+        ] {
+            assert!(Status::new(code, "x").is_transient(), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+        ] {
+            assert!(!Status::new(code, "x").is_transient(), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn an_open_breaker_is_not_retried_and_says_when_it_reopens() {
+        let open = Status::circuit_open("payments", Duration::from_millis(1500));
+        assert_eq!(open.code(), Code::Unavailable);
+        assert!(!open.is_transient());
+        assert_eq!(
+            circuit_open_retry_after(&open),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(circuit_open_retry_after(&Status::unavailable("down")), None);
+    }
+}
