@@ -4,7 +4,8 @@
 //! - [`env`]: reading settings by name, one line naming a bad one.
 //! - [`logging`]: log lines on stderr, text or JSON, filtered by `RUST_LOG`.
 //! - [`serving`]: server reflection over every descriptor a client meets,
-//!   and the SIGINT/SIGTERM shutdown signal.
+//!   the SIGINT/SIGTERM shutdown signal, and the limits every server
+//!   enforces ([`serving::ServerLimits`]: load shedding, request deadline).
 #![forbid(unsafe_code)]
 
 pub mod env;

@@ -85,3 +85,54 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// What every server bounds: requests in flight (the rest are shed with
+/// RESOURCE_EXHAUSTED) and the time one request may take (DEADLINE_EXCEEDED;
+/// a caller's shorter `grpc-timeout` wins and is passed on downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `GRPC_MAX_IN_FLIGHT`.
+    pub max_in_flight: usize,
+    /// `GRPC_REQUEST_TIMEOUT`.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// `GRPC_MAX_IN_FLIGHT` (1-100000) and `GRPC_REQUEST_TIMEOUT`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &crate::Lookup<'_, F>,
+    ) -> Result<Self, crate::SettingsError> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_in_flight: env.number("GRPC_MAX_IN_FLIGHT", 1..=100_000, defaults.max_in_flight)?,
+            request_timeout: env.duration(
+                "GRPC_REQUEST_TIMEOUT",
+                Duration::ZERO,
+                defaults.request_timeout,
+            )?,
+        })
+    }
+
+    /// The load-shedding layer (outermost) and the request-deadline layer,
+    /// to add to a server in this order.
+    pub fn layers(
+        &self,
+    ) -> (
+        ordo_resilience::LoadShedLayer,
+        ordo_resilience::RequestDeadlineLayer,
+    ) {
+        (
+            ordo_resilience::LoadShedLayer::new(self.max_in_flight),
+            ordo_resilience::RequestDeadlineLayer::new(self.request_timeout),
+        )
+    }
+}

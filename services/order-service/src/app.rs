@@ -109,7 +109,10 @@ impl Application {
         };
 
         tracing::info!(addr = %self.local_addr, "order service listening");
+        let (shed, request_deadline) = self.settings.limits.layers();
         let server = tonic::transport::Server::builder()
+            .layer(shed)
+            .layer(request_deadline)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ordo_service_kit::serving::ServerLimits;
+
 use ordo_outbox::{PartitionCount, StreamSettings};
 pub use ordo_service_kit::{LogFormat, SettingsError};
 use ordo_service_kit::{Lookup, parse_bool, parse_duration};
@@ -26,6 +28,9 @@ pub struct Settings {
     pub health_probe_interval: Duration,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight requests may drain on shutdown.
     pub shutdown_timeout: Duration,
+    /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
+    /// request deadline of the gRPC server.
+    pub limits: ServerLimits,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
     /// `RUST_LOG`: which log lines are written.
@@ -69,6 +74,7 @@ impl Default for Settings {
             migrate: true,
             health_probe_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
+            limits: ServerLimits::default(),
             log_format: LogFormat::Text,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
             nats_url: "nats://127.0.0.1:4222".to_owned(),
@@ -141,6 +147,7 @@ impl Settings {
                     parse_duration,
                 )?
                 .unwrap_or(defaults.health_probe_interval),
+            limits: ServerLimits::from_env(&env)?,
             shutdown_timeout: env
                 .parse("SHUTDOWN_TIMEOUT", "a duration such as 10s", parse_duration)?
                 .unwrap_or(defaults.shutdown_timeout),

@@ -57,7 +57,10 @@ impl Application {
             let _ = draining_tx.send(());
         };
         tracing::info!(addr = %self.local_addr, faults = ?self.settings.faults, "payments simulator listening");
+        let (shed, request_deadline) = self.settings.limits.layers();
         let server = tonic::transport::Server::builder()
+            .layer(shed)
+            .layer(request_deadline)
             .add_service(health)
             .add_service(
                 ordo_service_kit::serving::reflection(&["ordo.payments.v1.PaymentService"])

@@ -2,6 +2,7 @@
 //! on the ledger. Errors become statuses in [`into_status`] only.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ordo_proto::payments::v1 as proto;
@@ -21,6 +22,7 @@ pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 pub struct PaymentApi {
     ledger: Arc<Ledger>,
     faults: Arc<FaultSwitch>,
+    calls_received: Arc<AtomicU64>,
 }
 
 /// Why a call failed.
@@ -75,7 +77,11 @@ fn check_key(key: &str, violations: &mut Vec<(&'static str, String)>) {
 
 impl PaymentApi {
     pub fn new(ledger: Arc<Ledger>, faults: Arc<FaultSwitch>) -> Self {
-        Self { ledger, faults }
+        Self {
+            ledger,
+            faults,
+            calls_received: Arc::default(),
+        }
     }
 
     /// Latency first (so a caller's timeout can fire), then outage or a
@@ -179,6 +185,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<proto::AuthorizeRequest>,
     ) -> Result<Response<proto::AuthorizeResponse>, Status> {
+        self.calls_received.fetch_add(1, Ordering::Relaxed);
         let result = PaymentApi::authorize(self, request.into_inner()).await;
         result.map(Response::new).map_err(into_status)
     }
@@ -187,6 +194,7 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<proto::RefundRequest>,
     ) -> Result<Response<proto::RefundResponse>, Status> {
+        self.calls_received.fetch_add(1, Ordering::Relaxed);
         let result = PaymentApi::refund(self, request.into_inner()).await;
         result.map(Response::new).map_err(into_status)
     }
@@ -217,6 +225,7 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<proto::GetFaultsResponse>, Status> {
         Ok(Response::new(proto::GetFaultsResponse {
             faults: Some(faults_to_proto(self.faults.get())),
+            calls_received: self.calls_received.load(Ordering::Relaxed),
         }))
     }
 

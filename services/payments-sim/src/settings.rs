@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ordo_service_kit::serving::ServerLimits;
+
 use ordo_service_kit::{LogFormat, Lookup, SettingsError, parse_bool};
 
 use crate::faults::Faults;
@@ -17,6 +19,9 @@ pub struct Settings {
     pub faults: Faults,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight calls may drain.
     pub shutdown_timeout: Duration,
+    /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
+    /// request deadline of the gRPC server.
+    pub limits: ServerLimits,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `RUST_LOG`.
@@ -29,6 +34,7 @@ impl Default for Settings {
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
             faults: Faults::default(),
             shutdown_timeout: Duration::from_secs(10),
+            limits: ServerLimits::default(),
             log_format: LogFormat::Text,
             log_filter: "info,h2=warn,tower=warn".to_owned(),
         }
@@ -78,6 +84,7 @@ impl Settings {
                 })?
                 .unwrap_or(defaults.grpc_listen_addr),
             faults,
+            limits: ServerLimits::from_env(&env)?,
             shutdown_timeout: env
                 .parse(
                     "SHUTDOWN_TIMEOUT",

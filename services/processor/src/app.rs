@@ -158,7 +158,10 @@ impl Application {
             AdminToken::new(self.settings.admin_token.as_deref()),
         );
         tracing::info!(addr = %self.local_addr, "processor listening");
+        let (shed, request_deadline) = self.settings.limits.layers();
         let server = tonic::transport::Server::builder()
+            .layer(shed)
+            .layer(request_deadline)
             .add_service(health_service)
             .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1()?)
             .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1alpha()?)

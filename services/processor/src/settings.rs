@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ordo_service_kit::serving::ServerLimits;
+
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
@@ -24,6 +26,9 @@ pub struct Settings {
     pub migrate: bool,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight work may drain on shutdown.
     pub shutdown_timeout: Duration,
+    /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
+    /// request deadline of the gRPC server.
+    pub limits: ServerLimits,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
     /// `RUST_LOG`: which log lines are written.
@@ -95,6 +100,7 @@ impl Default for Settings {
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
             migrate: true,
             shutdown_timeout: Duration::from_secs(10),
+            limits: ServerLimits::default(),
             log_format: LogFormat::Text,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
             relay: RelayConfig {
@@ -188,6 +194,7 @@ impl Settings {
                 })?
                 .unwrap_or(defaults.grpc_listen_addr),
             migrate: env.flag("MIGRATE", defaults.migrate)?,
+            limits: ServerLimits::from_env(&env)?,
             shutdown_timeout: env.duration(
                 "SHUTDOWN_TIMEOUT",
                 Duration::ZERO,

@@ -15,9 +15,13 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 async fn spawn() -> PaymentServiceClient<Channel> {
+    spawn_with(Settings::default()).await
+}
+
+async fn spawn_with(settings: Settings) -> PaymentServiceClient<Channel> {
     let app = Application::build(Settings {
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-        ..Settings::default()
+        ..settings
     })
     .await
     .unwrap();
@@ -311,4 +315,61 @@ async fn added_latency_delays_every_call() {
         .await
         .unwrap();
     assert_eq!(counts(&mut client, "o-7").await.authorizations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_flooded_at_ten_times_its_limit_sheds_the_excess_and_serves_the_rest() {
+    let limit = 10;
+    let mut client = spawn_with(Settings {
+        limits: ordo_service_kit::serving::ServerLimits {
+            max_in_flight: limit,
+            request_timeout: Duration::from_secs(5),
+        },
+        ..Settings::default()
+    })
+    .await;
+    set_faults(
+        &mut client,
+        Faults {
+            latency_ms: 200,
+            decline_above_minor: 1_000_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let calls = (0..limit * 10).map(|n| {
+        let mut client = client.clone();
+        async move {
+            let started = Instant::now();
+            let answer = client
+                .authorize(authorize(&format!("flood-{n}"), 100, &format!("k-{n}")))
+                .await;
+            (answer.map(|_| ()).map_err(|status| status.code()), started.elapsed())
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let accepted: Vec<Duration> = answers
+        .iter()
+        .filter(|(answer, _)| answer.is_ok())
+        .map(|(_, took)| *took)
+        .collect();
+    let shed = answers
+        .iter()
+        .filter(|(answer, _)| *answer == Err(Code::ResourceExhausted))
+        .count();
+    assert_eq!(accepted.len() + shed, limit * 10, "every call is served or shed");
+    assert!(shed >= limit * 8, "shed only {shed}");
+    assert!(accepted.len() >= limit, "accepted only {}", accepted.len());
+    let slowest = accepted.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(2),
+        "an accepted call took {slowest:?}: it queued instead of being served"
+    );
+    let received = client
+        .get_faults(GetFaultsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .calls_received;
+    assert_eq!(received, accepted.len() as u64, "shed calls never reach the handler");
 }
