@@ -3,6 +3,8 @@
 //!
 //! - [`env`]: reading settings by name, one line naming a bad one.
 //! - [`logging`]: log lines on stderr, text or JSON, filtered by `RUST_LOG`.
+//! - [`resilience`]: backoff and circuit-breaker settings under names each
+//!   caller chooses.
 //! - [`serving`]: server reflection over every descriptor a client meets,
 //!   the SIGINT/SIGTERM shutdown signal, and the limits every server
 //!   enforces ([`serving::ServerLimits`]: load shedding, request deadline).
@@ -10,6 +12,7 @@
 
 pub mod env;
 pub mod logging;
+pub mod resilience;
 pub mod serving;
 
 pub use env::{Lookup, SettingsError, parse_bool, parse_duration};

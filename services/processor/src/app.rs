@@ -68,9 +68,9 @@ impl Application {
         let dead_letters = DeadLetters::new(jetstream.clone(), settings.relay.stream.clone());
         let handler = Handler {
             store: store.clone(),
-            payments: PaymentGateway::new(settings.payments.clone())
-                .context("invalid PAYMENTS_URL")?,
+            payments: PaymentGateway::new(&settings.payments).context("invalid PAYMENTS_URL")?,
             defer: settings.consuming.backoff,
+            breaker_deferrals: Arc::default(),
         };
         let (listener, local_addr) =
             ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;

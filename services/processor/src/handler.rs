@@ -13,16 +13,21 @@
 //!                  CANCELLED / REFUNDED → ignored
 //! ```
 //!
+//! A payment call the open breaker refuses defers the message (NAK with
+//! the breaker's remaining cool-down) without an error-history entry.
 //! Payment calls happen outside any transaction; their outcome is settled
 //! in one (see [`crate::store`]). Keys derived from the order make every
 //! payment call idempotent, so a message handled twice — concurrently on two
 //! replicas, or again after a crash — charges and refunds once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use ordo_resilience::Backoff;
 
 use uuid::Uuid;
 
-use crate::backoff::Backoff;
 use crate::messages::{CancelledOrder, Incoming, PlacedOrder};
 use crate::payments::PaymentGateway;
 use crate::processing::{Failure, ProcessingState};
@@ -45,6 +50,8 @@ pub struct Handler {
     pub payments: PaymentGateway,
     /// Delays of deferred messages, by delivery count.
     pub defer: Backoff,
+    /// Messages deferred because the payments breaker was open (a metric).
+    pub breaker_deferrals: Arc<AtomicU64>,
 }
 
 impl Handler {
@@ -88,7 +95,10 @@ impl Handler {
                 self.store.message_ignore(message, &why).await?,
             ));
         }
-        let authorization = self.payments.authorize(order).await?;
+        let authorization = match self.payments.authorize(order).await {
+            Ok(authorization) => authorization,
+            Err(failure) => return self.defer_or_fail(order.order_id, failure).await,
+        };
         match self
             .store
             .placed_settle(message, order, &authorization)
@@ -139,6 +149,20 @@ impl Handler {
         })
     }
 
+    /// A payment call refused by the open breaker is no attempt: note why
+    /// the order waits and come back when the breaker half-opens.
+    async fn defer_or_fail(&self, order_id: Uuid, failure: Failure) -> Result<Handled, Failure> {
+        let Some(after) = failure.defer_for else {
+            return Err(failure);
+        };
+        self.breaker_deferrals.fetch_add(1, Ordering::Relaxed);
+        let reason = format!("deferred: {}: {}", failure.code, failure.text);
+        if let Err(err) = self.store.processing_note(order_id, &reason).await {
+            tracing::debug!(%order_id, error = %err, "could not note the deferral");
+        }
+        Ok(Handled::Deferred(after.max(Duration::from_millis(10))))
+    }
+
     async fn refund(
         &self,
         message: MessageRef<'_>,
@@ -152,7 +176,10 @@ impl Handler {
                 format!("order {order_id} is due a refund but has no payment id"),
             ));
         }
-        let refund_id = self.payments.refund(order_id, payment_id).await?;
+        let refund_id = match self.payments.refund(order_id, payment_id).await {
+            Ok(refund_id) => refund_id,
+            Err(failure) => return self.defer_or_fail(order_id, failure).await,
+        };
         Ok(
             match self
                 .store

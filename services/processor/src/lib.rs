@@ -9,8 +9,10 @@
 //!   ([`backoff`]), or move it to the dead-letter stream ([`dead_letter`]).
 //! - [`messages`] decodes it; an undecodable message is dead-lettered at once.
 //! - [`handler`] runs the payment life cycle: authorize through
-//!   [`payments`] (deadline and jittered retries per call), refund on
-//!   cancellation, defer a cancellation until its order settles.
+//!   [`payments`] (timeout, retry with jittered backoff and a circuit
+//!   breaker, from `ordo-resilience`), refund on cancellation, defer a
+//!   cancellation until its order settles and any message while the
+//!   breaker is open.
 //! - [`store`] settles each outcome in ONE transaction: the order's
 //!   [`processing`] record, the next event ([`events`]: `orders.confirmed`,
 //!   `.rejected`, `.refunded`) in the processor's own outbox, and the inbox
@@ -24,7 +26,6 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod backoff;
 pub mod consumer;
 pub mod dead_letter;
 pub mod events;

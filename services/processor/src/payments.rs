@@ -1,14 +1,33 @@
-//! The payment provider, called with a deadline per call and a few
-//! jittered retries per attempt. Every call carries an idempotency key
-//! derived from the order, so a retry — in this attempt, a later one, or on
-//! another replica — never charges or refunds twice.
+//! The payment provider, called through the resilience stack:
+//!
+//! ```text
+//! Retry (PAYMENTS_TRIES, jittered backoff, transient codes only)
+//!   └ CircuitBreaker "payments" (fails fast while the provider is down)
+//!       └ Timeout (PAYMENTS_TIMEOUT, shrunk to the caller's deadline, sent on as grpc-timeout)
+//!           └ PaymentServiceClient
+//! ```
+//!
+//! Every call carries an idempotency key derived from the order, so a
+//! retry — in this attempt, a later one, or on another replica — never
+//! charges or refunds twice. A call refused by the open breaker becomes a
+//! [`Failure`] with `defer_for` set: the message waits out the cool-down
+//! without spending an attempt.
 
-use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use ordo_proto::PaymentServiceClient;
-use ordo_proto::payments::v1::{AuthorizeRequest, RefundRequest};
+use ordo_proto::payments::v1::{
+    AuthorizeRequest, AuthorizeResponse, RefundRequest, RefundResponse,
+};
+use ordo_resilience::classify::circuit_open_retry_after;
+use ordo_resilience::{
+    CircuitBreaker, CircuitBreakerLayer, RetryLayer, RetryPolicy, TimeoutLayer, deadline,
+};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt as _};
 use uuid::Uuid;
 
 use crate::messages::PlacedOrder;
@@ -22,106 +41,133 @@ pub enum Authorization {
     Declined { reason: String },
 }
 
-/// A client of `ordo.payments.v1.PaymentService`.
+/// One call to the provider.
+#[derive(Debug, Clone)]
+pub enum PaymentCall {
+    Authorize(AuthorizeRequest),
+    Refund(RefundRequest),
+}
+
+/// The provider's answer to a [`PaymentCall`].
+#[derive(Debug, Clone)]
+pub enum PaymentAnswer {
+    Authorized(AuthorizeResponse),
+    Refunded(RefundResponse),
+}
+
+type PaymentService = BoxCloneSyncService<PaymentCall, PaymentAnswer, Status>;
+
+/// A client of `ordo.payments.v1.PaymentService` behind the resilience stack.
 #[derive(Debug, Clone)]
 pub struct PaymentGateway {
-    client: PaymentServiceClient<Channel>,
-    settings: PaymentsSettings,
+    service: PaymentService,
+    breaker: Arc<CircuitBreaker>,
+    retries: Arc<AtomicU64>,
 }
 
 impl PaymentGateway {
     /// A gateway that connects on first use (the provider may start later).
-    pub fn new(settings: PaymentsSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &PaymentsSettings) -> anyhow::Result<Self> {
         let channel = Endpoint::from_shared(settings.url.clone())?
             .connect_timeout(settings.timeout)
             .connect_lazy();
+        let client = PaymentServiceClient::new(channel);
+        let breaker = CircuitBreaker::new("payments", settings.breaker);
+        let retry = RetryLayer::new(RetryPolicy {
+            max_attempts: settings.tries,
+            max_elapsed: settings.retry_max_elapsed,
+            backoff: settings.retry_backoff,
+        });
+        let retries = retry.retries();
+        let service = ServiceBuilder::new()
+            .layer(retry)
+            .layer(CircuitBreakerLayer::new(Arc::clone(&breaker)))
+            .layer(TimeoutLayer::new(settings.timeout))
+            .service(tower::service_fn(move |call| send(client.clone(), call)));
         Ok(Self {
-            client: PaymentServiceClient::new(channel),
-            settings,
+            service: BoxCloneSyncService::new(service),
+            breaker,
+            retries,
         })
+    }
+
+    /// The breaker in front of the provider (health, metrics).
+    pub fn breaker(&self) -> Arc<CircuitBreaker> {
+        Arc::clone(&self.breaker)
+    }
+
+    /// Retries made so far (a metric).
+    pub fn retries(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.retries)
     }
 
     /// Authorizes the order's total under the key `authorize:<order id>`.
     pub async fn authorize(&self, order: &PlacedOrder) -> Result<Authorization, Failure> {
-        let request = AuthorizeRequest {
+        let call = PaymentCall::Authorize(AuthorizeRequest {
             order_id: order.order_id.to_string(),
             amount_minor: order.amount_minor,
             currency: order.currency.clone(),
             idempotency_key: format!("authorize:{}", order.order_id),
-        };
-        let response = self
-            .call("authorize", |mut client| {
-                let request = request.clone();
-                async move { client.authorize(request).await }
-            })
-            .await?;
-        Ok(if response.approved {
-            Authorization::Approved {
-                payment_id: response.payment_id,
+        });
+        match self.service.clone().oneshot(call).await.map_err(classify)? {
+            PaymentAnswer::Authorized(response) if response.approved => {
+                Ok(Authorization::Approved {
+                    payment_id: response.payment_id,
+                })
             }
-        } else {
-            Authorization::Declined {
+            PaymentAnswer::Authorized(response) => Ok(Authorization::Declined {
                 reason: response.decline_reason,
-            }
-        })
+            }),
+            PaymentAnswer::Refunded(_) => Err(mismatch()),
+        }
     }
 
     /// Refunds `payment_id` under the key `refund:<order id>`; the refund's id.
     pub async fn refund(&self, order_id: Uuid, payment_id: &str) -> Result<String, Failure> {
-        let request = RefundRequest {
+        let call = PaymentCall::Refund(RefundRequest {
             payment_id: payment_id.to_owned(),
             idempotency_key: format!("refund:{order_id}"),
-        };
-        let response = self
-            .call("refund", |mut client| {
-                let request = request.clone();
-                async move { client.refund(request).await }
-            })
-            .await?;
-        Ok(response.refund_id)
-    }
-
-    /// Up to `tries` calls, each within `timeout`, with jittered backoff
-    /// between them; only transient failures are tried again.
-    async fn call<T, F, Fut>(&self, what: &str, mut send: F) -> Result<T, Failure>
-    where
-        F: FnMut(PaymentServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
-        let tries = self.settings.tries.max(1);
-        let mut try_number = 1;
-        loop {
-            let outcome =
-                tokio::time::timeout(self.settings.timeout, send(self.client.clone())).await;
-            let failure = match outcome {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => classify(&status),
-                Err(_) => Failure::transient(
-                    "payment_timeout",
-                    format!("{what} took longer than {:?}", self.settings.timeout),
-                ),
-            };
-            if !failure.transient || try_number >= tries {
-                return Err(Failure {
-                    text: format!("{} (try {try_number} of {tries})", failure.text),
-                    ..failure
-                });
-            }
-            tracing::debug!(
-                what,
-                try_number,
-                error = failure.text,
-                "payment call failed; trying again"
-            );
-            tokio::time::sleep(self.settings.retry_backoff.delay(try_number)).await;
-            try_number += 1;
+        });
+        match self.service.clone().oneshot(call).await.map_err(classify)? {
+            PaymentAnswer::Refunded(response) => Ok(response.refund_id),
+            PaymentAnswer::Authorized(_) => Err(mismatch()),
         }
     }
 }
 
-/// A provider's status as a failure: which codes a retry can cure.
-pub fn classify(status: &Status) -> Failure {
+/// The bottom of the stack: one gRPC call, carrying what is left of the
+/// deadline as its `grpc-timeout`.
+async fn send(
+    mut client: PaymentServiceClient<Channel>,
+    call: PaymentCall,
+) -> Result<PaymentAnswer, Status> {
+    match call {
+        PaymentCall::Authorize(request) => {
+            let mut request = tonic::Request::new(request);
+            deadline::set_grpc_timeout(&mut request);
+            let response = client.authorize(request).await?;
+            Ok(PaymentAnswer::Authorized(response.into_inner()))
+        }
+        PaymentCall::Refund(request) => {
+            let mut request = tonic::Request::new(request);
+            deadline::set_grpc_timeout(&mut request);
+            let response = client.refund(request).await?;
+            Ok(PaymentAnswer::Refunded(response.into_inner()))
+        }
+    }
+}
+
+fn mismatch() -> Failure {
+    Failure::permanent("payment_protocol", "the provider answered another call")
+}
+
+/// A provider's status as a failure: which codes a later attempt can cure,
+/// and which mean "wait for the breaker".
+pub fn classify(status: Status) -> Failure {
     let text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(after) = circuit_open_retry_after(&status) {
+        return Failure::deferred("payments_circuit_open", text, after);
+    }
     match status.code() {
         Code::Unavailable => Failure::transient("payment_unavailable", text),
         Code::DeadlineExceeded => Failure::transient("payment_timeout", text),
@@ -132,16 +178,20 @@ pub fn classify(status: &Status) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use ordo_resilience::classify::Failure as _;
+
     use super::*;
 
     #[test]
-    fn only_transient_codes_are_retried() {
+    fn only_transient_codes_are_retried_and_an_open_breaker_defers() {
         for code in [
             Code::Unavailable,
             Code::DeadlineExceeded,
             Code::ResourceExhausted,
         ] {
-            assert!(classify(&Status::new(code, "x")).transient, "{code:?}");
+            assert!(classify(Status::new(code, "x")).transient, "{code:?}");
         }
         for code in [
             Code::InvalidArgument,
@@ -149,7 +199,9 @@ mod tests {
             Code::FailedPrecondition,
             Code::AlreadyExists,
         ] {
-            assert!(!classify(&Status::new(code, "x")).transient, "{code:?}");
+            assert!(!classify(Status::new(code, "x")).transient, "{code:?}");
         }
+        let open = classify(Status::circuit_open("payments", Duration::from_millis(700)));
+        assert_eq!(open.defer_for, Some(Duration::from_millis(700)));
     }
 }

@@ -95,6 +95,9 @@ pub struct Failure {
     /// A later attempt may succeed (an outage, a timeout); otherwise the
     /// message is dead-lettered at once.
     pub transient: bool,
+    /// Not an attempt at all: the call was refused before it was made (an
+    /// open breaker); try the message again after this long, spending nothing.
+    pub defer_for: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -103,6 +106,20 @@ impl Failure {
             code,
             text: text.into(),
             transient: true,
+            defer_for: None,
+        }
+    }
+
+    pub fn deferred(
+        code: &'static str,
+        text: impl Into<String>,
+        after: std::time::Duration,
+    ) -> Self {
+        Self {
+            code,
+            text: text.into(),
+            transient: true,
+            defer_for: Some(after),
         }
     }
 
@@ -111,6 +128,7 @@ impl Failure {
             code,
             text: text.into(),
             transient: false,
+            defer_for: None,
         }
     }
 }

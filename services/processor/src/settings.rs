@@ -11,7 +11,8 @@ use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
 pub use ordo_service_kit::{LogFormat, SettingsError};
 
-use crate::backoff::Backoff;
+use ordo_resilience::{Backoff, BreakerConfig};
+use ordo_service_kit::resilience::{BackoffVars, BreakerVars, backoff_from, breaker_from};
 
 /// Everything the processor needs to start.
 #[derive(Debug, Clone)]
@@ -65,8 +66,9 @@ pub struct ConsumerSettings {
     pub ack_wait: Duration,
     /// `PROCESSOR_CONCURRENCY`: messages handled at once per replica.
     pub concurrency: usize,
-    /// `PROCESSOR_BACKOFF_BASE`, `PROCESSOR_BACKOFF_MAX`: the NAK delay
-    /// after failed attempt n is a random time up to base × 2^(n-1), capped.
+    /// `PROCESSOR_BACKOFF` (kind, default full-jitter), `PROCESSOR_BACKOFF_BASE`,
+    /// `PROCESSOR_BACKOFF_MAX`: the NAK delay after failed attempt n (full
+    /// jitter: a random time up to base × 2^(n-1), capped).
     pub backoff: Backoff,
     /// `PROCESSOR_INSTANCE`: this replica's name in error histories.
     pub instance: String,
@@ -81,9 +83,32 @@ pub struct PaymentsSettings {
     pub timeout: Duration,
     /// `PAYMENTS_TRIES`: calls per attempt before the attempt fails.
     pub tries: u32,
-    /// `PAYMENTS_RETRY_BASE`, `PAYMENTS_RETRY_MAX`: jittered backoff between tries.
+    /// `PAYMENTS_RETRY_BACKOFF` (kind), `PAYMENTS_RETRY_BASE`,
+    /// `PAYMENTS_RETRY_MAX`: backoff between tries.
     pub retry_backoff: Backoff,
+    /// `PAYMENTS_RETRY_MAX_ELAPSED`: no try starts later than this after the first.
+    pub retry_max_elapsed: Duration,
+    /// `PAYMENTS_BREAKER_*`: the circuit breaker in front of the provider.
+    pub breaker: BreakerConfig,
 }
+
+const PROCESSOR_BACKOFF: BackoffVars = BackoffVars {
+    kind: "PROCESSOR_BACKOFF",
+    base: "PROCESSOR_BACKOFF_BASE",
+    max: "PROCESSOR_BACKOFF_MAX",
+};
+const PAYMENTS_RETRY_BACKOFF: BackoffVars = BackoffVars {
+    kind: "PAYMENTS_RETRY_BACKOFF",
+    base: "PAYMENTS_RETRY_BASE",
+    max: "PAYMENTS_RETRY_MAX",
+};
+const PAYMENTS_BREAKER: BreakerVars = BreakerVars {
+    window: "PAYMENTS_BREAKER_WINDOW",
+    min_calls: "PAYMENTS_BREAKER_MIN_CALLS",
+    failure_rate: "PAYMENTS_BREAKER_FAILURE_RATE",
+    cool_down: "PAYMENTS_BREAKER_COOL_DOWN",
+    half_open_probes: "PAYMENTS_BREAKER_HALF_OPEN_PROBES",
+};
 
 /// Defaults that run on one machine with no configuration at all.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/ordo_processor";
@@ -114,14 +139,25 @@ impl Default for Settings {
                 max_deliver: 100,
                 ack_wait: Duration::from_secs(30),
                 concurrency: 32,
-                backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+                backoff: Backoff::full_jitter(Duration::from_secs(1), Duration::from_secs(60)),
                 instance: instance.clone(),
             },
             payments: PaymentsSettings {
                 url: "http://127.0.0.1:50053".to_owned(),
                 timeout: Duration::from_secs(2),
                 tries: 3,
-                retry_backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(1000)),
+                retry_backoff: Backoff::full_jitter(
+                    Duration::from_millis(50),
+                    Duration::from_millis(1000),
+                ),
+                retry_max_elapsed: Duration::from_secs(5),
+                // A lone message failing every time (5 attempts of 3 tries,
+                // spread over more than the window) is dead-lettered before
+                // it can open the breaker; an outage under traffic opens it.
+                breaker: BreakerConfig {
+                    min_calls: 20,
+                    ..BreakerConfig::default()
+                },
             },
             admin_token: None,
             inbox_retention: RetentionConfig {
@@ -217,18 +253,7 @@ impl Settings {
                     1..=1024,
                     defaults.consuming.concurrency,
                 )?,
-                backoff: Backoff::new(
-                    env.duration(
-                        "PROCESSOR_BACKOFF_BASE",
-                        Duration::ZERO,
-                        defaults.consuming.backoff.base,
-                    )?,
-                    env.duration(
-                        "PROCESSOR_BACKOFF_MAX",
-                        Duration::ZERO,
-                        defaults.consuming.backoff.max,
-                    )?,
-                ),
+                backoff: backoff_from(&env, PROCESSOR_BACKOFF, defaults.consuming.backoff)?,
                 instance: instance.clone(),
             },
             payments: PaymentsSettings {
@@ -239,18 +264,17 @@ impl Settings {
                     defaults.payments.timeout,
                 )?,
                 tries: env.number("PAYMENTS_TRIES", 1..=10, defaults.payments.tries)?,
-                retry_backoff: Backoff::new(
-                    env.duration(
-                        "PAYMENTS_RETRY_BASE",
-                        Duration::ZERO,
-                        defaults.payments.retry_backoff.base,
-                    )?,
-                    env.duration(
-                        "PAYMENTS_RETRY_MAX",
-                        Duration::ZERO,
-                        defaults.payments.retry_backoff.max,
-                    )?,
-                ),
+                retry_backoff: backoff_from(
+                    &env,
+                    PAYMENTS_RETRY_BACKOFF,
+                    defaults.payments.retry_backoff,
+                )?,
+                retry_max_elapsed: env.duration(
+                    "PAYMENTS_RETRY_MAX_ELAPSED",
+                    Duration::ZERO,
+                    defaults.payments.retry_max_elapsed,
+                )?,
+                breaker: breaker_from(&env, PAYMENTS_BREAKER, defaults.payments.breaker)?,
             },
             admin_token: env.parse(
                 "PROCESSOR_ADMIN_TOKEN",

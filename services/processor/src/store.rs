@@ -304,6 +304,19 @@ impl ProcessingStore {
         Ok(u32::try_from(attempt).unwrap_or_default())
     }
 
+    /// Sets the order's status reason (creating its record, RETRYING, if
+    /// the processor had none), leaving state and attempts alone.
+    pub async fn processing_note(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {
+        self.db
+            .execute_raw(statement(
+                "INSERT INTO order_processing (order_id, state, status_reason) VALUES ($1, 'retrying', $2) \
+                 ON CONFLICT (order_id) DO UPDATE SET status_reason = EXCLUDED.status_reason, updated_at = now()",
+                [order_id.into(), reason.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Notes on the order's record that a message about it was
     /// dead-lettered; an unsettled order becomes DEAD_LETTERED.
     pub async fn dead_lettered_mark(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {

@@ -344,7 +344,10 @@ async fn a_server_flooded_at_ten_times_its_limit_sheds_the_excess_and_serves_the
             let answer = client
                 .authorize(authorize(&format!("flood-{n}"), 100, &format!("k-{n}")))
                 .await;
-            (answer.map(|_| ()).map_err(|status| status.code()), started.elapsed())
+            (
+                answer.map(|_| ()).map_err(|status| status.code()),
+                started.elapsed(),
+            )
         }
     });
     let answers = futures::future::join_all(calls).await;
@@ -357,7 +360,11 @@ async fn a_server_flooded_at_ten_times_its_limit_sheds_the_excess_and_serves_the
         .iter()
         .filter(|(answer, _)| *answer == Err(Code::ResourceExhausted))
         .count();
-    assert_eq!(accepted.len() + shed, limit * 10, "every call is served or shed");
+    assert_eq!(
+        accepted.len() + shed,
+        limit * 10,
+        "every call is served or shed"
+    );
     assert!(shed >= limit * 8, "shed only {shed}");
     assert!(accepted.len() >= limit, "accepted only {}", accepted.len());
     let slowest = accepted.iter().max().unwrap();
@@ -371,5 +378,9 @@ async fn a_server_flooded_at_ten_times_its_limit_sheds_the_excess_and_serves_the
         .unwrap()
         .into_inner()
         .calls_received;
-    assert_eq!(received, accepted.len() as u64, "shed calls never reach the handler");
+    assert_eq!(
+        received,
+        accepted.len() as u64,
+        "shed calls never reach the handler"
+    );
 }

@@ -14,8 +14,8 @@ use ordo_proto::payments::v1::{
 };
 use ordo_proto::processor::v1::{GetOrderProcessingRequest, OrderProcessing, ProcessingState};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
+use ordo_resilience::Backoff;
 use ordo_testkit::{Schema, StreamMessage, TestDatabase, TestStream, nats::shared_nats_url};
-use processor::backoff::Backoff;
 use processor::consumer::ConsumerFaults;
 use processor::{Application, Settings};
 use prost::Message as _;
@@ -103,11 +103,12 @@ pub struct TestProcessor {
 /// Quick retries, so a test sees five attempts in well under a second.
 pub fn fast_settings(settings: Settings) -> Settings {
     let mut settings = settings;
-    settings.consuming.backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
+    settings.consuming.backoff =
+        Backoff::full_jitter(Duration::from_millis(10), Duration::from_millis(80));
     settings.consuming.ack_wait = Duration::from_secs(2);
     settings.payments.timeout = Duration::from_millis(500);
     settings.payments.retry_backoff =
-        Backoff::new(Duration::from_millis(2), Duration::from_millis(10));
+        Backoff::full_jitter(Duration::from_millis(2), Duration::from_millis(10));
     settings.relay.min_poll_interval = Duration::from_millis(5);
     settings.relay.poll_interval = Duration::from_millis(100);
     settings
