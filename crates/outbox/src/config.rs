@@ -100,6 +100,9 @@ pub struct RelayConfig {
     pub publish_timeout: Duration,
     /// Database connections of the relay's own pool.
     pub database_connections: u32,
+    /// The breaker around publishing (`NATS_BREAKER_*`): while it is open
+    /// the relay's partitions pause, rows wait, and no publish is tried.
+    pub publish_breaker: ordo_resilience::BreakerConfig,
 }
 
 impl RelayConfig {
@@ -118,6 +121,11 @@ impl RelayConfig {
             owner: default_owner(),
             publish_timeout: Duration::from_secs(5),
             database_connections: 8,
+            publish_breaker: ordo_resilience::BreakerConfig {
+                min_calls: 20,
+                cool_down: Duration::from_secs(2),
+                ..ordo_resilience::BreakerConfig::default()
+            },
         }
     }
 

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::jetstream;
+use ordo_resilience::{BreakerState, CircuitBreaker, CircuitBreakerLayer, TimeoutLayer};
 use sea_orm::DbErr;
 use tokio::sync::{oneshot, watch};
+use tower::ServiceBuilder;
 
 use crate::actors::{NudgeBoard, Nudger, RelayTiming, Shutdown, Supervisor};
 use crate::claims::{lease_pool, relay_pool};
@@ -43,6 +45,8 @@ pub struct RelayHandle {
     held: watch::Receiver<BTreeSet<i32>>,
     metrics: Arc<RelayMetrics>,
     faults: Arc<Faults>,
+    breaker: Arc<CircuitBreaker>,
+    client: async_nats::Client,
     stopped: Option<oneshot::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -76,6 +80,8 @@ impl RelayHandle {
             held: started.held,
             metrics: started.metrics,
             faults: started.faults,
+            breaker: started.breaker,
+            client: started.client,
             stopped: Some(stopped_rx),
             thread: Some(thread),
         })
@@ -98,6 +104,19 @@ impl RelayHandle {
 
     pub fn metrics(&self) -> Arc<RelayMetrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// The breaker around publishing (its state: health, metrics).
+    pub fn publish_breaker(&self) -> Arc<CircuitBreaker> {
+        Arc::clone(&self.breaker)
+    }
+
+    /// NATS is reachable: connected, and the publish breaker not open.
+    pub fn nats_reachability(&self) -> NatsReachability {
+        NatsReachability {
+            client: self.client.clone(),
+            breaker: Arc::clone(&self.breaker),
+        }
     }
 
     /// Fault injection, for crash tests.
@@ -165,6 +184,8 @@ struct Started {
     held: watch::Receiver<BTreeSet<i32>>,
     metrics: Arc<RelayMetrics>,
     faults: Arc<Faults>,
+    breaker: Arc<CircuitBreaker>,
+    client: async_nats::Client,
 }
 
 fn run_system(
@@ -234,7 +255,15 @@ async fn build(
     let faults = Arc::new(Faults::default());
     let board = Arc::new(NudgeBoard::new(partitions));
     let (held_tx, held_rx) = watch::channel(BTreeSet::new());
-    let publisher = layer(PublishService::new(JetStreamPublisher::new(jetstream)));
+    let breaker = CircuitBreaker::new("nats", config.publish_breaker);
+    let publisher = PublishService::new(
+        ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(Arc::clone(&breaker)))
+            .layer(TimeoutLayer::new(config.publish_timeout))
+            .service(layer(PublishService::new(JetStreamPublisher::new(
+                jetstream.clone(),
+            )))),
+    );
     let template = PartitionRelay {
         partition: -1,
         owner: Arc::from(config.owner.as_str()),
@@ -245,6 +274,7 @@ async fn build(
         max_in_flight: config.max_in_flight,
         metrics: Arc::clone(&metrics),
         faults: Arc::clone(&faults),
+        breaker: Arc::clone(&breaker),
     };
     let supervisor = Supervisor::new(
         leases,
@@ -262,6 +292,8 @@ async fn build(
         held: held_rx,
         metrics,
         faults,
+        breaker,
+        client: jetstream.client(),
     })
 }
 
@@ -285,5 +317,21 @@ async fn ensure_stream_until_done(jetstream: jetstream::Context, stream: StreamS
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// What tells whether the relay can reach NATS: its connection and its
+/// publish breaker. Cheap to clone and to ask (a health probe).
+#[derive(Debug, Clone)]
+pub struct NatsReachability {
+    client: async_nats::Client,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl NatsReachability {
+    /// Connected, and the publish breaker not open.
+    pub fn reachable(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+            && self.breaker.state() != BreakerState::Open
     }
 }

@@ -63,7 +63,7 @@ pub mod stream;
 pub use actors::Nudger;
 pub use config::{RelayConfig, StreamSettings};
 pub use event::{OutboxEvent, headers};
-pub use handle::{PublisherLayer, RelayError, RelayHandle};
+pub use handle::{NatsReachability, PublisherLayer, RelayError, RelayHandle};
 pub use metrics::RelayMetrics;
 pub use partition::{PartitionCount, PartitionCountError};
 pub use publish::{OutboundEvent, PublishService, Published};

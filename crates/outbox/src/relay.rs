@@ -51,6 +51,8 @@ pub struct PartitionRelay {
     pub max_in_flight: usize,
     pub metrics: Arc<RelayMetrics>,
     pub faults: Arc<Faults>,
+    /// The publish breaker (inside `publisher`), asked before each round.
+    pub breaker: Arc<ordo_resilience::CircuitBreaker>,
 }
 
 impl std::fmt::Debug for PartitionRelay {

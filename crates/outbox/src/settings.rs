@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
+use ordo_service_kit::resilience::{BreakerVars, breaker_from};
 use ordo_service_kit::{Lookup, SettingsError};
 
 use crate::{PartitionCount, RelayConfig, StreamSettings};
 
 /// `OUTBOX_PARTITIONS`, `OUTBOX_BATCH`, `OUTBOX_POLL_INTERVAL`,
 /// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
-/// `NATS_STREAM_REPLICAS` over `base`'s values.
+/// `NATS_STREAM_REPLICAS`, `NATS_PUBLISH_TIMEOUT` and the publish breaker's
+/// `NATS_BREAKER_*` over `base`'s values.
 pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
     env: &Lookup<'_, F>,
     base: RelayConfig,
@@ -31,6 +33,12 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
             )?
             .min(poll_interval),
         lease_ttl: env.duration("OUTBOX_LEASE_TTL", Duration::from_secs(1), base.lease_ttl)?,
+        publish_timeout: env.duration(
+            "NATS_PUBLISH_TIMEOUT",
+            Duration::ZERO,
+            base.publish_timeout,
+        )?,
+        publish_breaker: breaker_from(env, NATS_BREAKER, base.publish_breaker)?,
         stream: StreamSettings {
             duplicate_window: env.duration(
                 "OUTBOX_DEDUP_WINDOW",
@@ -47,3 +55,11 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
         ..base
     })
 }
+
+const NATS_BREAKER: BreakerVars = BreakerVars {
+    window: "NATS_BREAKER_WINDOW",
+    min_calls: "NATS_BREAKER_MIN_CALLS",
+    failure_rate: "NATS_BREAKER_FAILURE_RATE",
+    cool_down: "NATS_BREAKER_COOL_DOWN",
+    half_open_probes: "NATS_BREAKER_HALF_OPEN_PROBES",
+};

@@ -153,6 +153,16 @@ impl CircuitBreaker {
         self.openings.load(Ordering::Relaxed)
     }
 
+    /// While OPEN and cooling down: how long until it half-opens. Callers
+    /// that can wait (a relay pausing its partitions) ask before working.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        let now = Instant::now();
+        match self.lock().phase {
+            Phase::Open { until } if now < until => Some(until - now),
+            _ => None,
+        }
+    }
+
     /// Lets a call through, or says how long until the breaker half-opens.
     pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Duration> {
         let now = Instant::now();
@@ -415,7 +425,14 @@ mod tests {
         assert_eq!(breaker.try_acquire().unwrap_err(), Duration::from_secs(5));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(breaker.try_acquire().unwrap_err(), Duration::from_secs(3));
+        assert_eq!(breaker.open_remaining(), Some(Duration::from_secs(3)));
         assert_eq!(breaker.openings(), 1);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            breaker.open_remaining(),
+            None,
+            "cooled down: the next call probes"
+        );
     }
 
     #[tokio::test(start_paused = true)]

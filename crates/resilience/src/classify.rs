@@ -52,6 +52,59 @@ impl Failure for Status {
     }
 }
 
+/// The boxed errors of non-gRPC calls (e.g. publishing to NATS): every
+/// failure is taken as transient, except a breaker's own refusal.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A call that took longer than its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut(pub Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no answer within {} ms", self.0.as_millis())
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// A call refused by an open breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitOpen {
+    pub breaker: String,
+    pub retry_after: Duration,
+}
+
+impl std::fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "circuit breaker {} is open; calls resume in {} ms",
+            self.breaker,
+            self.retry_after.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+impl Failure for BoxError {
+    fn is_transient(&self) -> bool {
+        !self.is::<CircuitOpen>()
+    }
+
+    fn timed_out(after: Duration) -> Self {
+        Box::new(TimedOut(after))
+    }
+
+    fn circuit_open(breaker: &str, retry_after: Duration) -> Self {
+        Box::new(CircuitOpen {
+            breaker: breaker.to_owned(),
+            retry_after,
+        })
+    }
+}
+
 /// If `status` came from an open breaker: how long until it half-opens.
 pub fn circuit_open_retry_after(status: &Status) -> Option<Duration> {
     status.metadata().get(CIRCUIT_OPEN_KEY)?;
@@ -87,6 +140,16 @@ mod tests {
         ] {
             assert!(!Status::new(code, "x").is_transient(), "{code:?}");
         }
+    }
+
+    #[test]
+    fn boxed_errors_are_transient_unless_a_breaker_refused() {
+        let failed: BoxError = "connection reset".into();
+        assert!(failed.is_transient());
+        assert!(BoxError::timed_out(Duration::from_secs(1)).is_transient());
+        let open = BoxError::circuit_open("nats", Duration::from_secs(2));
+        assert!(!open.is_transient());
+        assert!(open.to_string().contains("nats"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! makes it different:
 //!
 //! - [`env`]: reading settings by name, one line naming a bad one.
+//! - [`health`]: `grpc.health.v1` per dependency, following probes.
 //! - [`logging`]: log lines on stderr, text or JSON, filtered by `RUST_LOG`.
 //! - [`resilience`]: backoff and circuit-breaker settings under names each
 //!   caller chooses.
@@ -11,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+pub mod health;
 pub mod logging;
 pub mod resilience;
 pub mod serving;

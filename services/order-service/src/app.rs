@@ -11,7 +11,6 @@ use ordo_proto::order::v1::order_service_server::OrderServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic_health::ServingStatus;
 
 use crate::grpc::OrderApi;
 use crate::health;
@@ -52,7 +51,7 @@ impl Application {
             local_addr,
             store: OrderStore::new(
                 db,
-                settings.outbox_partitions,
+                settings.relay.partitions,
                 relay.as_ref().map(RelayHandle::nudger),
             ),
             health_probe,
@@ -81,12 +80,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let status_store = self.store.clone();
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        health::report(&reporter, ServingStatus::NotServing).await;
-        let watcher = tokio::spawn(health::watch_database(
+        let probes = health::start(
+            &reporter,
             self.health_probe,
-            reporter.clone(),
+            self.relay.as_ref().map(RelayHandle::nats_reachability),
             self.settings.health_probe_interval,
-        ));
+        );
 
         let reflection_v1 =
             ordo_service_kit::serving::reflection(&["ordo.order.v1.OrderService"]).build_v1()?;
@@ -100,10 +99,11 @@ impl Application {
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: not serving, draining requests");
-                watcher.abort();
-                let _ = watcher.await;
-                health::report(&reporter, ServingStatus::NotServing).await;
-                health::close(reporter).await;
+                for probe in probes {
+                    probe.abort();
+                    let _ = probe.await;
+                }
+                ordo_service_kit::health::close(reporter, &health::NAMES).await;
                 let _ = draining_tx.send(());
             }
         };
@@ -135,8 +135,8 @@ impl Application {
             tokio::spawn(
                 crate::status::StatusConsumer {
                     store: status_store,
-                    nats_url: self.settings.nats_url.clone(),
-                    stream: self.settings.stream.clone(),
+                    nats_url: self.settings.relay.nats_url.clone(),
+                    stream: self.settings.relay.stream.clone(),
                 }
                 .run(consumer_stop),
             )

@@ -18,7 +18,7 @@
 //! - [`store`]: SeaORM persistence; entity ↔ domain conversion.
 //! - [`events`]: the `ordo.events.v1` payloads written to the outbox.
 //! - [`grpc`]: the tonic service; proto ↔ domain and error → status, once each.
-//! - [`health`]: `grpc.health.v1` following the database.
+//! - [`health`]: `grpc.health.v1` for the service and each dependency.
 //! - [`status`]: the status loop back — processor verdicts applied once
 //!   each through the inbox.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.

@@ -14,17 +14,17 @@ use ordo_proto::processor::v1::processor_service_server::ProcessorServiceServer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic_health::ServingStatus;
 
 use crate::consumer::{ConsumerFaults, OrderConsumer};
 use crate::dead_letter::DeadLetters;
 use crate::grpc::{AdminToken, ProcessorApi};
 use crate::handler::Handler;
+use crate::health;
 use crate::payments::PaymentGateway;
 use crate::settings::Settings;
 use crate::store::ProcessingStore;
 
-const SERVICE_NAME: &str = "ordo.processor.v1.ProcessorService";
+const SERVICE_NAME: &str = health::PROCESSOR_SERVICE;
 
 /// A built processor: database migrated, relay started, listener bound.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl Application {
         }
         let db = connect(&settings.database_url, settings.database_max_connections).await?;
         let relay = if settings.outbox_relay {
-            Some(RelayHandle::start(settings.relay.clone()).await?)
+            Some(RelayHandle::start(settings.relay_config()).await?)
         } else {
             None
         };
@@ -110,11 +110,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        for name in ["", SERVICE_NAME] {
-            reporter
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
+        let probes = health::start(
+            &reporter,
+            health::Dependencies {
+                database: self.store.connection().clone(),
+                nats: self.jetstream.client(),
+                relay: self.relay.as_ref().map(RelayHandle::nats_reachability),
+                payments: self.handler.payments.breaker(),
+            },
+            self.settings.health_probe_interval,
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let consumer = self.settings.consumer.then(|| {
             tokio::spawn(
@@ -139,16 +144,15 @@ impl Application {
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = {
-            let mut reporter = reporter.clone();
+            let reporter = reporter.clone();
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: not serving, draining");
-                for name in ["", SERVICE_NAME] {
-                    reporter
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                    reporter.clear_service_status(name).await;
+                for probe in probes {
+                    probe.abort();
+                    let _ = probe.await;
                 }
+                ordo_service_kit::health::close(reporter, &health::NAMES).await;
                 let _ = draining_tx.send(());
             }
         };

@@ -22,6 +22,8 @@
 //!   inbox sweep (`ordo-inbox`) keeps the inbox to its retention.
 //! - [`grpc`] serves `ordo.processor.v1.ProcessorService`: processing state,
 //!   and the dead-letter admin API behind a bearer token.
+//! - [`health`] reports the processor and each dependency (database,
+//!   NATS, payments) over `grpc.health.v1`.
 //! - [`app`] wires it together; [`settings`] reads the environment.
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ pub mod dead_letter;
 pub mod events;
 pub mod grpc;
 pub mod handler;
+pub mod health;
 pub mod messages;
 pub mod payments;
 pub mod processing;

@@ -27,6 +27,8 @@ pub struct Settings {
     pub migrate: bool,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight work may drain on shutdown.
     pub shutdown_timeout: Duration,
+    /// `HEALTH_PROBE_INTERVAL`: how often dependencies are probed for health.
+    pub health_probe_interval: Duration,
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
@@ -125,6 +127,7 @@ impl Default for Settings {
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
             migrate: true,
             shutdown_timeout: Duration::from_secs(10),
+            health_probe_interval: Duration::from_secs(1),
             limits: ServerLimits::default(),
             log_format: LogFormat::Text,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
@@ -169,6 +172,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The outbox relay's configuration, over the processor's database.
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            database_url: self.database_url.clone(),
+            ..self.relay.clone()
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -231,6 +242,11 @@ impl Settings {
                 .unwrap_or(defaults.grpc_listen_addr),
             migrate: env.flag("MIGRATE", defaults.migrate)?,
             limits: ServerLimits::from_env(&env)?,
+            health_probe_interval: env.duration(
+                "HEALTH_PROBE_INTERVAL",
+                Duration::ZERO,
+                defaults.health_probe_interval,
+            )?,
             shutdown_timeout: env.duration(
                 "SHUTDOWN_TIMEOUT",
                 Duration::ZERO,

@@ -9,6 +9,7 @@
 //!                                        doubling to the poll interval
 //!                                        when empty, backing off on errors
 //! StopRelay: finish the round in flight, then stop.
+//! Publish breaker OPEN: no round; wait out its cool-down (PAUSED).
 //! ```
 //!
 //! Each round runs as a tokio task on the relay runtime's workers (the
@@ -107,6 +108,16 @@ impl RelayActor {
         }
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
+        }
+        // NATS is failing: leave the rows alone until the breaker lets a
+        // probe through, rather than claim batches only to fail them.
+        if let Some(cool_down) = self.relay.breaker.open_remaining() {
+            self.nudged = false;
+            self.timer = Some(ctx.run_later(cool_down, |actor, ctx| {
+                actor.timer = None;
+                actor.run_round(ctx);
+            }));
+            return;
         }
         self.running = true;
         self.nudged = false;

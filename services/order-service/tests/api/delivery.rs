@@ -18,9 +18,9 @@ async fn a_commit_nudges_the_relay_instead_of_waiting_for_a_poll() {
     let url = database.url().to_owned();
     let mut app = TestApp::spawn_on(database, url, |mut settings| {
         // Polls so rare that only the nudge can publish in time.
-        settings.outbox_poll_interval = Duration::from_secs(120);
-        settings.outbox_min_poll_interval = Duration::from_secs(120);
-        settings.outbox_lease_ttl = Duration::from_secs(60);
+        settings.relay.poll_interval = Duration::from_secs(120);
+        settings.relay.min_poll_interval = Duration::from_secs(120);
+        settings.relay.lease_ttl = Duration::from_secs(60);
         settings
     })
     .await;
@@ -120,7 +120,7 @@ async fn orders_are_taken_while_the_broker_is_down_and_published_when_it_returns
     let url = database.url().to_owned();
     let nats_url = nats.url();
     let mut app = TestApp::spawn_on(database, url, |mut settings| {
-        settings.nats_url = nats_url;
+        settings.relay.nats_url = nats_url;
         settings
     })
     .await;

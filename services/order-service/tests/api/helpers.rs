@@ -62,8 +62,11 @@ impl TestApp {
             database_url: url,
             database_max_connections: 8,
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-            nats_url: nats_url.clone(),
-            stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),
+            relay: ordo_outbox::RelayConfig {
+                nats_url: nats_url.clone(),
+                stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),
+                ..defaults.relay.clone()
+            },
             ..defaults
         });
         let app = Application::build(settings).await.expect("service builds");

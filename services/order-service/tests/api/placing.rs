@@ -88,7 +88,7 @@ async fn uses_the_configured_partition_count() {
     let database = ordo_testkit::TestDatabase::create().await.unwrap();
     let url = database.url().to_owned();
     let mut app = TestApp::spawn_on(database, url, |mut settings| {
-        settings.outbox_partitions = PartitionCount::new(3).unwrap();
+        settings.relay.partitions = PartitionCount::new(3).unwrap();
         settings.outbox_relay = false;
         settings
     })

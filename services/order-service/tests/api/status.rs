@@ -79,7 +79,7 @@ async fn verdicts_move_orders_once_each_through_the_inbox() {
     let url = database.url().to_owned();
     let app = TestApp::spawn_on(database, url, |mut settings| {
         // A short window, so a re-publish gets past JetStream to the inbox.
-        settings.stream.duplicate_window = Duration::from_secs(1);
+        settings.relay.stream.duplicate_window = Duration::from_secs(1);
         settings
     })
     .await;

@@ -145,7 +145,6 @@ impl TestProcessor {
         settings.database_url = database.url().to_owned();
         settings.database_max_connections = 8;
         settings.grpc_listen_addr = "127.0.0.1:0".parse().unwrap();
-        settings.relay.database_url = database.url().to_owned();
         settings.relay.nats_url = nats_url.clone();
         settings.relay.stream = stream_settings.clone();
         settings.payments.url = format!("http://{}", payments.addr);

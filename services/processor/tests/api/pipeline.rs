@@ -33,14 +33,18 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
     processor.payments.set_faults(0.3, false).await;
 
     let orders_db = TestDatabase::create().await.unwrap();
+    let defaults = order_service::Settings::default();
     let order_service = order_service::Application::build(order_service::Settings {
         database_url: orders_db.url().to_owned(),
         database_max_connections: 8,
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
-        nats_url: processor.nats_url.clone(),
-        stream: stream_settings,
-        outbox_poll_interval: Duration::from_millis(100),
-        ..Default::default()
+        relay: ordo_outbox::RelayConfig {
+            nats_url: processor.nats_url.clone(),
+            stream: stream_settings,
+            poll_interval: Duration::from_millis(100),
+            ..defaults.relay.clone()
+        },
+        ..defaults
     })
     .await
     .unwrap();
