@@ -97,6 +97,16 @@ impl Application {
         self.relay.as_ref()
     }
 
+    /// The circuit breaker in front of the payment provider.
+    pub fn payments_breaker(&self) -> Arc<ordo_resilience::CircuitBreaker> {
+        self.handler.payments.breaker()
+    }
+
+    /// Messages deferred so far because that breaker was open (a metric).
+    pub fn breaker_deferrals(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.handler.breaker_deferrals)
+    }
+
     /// Faults to switch on in tests.
     pub fn consumer_faults(&self) -> Arc<ConsumerFaults> {
         Arc::clone(&self.faults)

@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 use ordo_proto::order::v1::CancelOrderRequest;
 use ordo_testkit::eventually;
 
-use crate::helpers::{TestApp, valid_request};
+use crate::helpers::{TestApp, health_of, valid_request};
 
 const ORDERS: usize = 10_000;
 
@@ -136,5 +136,84 @@ async fn orders_are_taken_while_the_broker_is_down_and_published_when_it_returns
     })
     .await;
     assert_eq!(app.stream.message_count(&nats.url()).await, 5);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_down_for_ten_seconds_opens_the_relay_breaker_and_loses_nothing() {
+    use ordo_resilience::BreakerState;
+    use tonic_health::pb::health_check_response::ServingStatus;
+
+    let mut nats = ordo_testkit::NatsServer::start().await.unwrap();
+    let database = ordo_testkit::TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let nats_url = nats.url();
+    let mut app = TestApp::spawn_on(database, url, |mut settings| {
+        settings.relay.nats_url = nats_url;
+        settings.relay.publish_timeout = Duration::from_millis(500);
+        settings.relay.publish_breaker = ordo_resilience::BreakerConfig {
+            window: Duration::from_secs(2),
+            buckets: 4,
+            min_calls: 5,
+            failure_rate: 0.5,
+            cool_down: Duration::from_millis(500),
+            half_open_probes: 2,
+        };
+        settings.health_probe_interval = Duration::from_millis(100);
+        settings
+    })
+    .await;
+    let breaker = app.relay_breaker.clone().unwrap();
+    let mut states = breaker.watch();
+    for _ in 0..20 {
+        app.client.place_order(valid_request()).await.unwrap();
+    }
+    eventually(
+        "the first orders published",
+        Duration::from_secs(20),
+        || async { app.count("outbox").await == 0 },
+    )
+    .await;
+
+    nats.stop().await.unwrap();
+    let outage = tokio::time::Instant::now();
+    let mut placed = 20;
+    let mut saw_nats_down = false;
+    while outage.elapsed() < Duration::from_secs(10) {
+        app.client.place_order(valid_request()).await.unwrap();
+        placed += 1;
+        assert_eq!(
+            health_of(app.addr, "").await,
+            Some(ServingStatus::Serving),
+            "orders are still taken"
+        );
+        saw_nats_down |=
+            health_of(app.addr, "ordo.deps.nats").await == Some(ServingStatus::NotServing);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(breaker.openings() >= 1, "the breaker opened");
+    assert!(saw_nats_down, "health showed ordo.deps.nats NOT_SERVING");
+    assert!(*states.borrow_and_update() != BreakerState::Closed);
+    assert!(
+        app.count("outbox").await > 0,
+        "the outage's orders wait in the outbox"
+    );
+
+    nats.restart().await.unwrap();
+    eventually("the outbox to drain", Duration::from_secs(60), || async {
+        app.count("outbox").await == 0
+    })
+    .await;
+    assert_eq!(app.stream.message_count(&nats.url()).await, placed);
+    eventually("the breaker closed", Duration::from_secs(10), || async {
+        breaker.state() == BreakerState::Closed
+    })
+    .await;
+    eventually(
+        "ordo.deps.nats SERVING again",
+        Duration::from_secs(10),
+        || async { health_of(app.addr, "ordo.deps.nats").await == Some(ServingStatus::Serving) },
+    )
+    .await;
     app.stop().await.unwrap();
 }

@@ -6,25 +6,8 @@ use std::time::Duration;
 
 use ordo_testkit::{TcpProxy, TestDatabase, eventually};
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::{TestApp, valid_request};
-
-async fn health_of(addr: std::net::SocketAddr, service: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status())
-}
+use crate::helpers::{TestApp, health_of, valid_request};
 
 async fn all_report(addr: std::net::SocketAddr, expected: ServingStatus) -> bool {
     for service in ["", "ordo.order.v1.OrderService"] {

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub stream: TestStream,
     pub nats_url: String,
     held: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<i32>>>,
+    /// The relay's publish breaker, when the relay runs.
+    pub relay_breaker: Option<std::sync::Arc<ordo_resilience::CircuitBreaker>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
     /// Dropped last: the database goes away with the test.
@@ -72,6 +74,7 @@ impl TestApp {
         let app = Application::build(settings).await.expect("service builds");
         let addr = app.local_addr();
         let held = app.relay().map(|relay| relay.watch_held());
+        let relay_breaker = app.relay().map(|relay| relay.publish_breaker());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -87,6 +90,7 @@ impl TestApp {
             stream,
             nats_url,
             held,
+            relay_breaker,
             shutdown: Some(shutdown),
             server,
             _database: database,
@@ -169,4 +173,24 @@ pub fn line(sku: &str, quantity: u32, unit_price_minor: i64) -> OrderLine {
         quantity,
         unit_price_minor,
     }
+}
+
+/// The health status the server at `addr` reports for `service`, if it answers.
+pub async fn health_of(
+    addr: std::net::SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let response = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
 }

@@ -73,6 +73,17 @@ impl Payments {
             .unwrap();
     }
 
+    /// Authorize and Refund calls the simulator received, failed ones included.
+    pub async fn calls_received(&self) -> u64 {
+        self.client
+            .clone()
+            .get_faults(ordo_proto::payments::v1::GetFaultsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .calls_received
+    }
+
     pub async fn counts(&self, order_id: Uuid) -> GetPaymentCountsResponse {
         self.client
             .clone()
@@ -95,6 +106,9 @@ pub struct TestProcessor {
     pub nats_url: String,
     pub jetstream: jetstream::Context,
     pub faults: Arc<ConsumerFaults>,
+    pub payments_breaker: Arc<ordo_resilience::CircuitBreaker>,
+    pub breaker_deferrals: Arc<std::sync::atomic::AtomicU64>,
+    pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
     _database: TestDatabase,
@@ -156,6 +170,8 @@ impl TestProcessor {
             .expect("processor builds");
         let addr = app.local_addr();
         let faults = app.consumer_faults();
+        let payments_breaker = app.payments_breaker();
+        let breaker_deferrals = app.breaker_deferrals();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -173,6 +189,9 @@ impl TestProcessor {
             nats_url,
             jetstream,
             faults,
+            payments_breaker,
+            breaker_deferrals,
+            addr,
             shutdown: Some(shutdown),
             server,
             _database: database,
@@ -301,4 +320,23 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
+}
+
+/// The health status the server at `addr` reports for `service`, if it answers.
+pub async fn health_of(
+    addr: SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
 }

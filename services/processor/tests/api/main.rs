@@ -8,4 +8,5 @@ mod dead_letters;
 mod duplicates;
 mod helpers;
 mod lifecycle;
+mod outage;
 mod pipeline;
