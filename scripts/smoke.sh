@@ -23,7 +23,9 @@ addr="127.0.0.1:$port"
 log=$(mktemp)
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $database" >/dev/null || die "cannot create $database"
 url="${PG_ADMIN_URL%/*}/$database"
-GRPC_LISTEN_ADDR=$addr DATABASE_URL=$url "$bin/order-service" >"$log" 2>&1 &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+metrics="127.0.0.1:$(free_port)"
+GRPC_LISTEN_ADDR=$addr DATABASE_URL=$url METRICS_LISTEN_ADDR=$metrics "$bin/order-service" >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null
@@ -66,6 +68,8 @@ relayed() { # the relay publishes and deletes the order's outbox rows
 }
 check "the outbox relay publishes the event" relayed
 check "GetOrder finds it" contains "$(call -d "{\"order_id\":\"$order_id\"}" "$addr" ordo.order.v1.OrderService/GetOrder)" "$order_id"
+scrape() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://$metrics/metrics"; }
+check "/metrics counts PlaceOrder" contains "$(scrape)" 'ordo_grpc_server_handled_total{method="ordo.order.v1.OrderService/PlaceOrder",code="OK"}'
 check "ListOrders pages it" contains "$(call -d '{"customer_id":"smoke","page_size":10}' "$addr" ordo.order.v1.OrderService/ListOrders)" "$order_id"
 check "CancelOrder cancels" contains "$(call -d "{\"order_id\":\"$order_id\",\"reason\":\"smoke\"}" "$addr" ordo.order.v1.OrderService/CancelOrder)" ORDER_STATUS_CANCELLED
 check "a second cancel is FailedPrecondition" contains "$(call -d "{\"order_id\":\"$order_id\"}" "$addr" ordo.order.v1.OrderService/CancelOrder 2>&1)" FailedPrecondition
@@ -85,7 +89,7 @@ check "a bad setting stops start-up with one line" bad_setting
 
 payments_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 payments="127.0.0.1:$payments_port"
-GRPC_LISTEN_ADDR=$payments "$bin/payments-sim" >/dev/null 2>&1 &
+GRPC_LISTEN_ADDR=$payments METRICS_LISTEN_ADDR=off "$bin/payments-sim" >/dev/null 2>&1 &
 payments_pid=$!
 trap 'cleanup; kill "$payments_pid" 2>/dev/null' EXIT
 wait_payments() {
@@ -111,7 +115,7 @@ processor_db="${database}_processor"
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $processor_db" >/dev/null || die "cannot create $processor_db"
 # Consumer and relay off: the smoke test must not take messages from a
 # stream a running `just up` works on. Its dead-letter stream is its own.
-GRPC_LISTEN_ADDR=$processor DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db" PROCESSOR_CONSUMER=false OUTBOX_RELAY=false \
+GRPC_LISTEN_ADDR=$processor DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db" PROCESSOR_CONSUMER=false OUTBOX_RELAY=false METRICS_LISTEN_ADDR=off \
   PROCESSOR_ADMIN_TOKEN=smoke-admin-token-0123 "$bin/processor" >/dev/null 2>&1 &
 processor_pid=$!
 trap 'cleanup; kill "$payments_pid" "$processor_pid" 2>/dev/null; psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $processor_db WITH (FORCE)" >/dev/null 2>&1' EXIT

@@ -113,13 +113,26 @@ const ORDER_PROCESSING: SqlMigration = SqlMigration {
     down: include_str!("../sql/0006_order_processing.down.sql"),
 };
 
+const ERROR_CORRELATION: SqlMigration = SqlMigration {
+    name: "m20261124_000007_error_correlation",
+    up: include_str!("../sql/0007_error_correlation.up.sql"),
+    down: include_str!("../sql/0007_error_correlation.down.sql"),
+};
+
 /// The order service's migrations, oldest first. Names are recorded in
 /// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
 const ORDERS: &[SqlMigration] = &[ORDERS_TABLES, OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES];
 
 /// The processor's migrations, oldest first; the outbox, inbox and lease
 /// tables are the same SQL as the order service's.
-const PROCESSOR: &[SqlMigration] = &[OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES, ORDER_PROCESSING];
+const PROCESSOR: &[SqlMigration] = &[
+    OUTBOX,
+    OUTBOX_LEASES,
+    INBOX,
+    JOB_LEASES,
+    ORDER_PROCESSING,
+    ERROR_CORRELATION,
+];
 
 /// The order service's migrator (the default of `ordo-migrate`).
 #[derive(Debug)]

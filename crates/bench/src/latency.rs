@@ -84,6 +84,7 @@ pub async fn steady_rate(rate: u32, duration: Duration) -> anyhow::Result<Latenc
     let settings = Settings {
         database_url: database.url().to_owned(),
         grpc_listen_addr: "127.0.0.1:0".parse()?,
+        metrics_listen_addr: None,
         relay: ordo_outbox::RelayConfig {
             nats_url: nats_url.clone(),
             stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),

@@ -42,7 +42,8 @@ pub struct OutboxEvent {
     pub payload: Vec<u8>,
     /// When the change happened.
     pub occurred_at: DateTime<Utc>,
-    /// Headers to publish with, CloudEvents attributes included.
+    /// Headers to publish with: CloudEvents attributes, the correlation id,
+    /// and the trace context (`traceparent`) of the span that wrote it.
     pub headers: BTreeMap<String, String>,
 }
 
@@ -80,6 +81,9 @@ impl OutboxEvent {
                 correlation_id.to_owned(),
             ),
         ]);
+        // The writing span's trace context: the relay's publish continues it.
+        let mut headers = headers;
+        headers.extend(ordo_telemetry::propagation::current_headers());
         Self {
             event_id,
             aggregate_type,

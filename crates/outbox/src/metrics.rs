@@ -5,68 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Upper bounds of the latency buckets, in microseconds.
-pub const LATENCY_BUCKETS_MICROS: [u64; 16] = [
-    500, 1_000, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 25_000, 50_000, 100_000, 250_000,
-    500_000, 1_000_000, 5_000_000, 30_000_000,
-];
+use ordo_telemetry::metrics::Exposition;
 
-/// A fixed-bucket histogram that many threads record into without locks.
-#[derive(Debug, Default)]
-pub struct LatencyHistogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_MICROS.len() + 1],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl LatencyHistogram {
-    pub fn record(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let bucket = LATENCY_BUCKETS_MICROS
-            .iter()
-            .position(|bound| micros <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_MICROS.len());
-        self.buckets[bucket].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(micros, Relaxed);
-    }
-
-    /// Counts per bucket (the last one is "above every bound").
-    pub fn bucket_counts(&self) -> Vec<u64> {
-        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count.load(Relaxed)
-    }
-
-    pub fn sum(&self) -> Duration {
-        Duration::from_micros(self.sum_micros.load(Relaxed))
-    }
-
-    /// The upper bound of the bucket holding quantile `q` (0..=1); `None`
-    /// when empty, `Duration::MAX` when it lies above every bound.
-    pub fn quantile_upper_bound(&self, q: f64) -> Option<Duration> {
-        let counts = self.bucket_counts();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (index, count) in counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Some(
-                    LATENCY_BUCKETS_MICROS
-                        .get(index)
-                        .map_or(Duration::MAX, |micros| Duration::from_micros(*micros)),
-                );
-            }
-        }
-        Some(Duration::MAX)
-    }
-}
+pub use ordo_telemetry::metrics::{LATENCY_BUCKETS_MICROS, LatencyHistogram};
 
 /// Backlog of one partition, as last measured, and whether its relay
 /// actor runs in this replica.
@@ -174,5 +115,67 @@ mod tests {
             Some(Duration::from_millis(10))
         );
         assert_eq!(histogram.quantile_upper_bound(1.0), Some(Duration::MAX));
+    }
+}
+
+impl RelayMetrics {
+    /// The relay's families: backlog and oldest-row age per partition,
+    /// published / duplicate-acked / failed publishes, leases held, actor
+    /// restarts, and the commit→ack latency histogram.
+    pub fn expose(&self, out: &mut Exposition) {
+        let partitions: Vec<String> = (0..self.partitions.len()).map(|p| p.to_string()).collect();
+        let labels: Vec<[(&str, &str); 1]> = partitions
+            .iter()
+            .map(|partition| [("partition", partition.as_str())])
+            .collect();
+        out.gauge(
+            "ordo_outbox_backlog_rows",
+            "Rows waiting in the outbox, per partition (as last measured).",
+            labels
+                .iter()
+                .zip(&self.partitions)
+                .map(|(labels, gauges)| (&labels[..], gauges.backlog.load(Relaxed) as f64)),
+        );
+        out.gauge(
+            "ordo_outbox_oldest_row_age_seconds",
+            "Age of the oldest waiting row, per partition (as last measured).",
+            labels.iter().zip(&self.partitions).map(|(labels, gauges)| {
+                (
+                    &labels[..],
+                    gauges.oldest_age_millis.load(Relaxed) as f64 / 1000.0,
+                )
+            }),
+        );
+        let none: &[(&str, &str)] = &[];
+        out.counter(
+            "ordo_outbox_published_total",
+            "Events JetStream stored.",
+            [(none, self.published.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_outbox_duplicate_acks_total",
+            "Publishes JetStream acked as duplicates (a re-publish inside the window).",
+            [(none, self.duplicates.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_outbox_publish_failures_total",
+            "Publishes that failed or were refused by the open breaker; their rows wait.",
+            [(none, self.failed.load(Relaxed) as f64)],
+        );
+        out.gauge(
+            "ordo_outbox_leases_held",
+            "Outbox partitions this replica holds.",
+            [(none, self.leases_held.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_outbox_actor_restarts_total",
+            "Relay actors restarted by their supervisor.",
+            [(none, self.actor_restarts.load(Relaxed) as f64)],
+        );
+        out.histogram(
+            "ordo_outbox_commit_to_ack_seconds",
+            "Time from a row's commit to JetStream's ack of its event.",
+            [(none, &self.commit_to_ack)],
+        );
     }
 }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use sea_orm::{DatabaseConnection, DbErr};
 use tower::{Service as _, ServiceExt as _};
+use tracing::Instrument as _;
 
 use crate::claims::{outbox_claim_batch, outbox_delete};
 use crate::config::StreamSettings;
@@ -104,12 +105,31 @@ impl PartitionRelay {
         for row in chain {
             let id = row.id;
             let created_at = row.created_at;
-            let event = self.outbound(row);
+            let mut event = self.outbound(row);
             let event_id = event.event_id.clone();
+            let span = publish_span(&event, created_at);
+            // The message carries the publish span's context, so a consumer
+            // continues from here.
+            let _entered = span.enter();
+            event.headers.retain(|(name, _)| {
+                !ordo_telemetry::propagation::TRACE_HEADERS.contains(&name.as_str())
+            });
+            event
+                .headers
+                .extend(ordo_telemetry::propagation::current_headers());
+            drop(_entered);
             let result = match publisher.ready().await {
-                Ok(ready) => ready.call(event).await,
+                Ok(ready) => ready.call(event).instrument(span.clone()).await,
                 Err(err) => Err(err),
             };
+            span.record(
+                "outcome",
+                if result.is_ok() {
+                    "published"
+                } else {
+                    "failed"
+                },
+            );
             match result {
                 Ok(published) => {
                     let waited = chrono::Utc::now().signed_duration_since(created_at);
@@ -155,6 +175,39 @@ impl PartitionRelay {
             aggregate_id: row.aggregate_id,
         }
     }
+}
+
+/// The span of one publish: a child of the span that wrote the row (its
+/// `traceparent` header), with how long the row waited in the outbox.
+fn publish_span(
+    event: &OutboundEvent,
+    created_at: chrono::DateTime<chrono::FixedOffset>,
+) -> tracing::Span {
+    let waited = chrono::Utc::now().signed_duration_since(created_at);
+    let correlation_id = event
+        .headers
+        .iter()
+        .find(|(name, _)| name == crate::headers::CORRELATION_ID)
+        .map_or("", |(_, value)| value.as_str());
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.name = %format!("publish {}", event.subject),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %event.subject,
+        messaging.message.id = %event.event_id,
+        outbox.wait_ms = waited.num_milliseconds(),
+        correlation_id = %correlation_id,
+        outcome = tracing::field::Empty,
+    );
+    let parent = ordo_telemetry::propagation::context_from(
+        event
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    ordo_telemetry::propagation::set_parent(&span, parent);
+    span
 }
 
 #[derive(Debug, Default)]

@@ -136,11 +136,11 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     }
 
     /// `LOG_FORMAT`: `text` or `json`.
-    pub fn log_format(&self) -> Result<Option<crate::LogFormat>, SettingsError> {
+    pub fn log_format(&self) -> Result<Option<ordo_telemetry::LogFormat>, SettingsError> {
         self.parse("LOG_FORMAT", "text or json", |raw| {
             match raw.to_ascii_lowercase().as_str() {
-                "text" => Some(crate::LogFormat::Text),
-                "json" => Some(crate::LogFormat::Json),
+                "text" => Some(ordo_telemetry::LogFormat::Text),
+                "json" => Some(ordo_telemetry::LogFormat::Json),
                 _ => None,
             }
         })

@@ -3,7 +3,10 @@
 //!
 //! - [`env`]: reading settings by name, one line naming a bad one.
 //! - [`health`]: `grpc.health.v1` per dependency, following probes.
-//! - [`logging`]: log lines on stderr, text or JSON, filtered by `RUST_LOG`.
+//! - [`telemetry`]: the `LOG_FORMAT`, `RUST_LOG` and `OTEL_*` settings of
+//!   `ordo-telemetry`.
+//! - [`metrics`]: metric families shared by services (consumer outcomes,
+//!   breaker state).
 //! - [`resilience`]: backoff and circuit-breaker settings under names each
 //!   caller chooses.
 //! - [`serving`]: server reflection over every descriptor a client meets,
@@ -13,9 +16,11 @@
 
 pub mod env;
 pub mod health;
-pub mod logging;
+pub mod metrics;
 pub mod resilience;
 pub mod serving;
 
 pub use env::{Lookup, SettingsError, parse_bool, parse_duration};
-pub use logging::LogFormat;
+pub mod telemetry;
+
+pub use ordo_telemetry::LogFormat;

@@ -122,15 +122,19 @@ impl ServerLimits {
         })
     }
 
-    /// The load-shedding layer (outermost) and the request-deadline layer,
-    /// to add to a server in this order.
+    /// The layers every server gets, to add in this order: tracing and
+    /// request metrics (outermost, so shed requests are counted too), load
+    /// shedding, the request deadline.
     pub fn layers(
         &self,
+        metrics: &std::sync::Arc<ordo_telemetry::grpc::GrpcMetrics>,
     ) -> (
+        ordo_telemetry::grpc::ServerTraceLayer,
         ordo_resilience::LoadShedLayer,
         ordo_resilience::RequestDeadlineLayer,
     ) {
         (
+            ordo_telemetry::grpc::ServerTraceLayer::new(std::sync::Arc::clone(metrics)),
             ordo_resilience::LoadShedLayer::new(self.max_in_flight),
             ordo_resilience::RequestDeadlineLayer::new(self.request_timeout),
         )

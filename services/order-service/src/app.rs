@@ -3,17 +3,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
+use ordo_service_kit::metrics::MetricsEndpoint;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::OrderApi;
 use crate::health;
+use crate::metrics::ServiceMetrics;
 use crate::settings::Settings;
 use crate::store::OrderStore;
 
@@ -26,6 +29,8 @@ pub struct Application {
     store: OrderStore,
     health_probe: DatabaseConnection,
     relay: Option<RelayHandle>,
+    metrics: Arc<ServiceMetrics>,
+    metrics_endpoint: MetricsEndpoint,
     settings: Settings,
 }
 
@@ -44,11 +49,21 @@ impl Application {
         } else {
             None
         };
+        let metrics = Arc::new(ServiceMetrics {
+            relay: relay
+                .as_ref()
+                .map(|relay| (relay.metrics(), relay.publish_breaker())),
+            ..ServiceMetrics::default()
+        });
+        let metrics_endpoint =
+            MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
         let (listener, local_addr) =
             ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
+            metrics,
+            metrics_endpoint,
             store: OrderStore::new(
                 db,
                 settings.relay.partitions,
@@ -63,6 +78,11 @@ impl Application {
     /// Where gRPC is served.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.addr()
     }
 
     /// The outbox relay running in this process, if any.
@@ -109,8 +129,9 @@ impl Application {
         };
 
         tracing::info!(addr = %self.local_addr, "order service listening");
-        let (shed, request_deadline) = self.settings.limits.layers();
+        let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
+            .layer(trace)
             .layer(shed)
             .layer(request_deadline)
             .add_service(health_service)
@@ -137,6 +158,7 @@ impl Application {
                     store: status_store,
                     nats_url: self.settings.relay.nats_url.clone(),
                     stream: self.settings.relay.stream.clone(),
+                    counters: Arc::clone(&self.metrics.status),
                 }
                 .run(consumer_stop),
             )
@@ -155,6 +177,7 @@ impl Application {
         if let Some(relay) = relay {
             relay.shutdown(deadline).await?;
         }
+        self.metrics_endpoint.stop().await;
         tracing::info!("order service stopped");
         Ok(())
     }

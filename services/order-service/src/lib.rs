@@ -19,6 +19,7 @@
 //! - [`events`]: the `ordo.events.v1` payloads written to the outbox.
 //! - [`grpc`]: the tonic service; proto ↔ domain and error → status, once each.
 //! - [`health`]: `grpc.health.v1` for the service and each dependency.
+//! - [`metrics`]: what `/metrics` exposes (Prometheus text).
 //! - [`status`]: the status loop back — processor verdicts applied once
 //!   each through the inbox.
 //! - [`app`]: build (connect, migrate, bind) and run until shutdown.
@@ -29,7 +30,7 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod health;
-pub mod logging;
+pub mod metrics;
 pub mod settings;
 pub mod status;
 pub mod store;

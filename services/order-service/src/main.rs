@@ -1,8 +1,8 @@
-//! `order-service`: settings, logging, build, run until SIGINT/SIGTERM.
+//! `order-service`: settings, telemetry, build, run until SIGINT/SIGTERM, flush.
 
 use std::process::ExitCode;
 
-use order_service::{Application, Settings, logging, shutdown_signal};
+use order_service::{Application, Settings, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,14 +13,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(&settings);
+    let telemetry = ordo_telemetry::init(&settings.telemetry);
     let served = async {
         Application::build(settings)
             .await?
             .run_until_stopped(shutdown_signal())
             .await
     };
-    match served.await {
+    let outcome = served.await;
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "order service failed");

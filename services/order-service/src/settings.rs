@@ -10,6 +10,7 @@ use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
 use ordo_service_kit::serving::ServerLimits;
 pub use ordo_service_kit::{LogFormat, SettingsError};
+pub use ordo_telemetry::TelemetryConfig;
 
 /// Everything the order service needs to start.
 #[derive(Debug, Clone)]
@@ -29,10 +30,12 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
-    /// `LOG_FORMAT`: `text` or `json`.
-    pub log_format: LogFormat,
-    /// `RUST_LOG`: which log lines are written.
-    pub log_filter: String,
+    /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_SERVICE_NAME` (default `order-service`): logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// `METRICS_LISTEN_ADDR` (default `0.0.0.0:9101`; `off` for none):
+    /// where Prometheus scrapes `/metrics`.
+    pub metrics_listen_addr: Option<SocketAddr>,
     /// The outbox relay and the stream: `NATS_URL`, `OUTBOX_PARTITIONS`,
     /// `OUTBOX_BATCH`, `OUTBOX_POLL_INTERVAL`, `OUTBOX_MIN_POLL_INTERVAL`,
     /// `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW`, `NATS_STREAM_REPLICAS`,
@@ -64,8 +67,8 @@ impl Default for Settings {
             health_probe_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             limits: ServerLimits::default(),
-            log_format: LogFormat::Text,
-            log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            telemetry: TelemetryConfig::new("order-service", DEFAULT_LOG_FILTER),
+            metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9101))),
             relay: RelayConfig {
                 owner: owner.clone(),
                 ..RelayConfig::new(DEFAULT_DATABASE_URL, DEFAULT_NATS_URL)
@@ -153,8 +156,15 @@ impl Settings {
                 defaults.shutdown_timeout,
             )?,
             limits: ServerLimits::from_env(&env)?,
-            log_format: env.log_format()?.unwrap_or(defaults.log_format),
-            log_filter: env.log_filter(&defaults.log_filter)?,
+            telemetry: ordo_service_kit::telemetry::telemetry_from(
+                &env,
+                &defaults.telemetry.service_name,
+                &defaults.telemetry.log_filter,
+            )?,
+            metrics_listen_addr: ordo_service_kit::telemetry::metrics_addr_from(
+                &env,
+                defaults.metrics_listen_addr,
+            )?,
             relay,
             outbox_relay: env.flag("OUTBOX_RELAY", defaults.outbox_relay)?,
             status_consumer: env.flag("STATUS_CONSUMER", defaults.status_consumer)?,
@@ -202,7 +212,7 @@ mod tests {
         assert_eq!(settings.relay.partitions.get(), 32);
         assert!(!settings.migrate);
         assert_eq!(settings.health_probe_interval, Duration::from_millis(250));
-        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(settings.telemetry.log_format, LogFormat::Json);
         let relay = settings.relay_config();
         assert_eq!(relay.nats_url, "nats://a:4222,nats://b:4222");
         assert_eq!(relay.stream.name, "ORDERS");

@@ -3,6 +3,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+use ordo_service_kit::metrics::MetricsEndpoint;
+use ordo_telemetry::grpc::GrpcMetrics;
+use ordo_telemetry::metrics::{Exposition, MetricsSource};
 
 use anyhow::Context as _;
 use ordo_proto::payments::v1::payment_service_server::PaymentServiceServer;
@@ -19,22 +25,65 @@ use crate::settings::Settings;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    api: PaymentApi,
+    metrics: Arc<SimMetrics>,
+    metrics_endpoint: MetricsEndpoint,
     settings: Settings,
+}
+
+/// What the simulator exposes at `/metrics`: gRPC requests by method and
+/// code, and the payment calls it received.
+#[derive(Debug, Default)]
+struct SimMetrics {
+    grpc: Arc<GrpcMetrics>,
+    calls_received: Arc<AtomicU64>,
+}
+
+impl MetricsSource for SimMetrics {
+    fn collect<'a>(&'a self, out: &'a mut Exposition) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.grpc.expose(out);
+            let none: &[(&str, &str)] = &[];
+            out.counter(
+                "ordo_payments_calls_received_total",
+                "Authorize and Refund calls received, failed ones included.",
+                [(none, self.calls_received.load(Ordering::Relaxed) as f64)],
+            );
+        })
+    }
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let api = PaymentApi::new(
+            Arc::new(Ledger::default()),
+            Arc::new(FaultSwitch::new(settings.faults)),
+        );
+        let metrics = Arc::new(SimMetrics {
+            calls_received: api.calls_received(),
+            ..SimMetrics::default()
+        });
+        let metrics_endpoint =
+            MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
         let (listener, local_addr) =
             ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
+            api,
+            metrics,
+            metrics_endpoint,
             settings,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.addr()
     }
 
     /// Serves until `shutdown`, then drains for at most `SHUTDOWN_TIMEOUT`.
@@ -46,10 +95,7 @@ impl Application {
         reporter
             .set_serving::<PaymentServiceServer<PaymentApi>>()
             .await;
-        let api = PaymentApi::new(
-            Arc::new(Ledger::default()),
-            Arc::new(FaultSwitch::new(self.settings.faults)),
-        );
+        let api = self.api;
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = async move {
             shutdown.await;
@@ -57,8 +103,9 @@ impl Application {
             let _ = draining_tx.send(());
         };
         tracing::info!(addr = %self.local_addr, faults = ?self.settings.faults, "payments simulator listening");
-        let (shed, request_deadline) = self.settings.limits.layers();
+        let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
+            .layer(trace)
             .layer(shed)
             .layer(request_deadline)
             .add_service(health)
@@ -79,6 +126,7 @@ impl Application {
         )
         .await
         .context("gRPC server failed")?;
+        self.metrics_endpoint.stop().await;
         Ok(())
     }
 }

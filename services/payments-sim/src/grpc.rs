@@ -84,6 +84,11 @@ impl PaymentApi {
         }
     }
 
+    /// Calls received so far (a metric).
+    pub fn calls_received(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.calls_received)
+    }
+
     /// Latency first (so a caller's timeout can fire), then outage or a
     /// transient error; either way before any effect.
     async fn suffer(&self) -> Result<Faults, ApiError> {

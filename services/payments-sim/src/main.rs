@@ -1,4 +1,4 @@
-//! `payments-sim`: settings, logging, build, run until SIGINT/SIGTERM.
+//! `payments-sim`: settings, telemetry, build, run until SIGINT/SIGTERM, flush.
 
 use std::process::ExitCode;
 
@@ -14,14 +14,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ordo_service_kit::logging::init(settings.log_format, &settings.log_filter);
+    let telemetry = ordo_telemetry::init(&settings.telemetry);
     let served = async {
         Application::build(settings)
             .await?
             .run_until_stopped(shutdown_signal())
             .await
     };
-    match served.await {
+    let outcome = served.await;
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "payments simulator failed");

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use ordo_service_kit::serving::ServerLimits;
 
-use ordo_service_kit::{LogFormat, Lookup, SettingsError, parse_bool};
+use ordo_service_kit::{Lookup, SettingsError, parse_bool};
+pub use ordo_telemetry::TelemetryConfig;
 
 use crate::faults::Faults;
 
@@ -22,10 +23,12 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
-    /// `LOG_FORMAT`.
-    pub log_format: LogFormat,
-    /// `RUST_LOG`.
-    pub log_filter: String,
+    /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_SERVICE_NAME` (default `payments-sim`): logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// `METRICS_LISTEN_ADDR` (default `0.0.0.0:9103`; `off` for none):
+    /// where Prometheus scrapes `/metrics`.
+    pub metrics_listen_addr: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -35,8 +38,8 @@ impl Default for Settings {
             faults: Faults::default(),
             shutdown_timeout: Duration::from_secs(10),
             limits: ServerLimits::default(),
-            log_format: LogFormat::Text,
-            log_filter: "info,h2=warn,tower=warn".to_owned(),
+            telemetry: TelemetryConfig::new("payments-sim", "info,h2=warn,tower=warn"),
+            metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9103))),
         }
     }
 }
@@ -92,8 +95,15 @@ impl Settings {
                     ordo_service_kit::parse_duration,
                 )?
                 .unwrap_or(defaults.shutdown_timeout),
-            log_format: env.log_format()?.unwrap_or(defaults.log_format),
-            log_filter: env.log_filter(&defaults.log_filter)?,
+            telemetry: ordo_service_kit::telemetry::telemetry_from(
+                &env,
+                &defaults.telemetry.service_name,
+                &defaults.telemetry.log_filter,
+            )?,
+            metrics_listen_addr: ordo_service_kit::telemetry::metrics_addr_from(
+                &env,
+                defaults.metrics_listen_addr,
+            )?,
         })
     }
 }

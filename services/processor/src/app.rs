@@ -11,6 +11,7 @@ use ordo_inbox::InboxRetention;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::processor::v1::processor_service_server::ProcessorServiceServer;
+use ordo_service_kit::metrics::MetricsEndpoint;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -20,6 +21,7 @@ use crate::dead_letter::DeadLetters;
 use crate::grpc::{AdminToken, ProcessorApi};
 use crate::handler::Handler;
 use crate::health;
+use crate::metrics::ProcessorMetrics;
 use crate::payments::PaymentGateway;
 use crate::settings::Settings;
 use crate::store::ProcessingStore;
@@ -37,6 +39,8 @@ pub struct Application {
     jetstream: async_nats::jetstream::Context,
     relay: Option<RelayHandle>,
     faults: Arc<ConsumerFaults>,
+    metrics: Arc<ProcessorMetrics>,
+    metrics_endpoint: MetricsEndpoint,
     settings: Settings,
 }
 
@@ -72,11 +76,25 @@ impl Application {
             defer: settings.consuming.backoff,
             breaker_deferrals: Arc::default(),
         };
+        let metrics = Arc::new(ProcessorMetrics {
+            grpc: Arc::default(),
+            relay: relay
+                .as_ref()
+                .map(|relay| (relay.metrics(), relay.publish_breaker())),
+            consumer: Arc::default(),
+            payments: handler.payments.metrics(),
+            payment_retries: handler.payments.retries(),
+            payments_breaker: handler.payments.breaker(),
+        });
+        let metrics_endpoint =
+            MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
         let (listener, local_addr) =
             ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,
+            metrics,
+            metrics_endpoint,
             store,
             dead_letters,
             handler,
@@ -90,6 +108,11 @@ impl Application {
     /// Where gRPC is served.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.addr()
     }
 
     /// The outbox relay running in this process, if any.
@@ -140,6 +163,7 @@ impl Application {
                     stream: self.settings.relay.stream.clone(),
                     settings: self.settings.consuming.clone(),
                     faults: Arc::clone(&self.faults),
+                    counters: Arc::clone(&self.metrics.consumer),
                 }
                 .run(stop_rx.clone()),
             )
@@ -172,8 +196,9 @@ impl Application {
             AdminToken::new(self.settings.admin_token.as_deref()),
         );
         tracing::info!(addr = %self.local_addr, "processor listening");
-        let (shed, request_deadline) = self.settings.limits.layers();
+        let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
+            .layer(trace)
             .layer(shed)
             .layer(request_deadline)
             .add_service(health_service)
@@ -194,6 +219,7 @@ impl Application {
         if let Some(relay) = self.relay {
             relay.shutdown(deadline).await?;
         }
+        self.metrics_endpoint.stop().await;
         served.context("gRPC server failed")?;
         tracing::info!("processor stopped");
         Ok(())

@@ -22,7 +22,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::{StreamExt as _, TryStreamExt as _};
 use ordo_outbox::StreamSettings;
+use ordo_service_kit::metrics::ConsumerCounters;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::dead_letter::{DeadLetterDraft, DeadLetters};
@@ -43,6 +45,15 @@ pub struct OrderConsumer {
     pub stream: StreamSettings,
     pub settings: ConsumerSettings,
     pub faults: Arc<ConsumerFaults>,
+    /// Outcomes, for `/metrics`.
+    pub counters: Arc<ConsumerCounters>,
+}
+
+/// What a message is about, as far as it could be read.
+#[derive(Debug, Clone, Copy)]
+struct About<'a> {
+    order_id: Option<Uuid>,
+    correlation_id: &'a str,
 }
 
 /// Faults tests switch on to show what a crash would do.
@@ -120,7 +131,33 @@ impl OrderConsumer {
             .await
     }
 
+    /// Handles one message inside a span that continues the publisher's
+    /// trace and carries the correlation id.
     async fn process(&self, message: jetstream::Message) {
+        let correlation_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(ordo_telemetry::CORRELATION_HEADER))
+            .map(|value| value.as_str().to_owned())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "processor.handle",
+            otel.name = %format!("handle {}", message.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.destination.name = %message.subject,
+            correlation_id = %correlation_id,
+        );
+        ordo_telemetry::propagation::set_parent(
+            &span,
+            ordo_telemetry::propagation::context_from_nats(message.headers.as_ref()),
+        );
+        self.process_in_span(message, correlation_id)
+            .instrument(span)
+            .await;
+    }
+
+    async fn process_in_span(&self, message: jetstream::Message, correlation_id: String) {
         let subject = message.subject.to_string();
         let (delivered, stream_sequence) = message.info().map_or((1, 0), |info| {
             (
@@ -142,24 +179,42 @@ impl OrderConsumer {
             Ok(incoming) => incoming,
             Err(why) => {
                 let failure = Failure::permanent("undecodable", why);
+                let about = About {
+                    order_id: None,
+                    correlation_id: &correlation_id,
+                };
                 return self
-                    .fail(&message, at, None, failure, stream_sequence)
+                    .fail(&message, at, about, failure, stream_sequence)
                     .await;
             }
         };
         let order_id = incoming.order_id();
-        let correlation_id = incoming.correlation_id().to_owned();
+        let correlation_id = if incoming.correlation_id().is_empty() {
+            correlation_id
+        } else {
+            incoming.correlation_id().to_owned()
+        };
+        let about = About {
+            order_id: Some(order_id),
+            correlation_id: &correlation_id,
+        };
         if delivered >= self.settings.max_deliver {
             let failure = Failure::permanent(
                 "delivery_limit",
                 format!("delivered {delivered} times, the consumer's limit"),
             );
             return self
-                .fail(&message, at, Some(order_id), failure, stream_sequence)
+                .fail(&message, at, about, failure, stream_sequence)
                 .await;
         }
         match self.handler.handle(at, &incoming, delivered).await {
             Ok(Handled::Settled(settled)) => {
+                let counter = match &settled {
+                    Settled::Applied(_) => &self.counters.applied,
+                    Settled::Ignored(_) => &self.counters.ignored,
+                    _ => &self.counters.duplicates,
+                };
+                ConsumerCounters::count(counter);
                 match &settled {
                     Settled::Applied(what) => {
                         tracing::info!(message_id, subject, %order_id, correlation_id, what, "message applied")
@@ -178,11 +233,12 @@ impl OrderConsumer {
                 ack(&message, AckKind::Ack, &message_id).await;
             }
             Ok(Handled::Deferred(delay)) => {
+                ConsumerCounters::count(&self.counters.deferred);
                 tracing::debug!(message_id, subject, %order_id, ?delay, "message deferred");
                 ack(&message, AckKind::Nak(Some(delay)), &message_id).await;
             }
             Err(failure) => {
-                self.fail(&message, at, Some(order_id), failure, stream_sequence)
+                self.fail(&message, at, about, failure, stream_sequence)
                     .await
             }
         }
@@ -193,14 +249,21 @@ impl OrderConsumer {
         &self,
         message: &jetstream::Message,
         at: MessageRef<'_>,
-        order_id: Option<Uuid>,
+        about: About<'_>,
         failure: Failure,
         stream_sequence: u64,
     ) {
+        let order_id = about.order_id;
         let attempt = match self
             .handler
             .store
-            .error_append(at, order_id, &failure, &self.settings.instance)
+            .error_append(
+                at,
+                order_id,
+                about.correlation_id,
+                &failure,
+                &self.settings.instance,
+            )
             .await
         {
             Ok(attempt) => attempt,
@@ -212,6 +275,7 @@ impl OrderConsumer {
             }
         };
         if failure.transient && attempt < self.settings.max_attempts {
+            ConsumerCounters::count(&self.counters.retried);
             let delay = self.settings.backoff.delay(attempt);
             tracing::warn!(
                 message_id = at.message_id, subject = at.subject, order_id = ?order_id, attempt,
@@ -236,6 +300,7 @@ impl OrderConsumer {
             let delay = self.settings.backoff.delay(attempt);
             return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
         }
+        ConsumerCounters::count(&self.counters.dead_lettered);
         tracing::error!(message_id = at.message_id, subject = at.subject, order_id = ?order_id, reason, "message dead-lettered");
         ack(message, AckKind::Ack, at.message_id).await;
     }

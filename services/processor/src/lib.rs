@@ -22,6 +22,7 @@
 //!   inbox sweep (`ordo-inbox`) keeps the inbox to its retention.
 //! - [`grpc`] serves `ordo.processor.v1.ProcessorService`: processing state,
 //!   and the dead-letter admin API behind a bearer token.
+//! - [`metrics`] is what `/metrics` exposes (Prometheus text).
 //! - [`health`] reports the processor and each dependency (database,
 //!   NATS, payments) over `grpc.health.v1`.
 //! - [`app`] wires it together; [`settings`] reads the environment.
@@ -35,6 +36,7 @@ pub mod grpc;
 pub mod handler;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod payments;
 pub mod processing;
 pub mod settings;

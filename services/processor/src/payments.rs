@@ -28,9 +28,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::messages::PlacedOrder;
+use crate::metrics::PaymentMetrics;
 use crate::processing::Failure;
 use crate::settings::PaymentsSettings;
 
@@ -63,6 +65,7 @@ pub struct PaymentGateway {
     service: PaymentService,
     breaker: Arc<CircuitBreaker>,
     retries: Arc<AtomicU64>,
+    metrics: Arc<PaymentMetrics>,
 }
 
 impl PaymentGateway {
@@ -88,12 +91,18 @@ impl PaymentGateway {
             service: BoxCloneSyncService::new(service),
             breaker,
             retries,
+            metrics: Arc::default(),
         })
     }
 
     /// The breaker in front of the provider (health, metrics).
     pub fn breaker(&self) -> Arc<CircuitBreaker> {
         Arc::clone(&self.breaker)
+    }
+
+    /// Calls by outcome (a metric).
+    pub fn metrics(&self) -> Arc<PaymentMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Retries made so far (a metric).
@@ -128,10 +137,18 @@ impl PaymentGateway {
             payment_id: payment_id.to_owned(),
             idempotency_key: format!("refund:{order_id}"),
         });
-        match self.service.clone().oneshot(call).await.map_err(classify)? {
-            PaymentAnswer::Refunded(response) => Ok(response.refund_id),
-            PaymentAnswer::Authorized(_) => Err(mismatch()),
-        }
+        let refund = match self.service.clone().oneshot(call).await.map_err(classify) {
+            Ok(PaymentAnswer::Refunded(response)) => Ok(response.refund_id),
+            Ok(PaymentAnswer::Authorized(_)) => Err(mismatch()),
+            Err(failure) => Err(failure),
+        };
+        self.metrics.record(
+            "refund",
+            refund
+                .as_ref()
+                .map_or_else(|failure| failure.code, |_| "refunded"),
+        );
+        refund
     }
 }
 
@@ -141,20 +158,48 @@ async fn send(
     mut client: PaymentServiceClient<Channel>,
     call: PaymentCall,
 ) -> Result<PaymentAnswer, Status> {
-    match call {
-        PaymentCall::Authorize(request) => {
-            let mut request = tonic::Request::new(request);
-            deadline::set_grpc_timeout(&mut request);
-            let response = client.authorize(request).await?;
-            Ok(PaymentAnswer::Authorized(response.into_inner()))
-        }
-        PaymentCall::Refund(request) => {
-            let mut request = tonic::Request::new(request);
-            deadline::set_grpc_timeout(&mut request);
-            let response = client.refund(request).await?;
-            Ok(PaymentAnswer::Refunded(response.into_inner()))
+    let method = match &call {
+        PaymentCall::Authorize(_) => "ordo.payments.v1.PaymentService/Authorize",
+        PaymentCall::Refund(_) => "ordo.payments.v1.PaymentService/Refund",
+    };
+    let span = tracing::info_span!(
+        "grpc.client",
+        otel.name = %method,
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    );
+    let sent = async move {
+        match call {
+            PaymentCall::Authorize(request) => {
+                let response = client.authorize(outgoing(request)).await?;
+                Ok(PaymentAnswer::Authorized(response.into_inner()))
+            }
+            PaymentCall::Refund(request) => {
+                let response = client.refund(outgoing(request)).await?;
+                Ok(PaymentAnswer::Refunded(response.into_inner()))
+            }
         }
     }
+    .instrument(span.clone())
+    .await;
+    let code = sent
+        .as_ref()
+        .map_or_else(|status: &Status| status.code() as i32, |_| 0);
+    span.record(
+        "rpc.grpc.status_code",
+        ordo_telemetry::grpc::code_name(code),
+    );
+    sent
+}
+
+/// A request carrying the trace context and what is left of the deadline.
+fn outgoing<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    ordo_telemetry::propagation::inject_grpc(&mut request);
+    deadline::set_grpc_timeout(&mut request);
+    request
 }
 
 fn mismatch() -> Failure {

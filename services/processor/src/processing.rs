@@ -71,6 +71,7 @@ pub struct ProcessingRecord {
     pub payment_id: Option<String>,
     pub refund_id: Option<String>,
     pub status_reason: String,
+    pub correlation_id: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -84,6 +85,9 @@ pub struct ErrorEntry {
     pub code: String,
     pub text: String,
     pub instance: String,
+    /// The correlation id of the request the message stems from.
+    #[serde(default)]
+    pub correlation_id: String,
 }
 
 /// Why an attempt failed, and whether trying again can help.

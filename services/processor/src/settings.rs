@@ -10,6 +10,7 @@ use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
 pub use ordo_service_kit::{LogFormat, SettingsError};
+pub use ordo_telemetry::TelemetryConfig;
 
 use ordo_resilience::{Backoff, BreakerConfig};
 use ordo_service_kit::resilience::{BackoffVars, BreakerVars, backoff_from, breaker_from};
@@ -32,10 +33,12 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
-    /// `LOG_FORMAT`: `text` or `json`.
-    pub log_format: LogFormat,
-    /// `RUST_LOG`: which log lines are written.
-    pub log_filter: String,
+    /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+    /// `OTEL_SERVICE_NAME` (default `processor`): logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// `METRICS_LISTEN_ADDR` (default `0.0.0.0:9102`; `off` for none):
+    /// where Prometheus scrapes `/metrics`.
+    pub metrics_listen_addr: Option<SocketAddr>,
     /// `NATS_URL`; the stream, `OUTBOX_*` and `NATS_STREAM_REPLICAS`: the
     /// relay of the processor's own outbox (see the order service).
     pub relay: RelayConfig,
@@ -129,8 +132,8 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             health_probe_interval: Duration::from_secs(1),
             limits: ServerLimits::default(),
-            log_format: LogFormat::Text,
-            log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            telemetry: TelemetryConfig::new("processor", DEFAULT_LOG_FILTER),
+            metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             relay: RelayConfig {
                 owner: instance.clone(),
                 ..RelayConfig::new(DEFAULT_DATABASE_URL, DEFAULT_NATS_URL)
@@ -252,8 +255,15 @@ impl Settings {
                 Duration::ZERO,
                 defaults.shutdown_timeout,
             )?,
-            log_format: env.log_format()?.unwrap_or(defaults.log_format),
-            log_filter: env.log_filter(&defaults.log_filter)?,
+            telemetry: ordo_service_kit::telemetry::telemetry_from(
+                &env,
+                &defaults.telemetry.service_name,
+                &defaults.telemetry.log_filter,
+            )?,
+            metrics_listen_addr: ordo_service_kit::telemetry::metrics_addr_from(
+                &env,
+                defaults.metrics_listen_addr,
+            )?,
             outbox_relay: env.flag("OUTBOX_RELAY", defaults.outbox_relay)?,
             consumer: env.flag("PROCESSOR_CONSUMER", defaults.consumer)?,
             consuming: ConsumerSettings {

@@ -74,7 +74,7 @@ impl ProcessingStore {
         let row = self
             .db
             .query_one_raw(statement(
-                "SELECT order_id, state, attempts, payment_id, refund_id, status_reason, updated_at \
+                "SELECT order_id, state, attempts, payment_id, refund_id, status_reason, correlation_id, updated_at \
                  FROM order_processing WHERE order_id = $1",
                 [order_id.into()],
             ))
@@ -264,14 +264,15 @@ impl ProcessingStore {
         &self,
         message: MessageRef<'_>,
         order_id: Option<Uuid>,
+        correlation_id: &str,
         failure: &Failure,
         instance: &str,
     ) -> Result<u32, DbErr> {
         let txn = self.db.begin().await?;
         let row = txn
             .query_one_raw(statement(
-                "INSERT INTO processing_errors (message_id, attempt, order_id, subject, code, message, instance) \
-                 SELECT $1, coalesce(max(attempt), 0) + 1, $2, $3, $4, $5, $6 \
+                "INSERT INTO processing_errors (message_id, attempt, order_id, subject, code, message, instance, correlation_id) \
+                 SELECT $1, coalesce(max(attempt), 0) + 1, $2, $3, $4, $5, $6, $7 \
                  FROM processing_errors WHERE message_id = $1 \
                  RETURNING attempt",
                 [
@@ -281,6 +282,7 @@ impl ProcessingStore {
                     failure.code.into(),
                     failure.text.as_str().into(),
                     instance.into(),
+                    correlation_id.into(),
                 ],
             ))
             .await?;
@@ -348,7 +350,7 @@ impl ProcessingStore {
             .db
             .query_all_raw(statement(
                 &format!(
-                    "SELECT message_id, subject, attempt, occurred_at, code, message, instance \
+                    "SELECT message_id, subject, attempt, occurred_at, code, message, instance, correlation_id \
                      FROM processing_errors WHERE {filter} ORDER BY occurred_at, message_id, attempt"
                 ),
                 [value],
@@ -364,6 +366,7 @@ impl ProcessingStore {
                     code: row.try_get("", "code")?,
                     text: row.try_get("", "message")?,
                     instance: row.try_get("", "instance")?,
+                    correlation_id: row.try_get("", "correlation_id")?,
                 })
             })
             .collect()
@@ -472,6 +475,7 @@ fn record_from_row(row: &QueryResult) -> Result<ProcessingRecord, DbErr> {
         payment_id: row.try_get("", "payment_id")?,
         refund_id: row.try_get("", "refund_id")?,
         status_reason: row.try_get("", "status_reason")?,
+        correlation_id: row.try_get("", "correlation_id")?,
         updated_at: row.try_get("", "updated_at")?,
     })
 }

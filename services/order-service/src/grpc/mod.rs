@@ -112,7 +112,14 @@ where
         Ok(id) => id,
         Err(err) => return correlation::respond(Err(err), None),
     };
-    let span = tracing::info_span!("rpc", method, correlation_id = correlation_id.as_str());
+    // The request's span (the server layer's) carries the id too.
+    tracing::Span::current().record("correlation_id", correlation_id.as_str());
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %format!("handle {method}"),
+        method,
+        correlation_id = correlation_id.as_str()
+    );
     let result = handler(correlation_id.clone())
         .instrument(span.clone())
         .await;

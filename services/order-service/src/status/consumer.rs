@@ -7,12 +7,15 @@
 //! NAKs it with a delay, so it comes back. Set-up retries with backoff until
 //! the stream exists, so the service may start before NATS or the relay.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt as _;
 use ordo_outbox::StreamSettings;
+use ordo_service_kit::metrics::ConsumerCounters;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::decode::decode;
 use crate::store::{OrderStore, StatusOutcome};
@@ -28,6 +31,8 @@ pub struct StatusConsumer {
     pub store: OrderStore,
     pub nats_url: String,
     pub stream: StreamSettings,
+    /// Outcomes, for `/metrics`.
+    pub counters: Arc<ConsumerCounters>,
 }
 
 impl StatusConsumer {
@@ -85,6 +90,29 @@ impl StatusConsumer {
     }
 
     async fn handle(&self, message: jetstream::Message) {
+        let span = tracing::info_span!(
+            "order.status_apply",
+            otel.name = %format!("apply {}", message.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.destination.name = %message.subject,
+            correlation_id = tracing::field::Empty,
+        );
+        if let Some(correlation_id) = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(ordo_telemetry::CORRELATION_HEADER))
+        {
+            span.record(ordo_telemetry::CORRELATION_ID, correlation_id.as_str());
+        }
+        ordo_telemetry::propagation::set_parent(
+            &span,
+            ordo_telemetry::propagation::context_from_nats(message.headers.as_ref()),
+        );
+        self.handle_in_span(message).instrument(span).await;
+    }
+
+    async fn handle_in_span(&self, message: jetstream::Message) {
         let subject = message.subject.to_string();
         let message_id = message
             .headers
@@ -105,6 +133,12 @@ impl StatusConsumer {
             .await
         {
             Ok(outcome) => {
+                let counter = match &outcome {
+                    StatusOutcome::Applied(_) => &self.counters.applied,
+                    StatusOutcome::Ignored(_) => &self.counters.ignored,
+                    StatusOutcome::Duplicate => &self.counters.duplicates,
+                };
+                ConsumerCounters::count(counter);
                 match &outcome {
                     StatusOutcome::Applied(what) => {
                         tracing::info!(message_id, subject, what, "status applied")
@@ -121,6 +155,7 @@ impl StatusConsumer {
                 }
             }
             Err(err) => {
+                ConsumerCounters::count(&self.counters.retried);
                 tracing::warn!(message_id, error = %err, "status message failed; redelivering later");
                 let _ = message
                     .ack_with(AckKind::Nak(Some(RETRY_AFTER_FAILURE)))

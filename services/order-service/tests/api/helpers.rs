@@ -64,6 +64,7 @@ impl TestApp {
             database_url: url,
             database_max_connections: 8,
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
             relay: ordo_outbox::RelayConfig {
                 nats_url: nats_url.clone(),
                 stream: ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix),

@@ -21,6 +21,7 @@ async fn spawn() -> PaymentServiceClient<Channel> {
 async fn spawn_with(settings: Settings) -> PaymentServiceClient<Channel> {
     let app = Application::build(Settings {
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
         ..settings
     })
     .await

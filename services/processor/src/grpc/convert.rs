@@ -26,6 +26,7 @@ pub fn error_to_proto(entry: ErrorEntry) -> api::ErrorEntry {
         code: entry.code,
         text: entry.text,
         instance: entry.instance,
+        correlation_id: entry.correlation_id,
     }
 }
 
@@ -46,7 +47,19 @@ pub fn processing_to_proto(
 }
 
 pub fn dead_letter_to_proto(dead_letter: DeadLetter) -> api::DeadLetter {
+    let correlation_id = dead_letter
+        .headers
+        .get(ordo_telemetry::CORRELATION_HEADER)
+        .cloned()
+        .or_else(|| {
+            dead_letter
+                .history
+                .first()
+                .map(|entry| entry.correlation_id.clone())
+        })
+        .unwrap_or_default();
     api::DeadLetter {
+        correlation_id,
         id: dead_letter.id,
         source_stream: dead_letter.source_stream,
         source_subject: dead_letter.source_subject,

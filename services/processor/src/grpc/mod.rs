@@ -57,7 +57,14 @@ impl ProcessorService for ProcessorApi {
             .errors_for_order(order_id)
             .await
             .map_err(unavailable)?;
-        Ok(Response::new(convert::processing_to_proto(record, history)))
+        let correlation_id = record.correlation_id.clone();
+        let mut response = Response::new(convert::processing_to_proto(record, history));
+        if let Ok(value) = correlation_id.parse() {
+            response
+                .metadata_mut()
+                .insert(ordo_telemetry::CORRELATION_HEADER, value);
+        }
+        Ok(response)
     }
 
     async fn list_dead_letters(

@@ -38,6 +38,7 @@ impl Payments {
     pub async fn spawn() -> Self {
         let app = payments_sim::Application::build(payments_sim::Settings {
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         })
         .await
@@ -159,6 +160,7 @@ impl TestProcessor {
         settings.database_url = database.url().to_owned();
         settings.database_max_connections = 8;
         settings.grpc_listen_addr = "127.0.0.1:0".parse().unwrap();
+        settings.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
         settings.relay.nats_url = nats_url.clone();
         settings.relay.stream = stream_settings.clone();
         settings.payments.url = format!("http://{}", payments.addr);

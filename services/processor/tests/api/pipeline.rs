@@ -38,6 +38,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
         database_url: orders_db.url().to_owned(),
         database_max_connections: 8,
         grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
         relay: ordo_outbox::RelayConfig {
             nats_url: processor.nats_url.clone(),
             stream: stream_settings,

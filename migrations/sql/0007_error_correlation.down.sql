@@ -1,0 +1,1 @@
+ALTER TABLE processing_errors DROP COLUMN correlation_id;

@@ -1,0 +1,35 @@
+//! What the order service exposes at `/metrics`: gRPC requests by method and
+//! code, the relay's outbox families and its NATS breaker, and the status
+//! consumer's outcomes.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use ordo_outbox::RelayMetrics;
+use ordo_resilience::CircuitBreaker;
+use ordo_service_kit::metrics::{ConsumerCounters, expose_breakers};
+use ordo_telemetry::grpc::GrpcMetrics;
+use ordo_telemetry::metrics::{Exposition, MetricsSource};
+
+use crate::status::CONSUMER_NAME;
+
+/// Every metric the order service keeps.
+#[derive(Debug, Default)]
+pub struct ServiceMetrics {
+    pub grpc: Arc<GrpcMetrics>,
+    pub relay: Option<(Arc<RelayMetrics>, Arc<CircuitBreaker>)>,
+    pub status: Arc<ConsumerCounters>,
+}
+
+impl MetricsSource for ServiceMetrics {
+    fn collect<'a>(&'a self, out: &'a mut Exposition) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.grpc.expose(out);
+            if let Some((relay, breaker)) = &self.relay {
+                relay.expose(out);
+                expose_breakers(out, &[("nats", breaker)]);
+            }
+            self.status.expose(out, CONSUMER_NAME);
+        })
+    }
+}
