@@ -92,32 +92,6 @@ impl RelayMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_come_from_bucket_bounds() {
-        let histogram = LatencyHistogram::default();
-        assert_eq!(histogram.quantile_upper_bound(0.5), None);
-        for _ in 0..98 {
-            histogram.record(Duration::from_micros(800));
-        }
-        histogram.record(Duration::from_millis(9));
-        histogram.record(Duration::from_secs(60));
-        assert_eq!(histogram.count(), 100);
-        assert_eq!(
-            histogram.quantile_upper_bound(0.5),
-            Some(Duration::from_millis(1))
-        );
-        assert_eq!(
-            histogram.quantile_upper_bound(0.99),
-            Some(Duration::from_millis(10))
-        );
-        assert_eq!(histogram.quantile_upper_bound(1.0), Some(Duration::MAX));
-    }
-}
-
 impl RelayMetrics {
     /// The relay's families: backlog and oldest-row age per partition,
     /// published / duplicate-acked / failed publishes, leases held, actor
@@ -177,5 +151,31 @@ impl RelayMetrics {
             "Time from a row's commit to JetStream's ack of its event.",
             [(none, &self.commit_to_ack)],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_bucket_bounds() {
+        let histogram = LatencyHistogram::default();
+        assert_eq!(histogram.quantile_upper_bound(0.5), None);
+        for _ in 0..98 {
+            histogram.record(Duration::from_micros(800));
+        }
+        histogram.record(Duration::from_millis(9));
+        histogram.record(Duration::from_secs(60));
+        assert_eq!(histogram.count(), 100);
+        assert_eq!(
+            histogram.quantile_upper_bound(0.5),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(
+            histogram.quantile_upper_bound(0.99),
+            Some(Duration::from_millis(10))
+        );
+        assert_eq!(histogram.quantile_upper_bound(1.0), Some(Duration::MAX));
     }
 }
