@@ -176,7 +176,11 @@ impl Handler {
                 format!("order {order_id} is due a refund but has no payment id"),
             ));
         }
-        let refund_id = match self.payments.refund(order_id, payment_id).await {
+        let refund_id = match self
+            .payments
+            .refund(order_id, payment_id, correlation_id)
+            .await
+        {
             Ok(refund_id) => refund_id,
             Err(failure) => return self.defer_or_fail(order_id, failure).await,
         };

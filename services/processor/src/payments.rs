@@ -43,11 +43,11 @@ pub enum Authorization {
     Declined { reason: String },
 }
 
-/// One call to the provider.
+/// One call to the provider, with the correlation id it is made for.
 #[derive(Debug, Clone)]
 pub enum PaymentCall {
-    Authorize(AuthorizeRequest),
-    Refund(RefundRequest),
+    Authorize(AuthorizeRequest, String),
+    Refund(RefundRequest, String),
 }
 
 /// The provider's answer to a [`PaymentCall`].
@@ -112,12 +112,15 @@ impl PaymentGateway {
 
     /// Authorizes the order's total under the key `authorize:<order id>`.
     pub async fn authorize(&self, order: &PlacedOrder) -> Result<Authorization, Failure> {
-        let call = PaymentCall::Authorize(AuthorizeRequest {
-            order_id: order.order_id.to_string(),
-            amount_minor: order.amount_minor,
-            currency: order.currency.clone(),
-            idempotency_key: format!("authorize:{}", order.order_id),
-        });
+        let call = PaymentCall::Authorize(
+            AuthorizeRequest {
+                order_id: order.order_id.to_string(),
+                amount_minor: order.amount_minor,
+                currency: order.currency.clone(),
+                idempotency_key: format!("authorize:{}", order.order_id),
+            },
+            order.correlation_id.clone(),
+        );
         match self.service.clone().oneshot(call).await.map_err(classify)? {
             PaymentAnswer::Authorized(response) if response.approved => {
                 Ok(Authorization::Approved {
@@ -132,11 +135,19 @@ impl PaymentGateway {
     }
 
     /// Refunds `payment_id` under the key `refund:<order id>`; the refund's id.
-    pub async fn refund(&self, order_id: Uuid, payment_id: &str) -> Result<String, Failure> {
-        let call = PaymentCall::Refund(RefundRequest {
-            payment_id: payment_id.to_owned(),
-            idempotency_key: format!("refund:{order_id}"),
-        });
+    pub async fn refund(
+        &self,
+        order_id: Uuid,
+        payment_id: &str,
+        correlation_id: &str,
+    ) -> Result<String, Failure> {
+        let call = PaymentCall::Refund(
+            RefundRequest {
+                payment_id: payment_id.to_owned(),
+                idempotency_key: format!("refund:{order_id}"),
+            },
+            correlation_id.to_owned(),
+        );
         let refund = match self.service.clone().oneshot(call).await.map_err(classify) {
             Ok(PaymentAnswer::Refunded(response)) => Ok(response.refund_id),
             Ok(PaymentAnswer::Authorized(_)) => Err(mismatch()),
@@ -158,9 +169,15 @@ async fn send(
     mut client: PaymentServiceClient<Channel>,
     call: PaymentCall,
 ) -> Result<PaymentAnswer, Status> {
-    let method = match &call {
-        PaymentCall::Authorize(_) => "ordo.payments.v1.PaymentService/Authorize",
-        PaymentCall::Refund(_) => "ordo.payments.v1.PaymentService/Refund",
+    let (method, correlation_id) = match &call {
+        PaymentCall::Authorize(_, correlation_id) => (
+            "ordo.payments.v1.PaymentService/Authorize",
+            correlation_id.clone(),
+        ),
+        PaymentCall::Refund(_, correlation_id) => (
+            "ordo.payments.v1.PaymentService/Refund",
+            correlation_id.clone(),
+        ),
     };
     let span = tracing::info_span!(
         "grpc.client",
@@ -169,15 +186,16 @@ async fn send(
         rpc.system = "grpc",
         rpc.method = %method,
         rpc.grpc.status_code = tracing::field::Empty,
+        correlation_id = %correlation_id,
     );
     let sent = async move {
         match call {
-            PaymentCall::Authorize(request) => {
-                let response = client.authorize(outgoing(request)).await?;
+            PaymentCall::Authorize(request, correlation_id) => {
+                let response = client.authorize(outgoing(request, &correlation_id)).await?;
                 Ok(PaymentAnswer::Authorized(response.into_inner()))
             }
-            PaymentCall::Refund(request) => {
-                let response = client.refund(outgoing(request)).await?;
+            PaymentCall::Refund(request, correlation_id) => {
+                let response = client.refund(outgoing(request, &correlation_id)).await?;
                 Ok(PaymentAnswer::Refunded(response.into_inner()))
             }
         }
@@ -194,10 +212,16 @@ async fn send(
     sent
 }
 
-/// A request carrying the trace context and what is left of the deadline.
-fn outgoing<T>(message: T) -> tonic::Request<T> {
+/// A request carrying the trace context, the correlation id and what is
+/// left of the deadline.
+fn outgoing<T>(message: T, correlation_id: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     ordo_telemetry::propagation::inject_grpc(&mut request);
+    if let Ok(value) = correlation_id.parse() {
+        request
+            .metadata_mut()
+            .insert(ordo_telemetry::CORRELATION_HEADER, value);
+    }
     deadline::set_grpc_timeout(&mut request);
     request
 }

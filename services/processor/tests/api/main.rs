@@ -10,3 +10,4 @@ mod helpers;
 mod lifecycle;
 mod outage;
 mod pipeline;
+mod traces;
