@@ -121,17 +121,25 @@ impl PaymentGateway {
             },
             order.correlation_id.clone(),
         );
-        match self.service.clone().oneshot(call).await.map_err(classify)? {
-            PaymentAnswer::Authorized(response) if response.approved => {
+        let authorization = match self.service.clone().oneshot(call).await.map_err(classify) {
+            Ok(PaymentAnswer::Authorized(response)) if response.approved => {
                 Ok(Authorization::Approved {
                     payment_id: response.payment_id,
                 })
             }
-            PaymentAnswer::Authorized(response) => Ok(Authorization::Declined {
+            Ok(PaymentAnswer::Authorized(response)) => Ok(Authorization::Declined {
                 reason: response.decline_reason,
             }),
-            PaymentAnswer::Refunded(_) => Err(mismatch()),
-        }
+            Ok(PaymentAnswer::Refunded(_)) => Err(mismatch()),
+            Err(failure) => Err(failure),
+        };
+        let outcome = match &authorization {
+            Ok(Authorization::Approved { .. }) => "approved",
+            Ok(Authorization::Declined { .. }) => "declined",
+            Err(failure) => failure.code,
+        };
+        self.metrics.record("authorize", outcome);
+        authorization
     }
 
     /// Refunds `payment_id` under the key `refund:<order id>`; the refund's id.

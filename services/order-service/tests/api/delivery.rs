@@ -8,7 +8,7 @@ use futures::StreamExt as _;
 use ordo_proto::order::v1::CancelOrderRequest;
 use ordo_testkit::eventually;
 
-use crate::helpers::{TestApp, health_of, valid_request};
+use crate::helpers::{TestApp, health_of, scrape, total, valid_request};
 
 const ORDERS: usize = 10_000;
 
@@ -198,6 +198,15 @@ async fn nats_down_for_ten_seconds_opens_the_relay_breaker_and_loses_nothing() {
         app.count("outbox").await > 0,
         "the outage's orders wait in the outbox"
     );
+    eventually(
+        "/metrics shows the backlog",
+        Duration::from_secs(20),
+        || async { total(&scrape(app.metrics_addr).await, "ordo_outbox_backlog_rows") > 0.0 },
+    )
+    .await;
+    let during = scrape(app.metrics_addr).await;
+    assert!(total(&during, "ordo_outbox_oldest_row_age_seconds") > 0.0);
+    assert!(total(&during, "ordo_breaker_openings_total") >= 1.0);
 
     nats.restart().await.unwrap();
     eventually("the outbox to drain", Duration::from_secs(60), || async {
@@ -215,5 +224,24 @@ async fn nats_down_for_ten_seconds_opens_the_relay_breaker_and_loses_nothing() {
         || async { health_of(app.addr, "ordo.deps.nats").await == Some(ServingStatus::Serving) },
     )
     .await;
+    eventually(
+        "/metrics shows the backlog drained",
+        Duration::from_secs(20),
+        || async { total(&scrape(app.metrics_addr).await, "ordo_outbox_backlog_rows") == 0.0 },
+    )
+    .await;
+    let after = scrape(app.metrics_addr).await;
+    assert!(total(&after, "ordo_outbox_published_total") >= placed as f64);
+    assert!(total(&after, "ordo_outbox_commit_to_ack_seconds_count") >= placed as f64);
+    let placed_ok = after
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.metric == "ordo_grpc_server_handled_total"
+                && sample.labels.get("method") == Some("ordo.order.v1.OrderService/PlaceOrder")
+                && sample.labels.get("code") == Some("OK")
+        })
+        .expect("PlaceOrder counted");
+    assert!(matches!(placed_ok.value, prometheus_parse::Value::Counter(n) if n >= placed as f64));
     app.stop().await.unwrap();
 }

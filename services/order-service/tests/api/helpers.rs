@@ -21,6 +21,8 @@ pub struct TestApp {
     pub stream: TestStream,
     pub nats_url: String,
     held: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<i32>>>,
+    /// Where the service serves `/metrics`.
+    pub metrics_addr: std::net::SocketAddr,
     /// The relay's publish breaker, when the relay runs.
     pub relay_breaker: Option<std::sync::Arc<ordo_resilience::CircuitBreaker>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -76,6 +78,7 @@ impl TestApp {
         let addr = app.local_addr();
         let held = app.relay().map(|relay| relay.watch_held());
         let relay_breaker = app.relay().map(|relay| relay.publish_breaker());
+        let metrics_addr = app.metrics_addr().expect("metrics served");
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -92,6 +95,7 @@ impl TestApp {
             nats_url,
             held,
             relay_breaker,
+            metrics_addr,
             shutdown: Some(shutdown),
             server,
             _database: database,
@@ -194,4 +198,26 @@ pub async fn health_of(
         .await
         .ok()?;
     Some(response.into_inner().status())
+}
+
+/// `/metrics` of the service, parsed; panics if it does not parse.
+pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    let text = ordo_testkit::scrape_metrics(addr).await.expect("scrape");
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("Prometheus text")
+}
+
+/// The sum of every sample of `metric` in `scrape`.
+pub fn total(scrape: &prometheus_parse::Scrape, metric: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric)
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(n)
+            | prometheus_parse::Value::Gauge(n)
+            | prometheus_parse::Value::Untyped(n) => n,
+            _ => 0.0,
+        })
+        .sum()
 }

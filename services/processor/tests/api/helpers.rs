@@ -30,6 +30,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// A running payment simulator.
 pub struct Payments {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub client: PaymentServiceClient<Channel>,
     _stop: oneshot::Sender<()>,
 }
@@ -44,6 +45,7 @@ impl Payments {
         .await
         .unwrap();
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -53,6 +55,7 @@ impl Payments {
             .unwrap();
         Self {
             addr,
+            metrics_addr,
             client,
             _stop: stop,
         }
@@ -110,6 +113,7 @@ pub struct TestProcessor {
     pub payments_breaker: Arc<ordo_resilience::CircuitBreaker>,
     pub breaker_deferrals: Arc<std::sync::atomic::AtomicU64>,
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
     _database: TestDatabase,
@@ -174,6 +178,7 @@ impl TestProcessor {
         let faults = app.consumer_faults();
         let payments_breaker = app.payments_breaker();
         let breaker_deferrals = app.breaker_deferrals();
+        let metrics_addr = app.metrics_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -194,6 +199,7 @@ impl TestProcessor {
             payments_breaker,
             breaker_deferrals,
             addr,
+            metrics_addr,
             shutdown: Some(shutdown),
             server,
             _database: database,
@@ -341,4 +347,30 @@ pub async fn health_of(
         .await
         .ok()?;
     Some(response.into_inner().status())
+}
+
+/// `/metrics` at `addr`, parsed; panics if it does not parse.
+pub async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let text = ordo_testkit::scrape_metrics(addr).await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap()
+}
+
+/// The value of the sample of `metric` whose labels include `labels`.
+pub fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric)
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(key, value)| sample.labels.get(key) == Some(*value))
+        })
+        .map(|sample| match sample.value {
+            prometheus_parse::Value::Counter(n)
+            | prometheus_parse::Value::Gauge(n)
+            | prometheus_parse::Value::Untyped(n) => n,
+            _ => 0.0,
+        })
+        .sum()
 }

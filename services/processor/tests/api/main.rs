@@ -8,6 +8,7 @@ mod dead_letters;
 mod duplicates;
 mod helpers;
 mod lifecycle;
+mod metrics;
 mod outage;
 mod pipeline;
 mod traces;
