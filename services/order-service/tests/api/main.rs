@@ -7,6 +7,7 @@ mod delivery;
 mod health;
 mod helpers;
 mod idempotency;
+mod logs;
 mod placing;
 mod properties;
 mod reading;
