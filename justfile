@@ -11,9 +11,13 @@ export NATS_URL := env_var_or_default("NATS_URL", "nats://127.0.0.1:4222")
 default:
     @just --list
 
-# start PostgreSQL and NATS when missing, then the order service, and place a demo order
+# start PostgreSQL and NATS when missing, the local trace viewer, the three services, and place a demo order
 up: deps build
     scripts/up.sh
+
+# build the local Jaeger (ordo-trace-viewer) with a vendored protoc
+trace-viewer:
+    scripts/trace-viewer.sh build
 
 # stop what `just up` started
 down:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `just up`: starts the payments simulator (127.0.0.1:50053), the order
-# service (127.0.0.1:50051) and the processor (127.0.0.1:50052) over
+# `just up`: starts a local Jaeger (the trace viewer, unless one already
+# listens on 127.0.0.1:4317), the payments simulator (127.0.0.1:50053), the
+# order service (127.0.0.1:50051) and the processor (127.0.0.1:50052) over
 # PostgreSQL (a database each, migrated) and NATS, in the background; places
-# a demo order with grpcurl and waits until it is CONFIRMED. `just down`
-# stops what this started.
+# a demo order with grpcurl, waits until it is CONFIRMED and prints the link
+# to its trace. `just down` stops what this started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export NATS_URL
@@ -14,7 +15,7 @@ processor=127.0.0.1:50052
 payments=127.0.0.1:50053
 mkdir -p "$ORDO_STATE_DIR"
 
-"$(dirname "$0")/down.sh" order-service processor payments-sim
+"$(dirname "$0")/down.sh" order-service processor payments-sim trace-viewer
 for port in 50051 50052 50053; do
   port_open 127.0.0.1 "$port" && die "something else listens on 127.0.0.1:$port; stop it first"
 done
@@ -49,13 +50,23 @@ start() {
   die "$name is not SERVING after 20 s"
 }
 
-start payments-sim "$payments"
-start order-service "$orders" DATABASE_URL="$DATABASE_URL"
+# Traces go to a local Jaeger: a real one already on 127.0.0.1:4317, or the
+# trace viewer built from tools/trace-viewer. Without either, traces are off.
+otel=()
+if "$(dirname "$0")/trace-viewer.sh" start; then
+  otel=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317)
+else
+  say "no trace viewer: services run without exporting traces"
+fi
+
+start payments-sim "$payments" "${otel[@]}"
+start order-service "$orders" DATABASE_URL="$DATABASE_URL" "${otel[@]}"
 start processor "$processor" DATABASE_URL="$PROCESSOR_DATABASE_URL" \
-  PAYMENTS_URL="http://$payments" PROCESSOR_ADMIN_TOKEN="$admin_token"
+  PAYMENTS_URL="http://$payments" PROCESSOR_ADMIN_TOKEN="$admin_token" "${otel[@]}"
 
 say "placing a demo order"
-order=$(grpcurl -plaintext -H "x-correlation-id: demo-$(date +%s)" -d '{
+correlation_id="demo-$(date +%s)"
+order=$(grpcurl -plaintext -H "x-correlation-id: $correlation_id" -d '{
   "customer_id": "demo-customer",
   "currency": "EUR",
   "lines": [
@@ -73,11 +84,37 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+trace_line="Traces are off (no trace viewer)."
+if [ ${#otel[@]} -gt 0 ]; then
+  # Spans are exported in batches (every 5 s): wait for the order's trace.
+  trace_id=
+  for _ in $(seq 1 40); do
+    trace_id=$(python3 - "$correlation_id" <<'PY' 2>/dev/null || true
+import json, sys, urllib.request
+wanted = sys.argv[1]
+traces = json.load(urllib.request.urlopen("http://127.0.0.1:16686/api/traces?service=order-service&limit=50", timeout=2))["data"]
+for trace in traces:
+    for span in trace["spans"]:
+        if any(tag["key"] == "correlation_id" and tag["value"] == wanted for tag in span.get("tags", [])):
+            print(trace["traceID"]); raise SystemExit
+PY
+)
+    [ -n "$trace_id" ] && break
+    sleep 0.5
+  done
+  if [ -n "$trace_id" ]; then
+    trace_line="Its whole life is one trace in the local Jaeger: http://127.0.0.1:16686/trace/$trace_id"
+  else
+    trace_line="Traces: http://127.0.0.1:16686/ (search service order-service)"
+  fi
+fi
+
 cat <<TXT
 
 Ordo is up: order-service on $orders, processor on $processor, payments-sim on $payments;
 PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432) (databases $(url_database "$DATABASE_URL") and $(url_database "$PROCESSOR_DATABASE_URL")), NATS at $NATS_URL.
-The demo order $order_id is $status. Fetch it, and the processor's record of it:
+The demo order $order_id is $status. $trace_line
+Fetch it, and the processor's record of it:
 
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $orders ordo.order.v1.OrderService/GetOrder
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $processor ordo.processor.v1.ProcessorService/GetOrderProcessing

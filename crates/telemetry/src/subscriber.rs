@@ -128,7 +128,22 @@ fn exporter(
         .with_resource(
             Resource::builder()
                 .with_service_name(service_name.to_owned())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.instance.id",
+                    instance_id(service_name),
+                ))
                 .build(),
         )
         .build())
+}
+
+/// `<service>@<host>:<pid>`: tells replicas (and processes) apart in a trace.
+fn instance_id(service_name: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{service_name}@{host}:{}", std::process::id())
 }
