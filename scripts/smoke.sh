@@ -131,6 +131,7 @@ check "processor is SERVING" wait_processor
 check "reflection lists ProcessorService" contains "$(call "$processor" list)" ordo.processor.v1.ProcessorService
 check "health per dependency: payments" contains "$(call -d '{"service":"ordo.deps.payments"}' "$processor" grpc.health.v1.Health/Check)" '"SERVING"'
 check "health per dependency: database" contains "$(call -d '{"service":"ordo.deps.database"}' "$processor" grpc.health.v1.Health/Check)" '"SERVING"'
+check "liveness (the probe the chart uses)" contains "$(call -d '{"service":"ordo.liveness"}' "$processor" grpc.health.v1.Health/Check)" '"SERVING"'
 check "an unknown order is NotFound" contains "$(call -d '{"order_id":"01a20b38-c6a5-7401-aca9-0fec73eb5295"}' "$processor" ordo.processor.v1.ProcessorService/GetOrderProcessing 2>&1)" NotFound
 check "dead letters need the token" contains "$(call "$processor" ordo.processor.v1.ProcessorService/ListDeadLetters 2>&1)" Unauthenticated
 check "a wrong token is refused" contains "$(call -H 'authorization: Bearer wrong' "$processor" ordo.processor.v1.ProcessorService/ListDeadLetters 2>&1)" Unauthenticated

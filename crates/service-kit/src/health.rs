@@ -6,6 +6,7 @@
 //! its probe while the breaker is open). The service as a whole (`""`) and
 //! its API follow only what it needs to accept work: the order service
 //! keeps taking orders while NATS is down, since the outbox holds them.
+//! [`LIVENESS`] is SERVING for as long as the process runs.
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,6 +21,16 @@ pub const DEPS_DATABASE: &str = "ordo.deps.database";
 pub const DEPS_NATS: &str = "ordo.deps.nats";
 /// The payment provider.
 pub const DEPS_PAYMENTS: &str = "ordo.deps.payments";
+/// SERVING from start-up to shutdown, whatever the dependencies do: what a
+/// liveness probe asks, so an outage elsewhere never restarts the pod.
+pub const LIVENESS: &str = "ordo.liveness";
+
+/// Reports [`LIVENESS`] SERVING.
+pub async fn alive(reporter: &HealthReporter) {
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
+}
 
 /// Runs `check` every `interval` (each run bounded by the larger of the
 /// interval and a second) and publishes whether it passed. Starts `false`;

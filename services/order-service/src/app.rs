@@ -100,6 +100,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let status_store = self.store.clone();
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        ordo_service_kit::health::alive(&reporter).await;
         let probes = health::start(
             &reporter,
             self.health_probe,

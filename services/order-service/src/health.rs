@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `""`, `ordo.order.v1.OrderService`, `ordo.deps.database` | the database answers a ping |
 //! | `ordo.deps.nats` | the relay is connected to NATS and its publish breaker is not open |
+//! | `ordo.liveness` | the process runs (the liveness probe) |
 //!
 //! NATS being down leaves the service SERVING: orders are taken and wait
 //! in the outbox.
@@ -11,7 +12,7 @@
 use std::time::Duration;
 
 use ordo_outbox::NatsReachability;
-use ordo_service_kit::health::{self, DEPS_DATABASE, DEPS_NATS};
+use ordo_service_kit::health::{self, DEPS_DATABASE, DEPS_NATS, LIVENESS};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tonic_health::server::HealthReporter;
@@ -19,7 +20,7 @@ use tonic_health::server::HealthReporter;
 /// The order service's API in health answers.
 pub const ORDER_SERVICE: &str = "ordo.order.v1.OrderService";
 /// Every name this service reports.
-pub const NAMES: [&str; 4] = ["", ORDER_SERVICE, DEPS_DATABASE, DEPS_NATS];
+pub const NAMES: [&str; 5] = ["", ORDER_SERVICE, DEPS_DATABASE, DEPS_NATS, LIVENESS];
 
 /// Starts the probes and the tasks that report them; abort the tasks on shutdown.
 pub fn start(

@@ -95,6 +95,7 @@ impl Application {
         reporter
             .set_serving::<PaymentServiceServer<PaymentApi>>()
             .await;
+        ordo_service_kit::health::alive(&reporter).await;
         let api = self.api;
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = async move {

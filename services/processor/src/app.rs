@@ -143,6 +143,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        ordo_service_kit::health::alive(&reporter).await;
         let probes = health::start(
             &reporter,
             health::Dependencies {

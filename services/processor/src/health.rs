@@ -5,6 +5,7 @@
 //! | `""`, `ordo.processor.v1.ProcessorService`, `ordo.deps.database` | the database answers a ping |
 //! | `ordo.deps.nats` | the consumer's connection is up (and the relay's publish breaker, if the relay runs here, is not open) |
 //! | `ordo.deps.payments` | the payments circuit breaker is not open |
+//! | `ordo.liveness` | the process runs (the liveness probe) |
 //!
 //! Payments or NATS being down leaves the processor SERVING: messages wait
 //! in the stream, deferred, and nothing is lost.
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use ordo_outbox::NatsReachability;
 use ordo_resilience::{BreakerState, CircuitBreaker};
-use ordo_service_kit::health::{self, DEPS_DATABASE, DEPS_NATS, DEPS_PAYMENTS};
+use ordo_service_kit::health::{self, DEPS_DATABASE, DEPS_NATS, DEPS_PAYMENTS, LIVENESS};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tonic_health::server::HealthReporter;
@@ -22,12 +23,13 @@ use tonic_health::server::HealthReporter;
 /// The processor's API in health answers.
 pub const PROCESSOR_SERVICE: &str = "ordo.processor.v1.ProcessorService";
 /// Every name the processor reports.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "",
     PROCESSOR_SERVICE,
     DEPS_DATABASE,
     DEPS_NATS,
     DEPS_PAYMENTS,
+    LIVENESS,
 ];
 
 /// The dependencies to probe.
