@@ -33,12 +33,17 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests, then the grpcurl smoke test
+# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm checks
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
+    scripts/helm-check.sh
+
+# lint, render and validate the Helm chart (real Helm engine, Kubernetes schemas; no cluster)
+helm-check:
+    scripts/helm-check.sh
 
 # benchmarks (release build): the outbox relay beside the raw limits of this machine; run on a quiet machine
 bench *ARGS: deps
