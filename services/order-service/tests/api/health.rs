@@ -53,6 +53,15 @@ async fn health_follows_the_database() {
         all_report(addr, ServingStatus::Serving)
     })
     .await;
-    app.client.place_order(valid_request()).await.unwrap();
+    // A pooled connection the cut broke fails its first use (UNAVAILABLE,
+    // nothing written); the pool then replaces it.
+    let mut client = app.client.clone();
+    let mut refused = 0;
+    while let Err(status) = client.place_order(valid_request()).await {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        refused += 1;
+        assert!(refused < 10, "the pool did not recover: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(app.written().await, [1, 2, 0, 1]);
 }
