@@ -33,13 +33,19 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm checks
+# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm checks, the chaos suite (bounded)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
     scripts/helm-check.sh
+    "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000
+
+# the chaos suite at full size (20,000 orders); --seed N replays a run
+chaos *ARGS: deps
+    cargo build --workspace --bins
+    "$CARGO_TARGET_DIR/debug/ordo-chaos" {{ARGS}}
 
 # lint, render and validate the Helm chart (real Helm engine, Kubernetes schemas; no cluster)
 helm-check:

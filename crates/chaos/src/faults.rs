@@ -1,0 +1,106 @@
+//! The fault schedule: which fault, at what point of the run (a fraction of
+//! the orders placed, so the schedule does not depend on the machine's
+//! speed), for how long — all drawn from the seed, so a run can be replayed.
+
+use std::fmt;
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` an order-service replica, restart it after the downtime.
+    KillOrderService(usize),
+    /// `kill -9` a processor replica, restart it after the downtime.
+    KillProcessor(usize),
+    /// Kill nats-server (SIGKILL) and start it again on the same store.
+    RestartNats,
+    /// `pg_terminate_backend` every connection of Ordo's databases.
+    TerminateBackends,
+    /// Stop PostgreSQL in immediate mode (a crash) and start it again.
+    RestartPostgres,
+    /// The payment simulator fails every call for the downtime.
+    FlapPayments,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::KillOrderService(replica) => write!(f, "kill -9 order-service #{replica}"),
+            Self::KillProcessor(replica) => write!(f, "kill -9 processor #{replica}"),
+            Self::RestartNats => write!(f, "restart nats-server"),
+            Self::TerminateBackends => write!(f, "pg_terminate_backend all"),
+            Self::RestartPostgres => write!(f, "crash and restart PostgreSQL"),
+            Self::FlapPayments => write!(f, "payments failing"),
+        }
+    }
+}
+
+/// A fault at a point of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Planned {
+    /// Share of the orders acknowledged when it strikes (0–1).
+    pub at: f64,
+    pub fault: Fault,
+    /// How long the victim stays down (ms).
+    pub downtime_ms: u64,
+}
+
+/// Every fault the suite promises, at seeded moments, in order.
+pub fn plan(seed: u64, replicas: usize) -> Vec<Planned> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut faults = Vec::new();
+    for n in 0..5 {
+        faults.push(Fault::KillOrderService(n % replicas));
+        faults.push(Fault::KillProcessor(n % replicas));
+    }
+    faults.extend([
+        Fault::RestartNats,
+        Fault::RestartNats,
+        Fault::TerminateBackends,
+        Fault::TerminateBackends,
+        Fault::TerminateBackends,
+        Fault::RestartPostgres,
+        Fault::FlapPayments,
+        Fault::FlapPayments,
+        Fault::FlapPayments,
+    ]);
+    let mut planned: Vec<Planned> = faults
+        .into_iter()
+        .map(|fault| Planned {
+            at: 0.05 + rng.f64() * 0.85,
+            fault,
+            downtime_ms: rng.u64(200..=2_000),
+        })
+        .collect();
+    planned.sort_by(|a, b| a.at.total_cmp(&b.at));
+    planned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let one: Vec<_> = plan(42, 2)
+            .iter()
+            .map(|p| (p.at.to_bits(), p.fault, p.downtime_ms))
+            .collect();
+        let two: Vec<_> = plan(42, 2)
+            .iter()
+            .map(|p| (p.at.to_bits(), p.fault, p.downtime_ms))
+            .collect();
+        assert_eq!(one, two);
+        assert_ne!(
+            one,
+            plan(43, 2)
+                .iter()
+                .map(|p| (p.at.to_bits(), p.fault, p.downtime_ms))
+                .collect::<Vec<_>>()
+        );
+        let kills = one
+            .iter()
+            .filter(|(_, fault, _)| matches!(fault, Fault::KillOrderService(_)))
+            .count();
+        assert_eq!(kills, 5);
+    }
+}

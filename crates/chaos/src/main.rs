@@ -1,0 +1,313 @@
+//! `ordo-chaos`: Ordo's real binaries, two replicas each, over a PostgreSQL
+//! and a nats-server of the run's own, placing orders while a seeded
+//! schedule kills and restarts everything; then every invariant is checked.
+//!
+//! ```text
+//! ordo-chaos [--orders 20000] [--seed N] [--concurrency 16] [--bin-dir DIR]
+//! ```
+//!
+//! - [`postgres`] and `ordo_testkit::NatsServer` are the infrastructure;
+//!   [`services`] the processes; [`load`] the client; [`faults`] the
+//!   schedule; [`verify`] the checks. Exit status 1 on any violation.
+#![forbid(unsafe_code)]
+
+mod faults;
+mod load;
+mod postgres;
+mod services;
+mod verify;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ordo_proto::payments::v1::{Faults, SetFaultsRequest};
+use ordo_proto::{OrderServiceClient, PaymentServiceClient, ProcessorServiceClient};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::time::Instant;
+
+use crate::faults::Fault;
+use crate::services::ServiceProcess;
+
+const ADMIN_TOKEN: &str = "chaos-admin-token-0123456789";
+const REPLICAS: usize = 2;
+
+struct Options {
+    orders: usize,
+    seed: u64,
+    concurrency: usize,
+    bin_dir: PathBuf,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        orders: 20_000,
+        seed: fastrand::u64(..),
+        concurrency: 16,
+        bin_dir: PathBuf::from(
+            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
+        )
+        .join("debug"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--orders" => options.orders = value.parse().context("--orders: a whole number")?,
+            "--seed" => options.seed = value.parse().context("--seed: a whole number")?,
+            "--concurrency" => {
+                options.concurrency = value.parse().context("--concurrency: a whole number")?
+            }
+            "--bin-dir" => options.bin_dir = PathBuf::from(value),
+            other => anyhow::bail!(
+                "unknown flag {other}; flags: --orders --seed --concurrency --bin-dir"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("chaos: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<bool> {
+    let options = options()?;
+    let plan = faults::plan(options.seed, REPLICAS);
+    println!(
+        "chaos: {} orders, seed {} (replay: --seed {})",
+        options.orders, options.seed, options.seed
+    );
+    for planned in &plan {
+        println!(
+            "  planned at {:>4.1}%: {} for {} ms",
+            planned.at * 100.0,
+            planned.fault,
+            planned.downtime_ms
+        );
+    }
+
+    let run_dir = std::env::temp_dir().join(format!("ordo-chaos-{}", std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    let postgres = postgres::Postgres::start(services::free_port()?).await?;
+    let mut nats = ordo_testkit::NatsServer::start().await?;
+    let common = |database: &str| -> Vec<(String, String)> {
+        [
+            ("DATABASE_URL", postgres.url(database)),
+            ("NATS_URL", nats.url()),
+            ("OUTBOX_LEASE_TTL", "3s".into()),
+            ("OUTBOX_POLL_INTERVAL", "200ms".into()),
+            ("HEALTH_PROBE_INTERVAL", "500ms".into()),
+            ("SHUTDOWN_TIMEOUT", "2s".into()),
+            ("RUST_LOG", "warn".into()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    };
+    let payments = ServiceProcess::start(
+        "payments-sim",
+        &options.bin_dir,
+        "payments-sim",
+        Vec::new(),
+        &run_dir,
+    )
+    .await?;
+    let mut order_services = Vec::new();
+    let mut processors = Vec::new();
+    for replica in 0..REPLICAS {
+        order_services.push(
+            ServiceProcess::start(
+                &format!("order-service-{replica}"),
+                &options.bin_dir,
+                "order-service",
+                common("ordo"),
+                &run_dir,
+            )
+            .await?,
+        );
+        let mut env = common("ordo_processor");
+        env.extend(
+            [
+                ("PAYMENTS_URL", format!("http://{}", payments.addr)),
+                ("PROCESSOR_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+                ("PROCESSOR_ACK_WAIT", "5s".into()),
+                ("PROCESSOR_BACKOFF_BASE", "100ms".into()),
+                ("PROCESSOR_BACKOFF_MAX", "2s".into()),
+                ("PAYMENTS_BREAKER_COOL_DOWN", "1s".into()),
+                ("PROCESSOR_INSTANCE", format!("processor-{replica}")),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+        );
+        processors.push(
+            ServiceProcess::start(
+                &format!("processor-{replica}"),
+                &options.bin_dir,
+                "processor",
+                env,
+                &run_dir,
+            )
+            .await?,
+        );
+    }
+    println!(
+        "chaos: PostgreSQL on {}, NATS on {}, logs in {}",
+        postgres.port,
+        nats.url(),
+        run_dir.display()
+    );
+
+    let clients = order_services
+        .iter()
+        .map(|service| {
+            tonic::transport::Endpoint::from_shared(format!("http://{}", service.addr))
+                .map(|endpoint| OrderServiceClient::new(endpoint.connect_lazy()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut payments_client =
+        PaymentServiceClient::connect(format!("http://{}", payments.addr)).await?;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let load = tokio::spawn(load::place(
+        clients,
+        options.orders,
+        options.concurrency,
+        options.seed,
+        Arc::clone(&progress),
+    ));
+
+    let mut injected = Vec::new();
+    for planned in &plan {
+        let threshold = (planned.at * options.orders as f64) as usize;
+        while progress.load(Ordering::Relaxed) < threshold && !load.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let downtime = Duration::from_millis(planned.downtime_ms);
+        let at = started.elapsed();
+        match planned.fault {
+            Fault::KillOrderService(replica) => {
+                order_services[replica].kill().await?;
+                tokio::time::sleep(downtime).await;
+                order_services[replica].spawn().await?;
+            }
+            Fault::KillProcessor(replica) => {
+                processors[replica].kill().await?;
+                tokio::time::sleep(downtime).await;
+                processors[replica].spawn().await?;
+            }
+            Fault::RestartNats => {
+                nats.stop().await?;
+                tokio::time::sleep(downtime).await;
+                nats.restart().await?;
+            }
+            Fault::TerminateBackends => {
+                let admin = Database::connect(postgres.url("postgres")).await?;
+                admin
+                    .execute_unprepared(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname IN ('ordo', 'ordo_processor') AND pid <> pg_backend_pid()",
+                    )
+                    .await?;
+                admin.close().await?;
+            }
+            Fault::RestartPostgres => postgres.crash_and_restart().await?,
+            Fault::FlapPayments => {
+                set_outage(&mut payments_client, true).await?;
+                tokio::time::sleep(downtime).await;
+                set_outage(&mut payments_client, false).await?;
+            }
+        }
+        let line = format!(
+            "{:>7.2}s at {:>5} orders: {} ({} ms)",
+            at.as_secs_f64(),
+            progress.load(Ordering::Relaxed),
+            planned.fault,
+            planned.downtime_ms
+        );
+        println!("  injected {line}");
+        injected.push(line);
+    }
+    let placed = load.await?;
+    let placing = started.elapsed();
+    println!(
+        "chaos: {} orders acknowledged in {:.1}s ({} retried calls, {} abandoned)",
+        placed.orders.len(),
+        placing.as_secs_f64(),
+        placed.retries,
+        placed.abandoned.len()
+    );
+
+    let sources = verify::Sources {
+        orders_db: postgres.url("ordo"),
+        processor_db: postgres.url("ordo_processor"),
+        nats_url: nats.url(),
+        payments: payments_client.clone(),
+        processor: ProcessorServiceClient::connect(format!("http://{}", processors[0].addr))
+            .await?,
+        admin_token: ADMIN_TOKEN.to_owned(),
+    };
+    let mut report = verify::verify(&sources, &placed.orders).await?;
+    if !placed.abandoned.is_empty() {
+        report.violations.push(format!(
+            "{} order(s) never acknowledged: {:?}",
+            placed.abandoned.len(),
+            &placed.abandoned[..placed.abandoned.len().min(10)]
+        ));
+    }
+    println!(
+        "chaos: settled {:.1}s after the start",
+        started.elapsed().as_secs_f64()
+    );
+    for fact in &report.facts {
+        println!("  fact: {fact}");
+    }
+    for violation in &report.violations {
+        println!("  VIOLATION: {violation}");
+    }
+    println!(
+        "chaos: {} faults injected, {} violations (seed {})",
+        injected.len(),
+        report.violations.len(),
+        options.seed
+    );
+
+    for service in order_services.iter_mut().chain(processors.iter_mut()) {
+        let _ = service.kill().await;
+    }
+    drop(payments);
+    let _ = nats.stop().await;
+    postgres.destroy().await;
+    if report.violations.is_empty() {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    Ok(report.violations.is_empty())
+}
+
+async fn set_outage(
+    client: &mut PaymentServiceClient<tonic::transport::Channel>,
+    outage: bool,
+) -> anyhow::Result<()> {
+    client
+        .set_faults(SetFaultsRequest {
+            faults: Some(Faults {
+                outage,
+                decline_above_minor: 1_000_000,
+                ..Faults::default()
+            }),
+        })
+        .await?;
+    Ok(())
+}

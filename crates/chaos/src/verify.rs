@@ -1,0 +1,297 @@
+//! After the storm: every invariant of DESIGN.md checked from the
+//! databases, the stream and the simulator's own counts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ordo_proto::payments::v1::GetPaymentCountsRequest;
+use ordo_proto::processor::v1::ListDeadLettersRequest;
+use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
+use ordo_testkit::TestStream;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tonic::transport::Channel;
+
+/// What was checked: facts, and violations (each naming the orders).
+#[derive(Debug, Default)]
+pub struct Report {
+    pub facts: Vec<String>,
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    fn violation(&mut self, what: &str, orders: &[String]) {
+        if !orders.is_empty() {
+            let shown: Vec<&str> = orders.iter().take(10).map(String::as_str).collect();
+            self.violations.push(format!(
+                "{what}: {} order(s), e.g. {}",
+                orders.len(),
+                shown.join(", ")
+            ));
+        }
+    }
+}
+
+/// Where to look.
+pub struct Sources {
+    pub orders_db: String,
+    pub processor_db: String,
+    pub nats_url: String,
+    pub payments: PaymentServiceClient<Channel>,
+    pub processor: ProcessorServiceClient<Channel>,
+    pub admin_token: String,
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+/// Waits (up to `deadline`) until no order is PENDING and both outboxes are empty.
+pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i64, i64, i64)> {
+    let orders = Database::connect(&sources.orders_db).await?;
+    let processor = Database::connect(&sources.processor_db).await?;
+    let started = tokio::time::Instant::now();
+    loop {
+        let pending = count(
+            &orders,
+            "SELECT count(*) FROM orders WHERE status = 'PENDING'",
+        )
+        .await
+        .unwrap_or(-1);
+        let outbox = count(&orders, "SELECT count(*) FROM outbox")
+            .await
+            .unwrap_or(-1);
+        let processor_outbox = count(&processor, "SELECT count(*) FROM outbox")
+            .await
+            .unwrap_or(-1);
+        if (pending, outbox, processor_outbox) == (0, 0, 0) || started.elapsed() > deadline {
+            return Ok((pending, outbox, processor_outbox));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Checks invariants 1–5 over `acknowledged` (order id, declined by design).
+pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let (pending, outbox, processor_outbox) = settle(sources, Duration::from_secs(300)).await?;
+    report.facts.push(format!("pending orders {pending}, order-service outbox {outbox}, processor outbox {processor_outbox}"));
+    if pending != 0 {
+        report
+            .violations
+            .push(format!("{pending} order(s) never reached a terminal state"));
+    }
+    if outbox != 0 || processor_outbox != 0 {
+        report.violations.push(format!(
+            "outboxes not empty: {outbox} and {processor_outbox} rows"
+        ));
+    }
+
+    let db = Database::connect(&sources.orders_db).await?;
+    let statuses: HashMap<String, String> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id::text AS id, status FROM orders".to_owned(),
+        ))
+        .await?
+        .iter()
+        .filter_map(|row| Some((row.try_get("", "id").ok()?, row.try_get("", "status").ok()?)))
+        .collect();
+    report.facts.push(format!(
+        "{} orders acknowledged, {} in the database",
+        acknowledged.len(),
+        statuses.len()
+    ));
+    let known: HashSet<&String> = acknowledged.iter().map(|(id, _)| id).collect();
+    let lost: Vec<String> = acknowledged
+        .iter()
+        .filter(|(id, _)| !statuses.contains_key(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    report.violation("acknowledged but not stored", &lost);
+    let extra: Vec<String> = statuses
+        .keys()
+        .filter(|id| !known.contains(id))
+        .cloned()
+        .collect();
+    report.violation(
+        "stored but never acknowledged (a retry made a second order)",
+        &extra,
+    );
+
+    // The stream: each event once, one OrderPlaced per order, one verdict, in order.
+    let stream = TestStream {
+        name: "ORDERS".into(),
+        subject_prefix: String::new(),
+    };
+    let messages = stream
+        .messages(&sources.nats_url)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    report
+        .facts
+        .push(format!("{} messages in the ORDERS stream", messages.len()));
+    let mut ids = HashSet::new();
+    let mut duplicated = Vec::new();
+    let mut per_order: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for message in &messages {
+        if !ids.insert(message.message_id.clone()) {
+            duplicated.push(message.message_id.clone());
+        }
+        let order = message.header("ce-subject").unwrap_or_default().to_owned();
+        let kind = message
+            .subject
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        per_order
+            .entry(order)
+            .or_default()
+            .push((message.sequence, kind));
+    }
+    report.violation(
+        "an event stored twice in the stream (by Nats-Msg-Id)",
+        &duplicated,
+    );
+    let mut no_event = Vec::new();
+    let mut wrong_events = Vec::new();
+    let mut out_of_order = Vec::new();
+    let mut status_mismatch = Vec::new();
+    for (id, status) in &statuses {
+        let Some(events) = per_order.get(id) else {
+            no_event.push(id.clone());
+            continue;
+        };
+        let kinds: Vec<&str> = events.iter().map(|(_, kind)| kind.as_str()).collect();
+        let placed = kinds.iter().filter(|kind| **kind == "placed").count();
+        let verdicts: Vec<&str> = kinds
+            .iter()
+            .copied()
+            .filter(|kind| *kind == "confirmed" || *kind == "rejected")
+            .collect();
+        if placed != 1 || verdicts.len() != 1 {
+            wrong_events.push(format!("{id} {kinds:?}"));
+            continue;
+        }
+        if kinds.first() != Some(&"placed") {
+            out_of_order.push(format!("{id} {kinds:?}"));
+        }
+        let expected = if verdicts[0] == "confirmed" {
+            "CONFIRMED"
+        } else {
+            "REJECTED"
+        };
+        if status != expected {
+            status_mismatch.push(format!("{id} is {status} after {}", verdicts[0]));
+        }
+    }
+    let orphan_events: Vec<String> = per_order
+        .keys()
+        .filter(|id| !statuses.contains_key(*id))
+        .cloned()
+        .collect();
+    report.violation(
+        "an order without its OrderPlaced event (invariant 1)",
+        &no_event,
+    );
+    report.violation("an event without an order (invariant 1)", &orphan_events);
+    report.violation(
+        "not exactly one OrderPlaced and one verdict (invariants 2, 3)",
+        &wrong_events,
+    );
+    report.violation("events out of order (invariant 4)", &out_of_order);
+    report.violation("status differs from the verdict", &status_mismatch);
+
+    // Payments: at most one authorization per order; declined ones never charged.
+    let counts: Vec<(String, bool, u32, u32)> = futures::stream::iter(acknowledged.iter().cloned())
+        .map(|(id, declined)| {
+            let mut payments = sources.payments.clone();
+            async move {
+                let counts = payments
+                    .get_payment_counts(GetPaymentCountsRequest {
+                        order_id: id.clone(),
+                    })
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .unwrap_or_default();
+                (id, declined, counts.authorizations, counts.approvals)
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let charged_twice: Vec<String> = counts
+        .iter()
+        .filter(|c| c.2 > 1 || c.3 > 1)
+        .map(|c| c.0.clone())
+        .collect();
+    report.violation("authorized more than once (invariant 3)", &charged_twice);
+    let wrongly_charged: Vec<String> = counts
+        .iter()
+        .filter(|c| c.1 && c.3 > 0)
+        .map(|c| c.0.clone())
+        .collect();
+    report.violation("charged although declined by design", &wrongly_charged);
+    let unpaid: Vec<String> = counts
+        .iter()
+        .filter(|c| {
+            statuses
+                .get(&c.0)
+                .is_some_and(|status| status == "CONFIRMED")
+                && c.3 != 1
+        })
+        .map(|c| c.0.clone())
+        .collect();
+    report.violation(
+        "CONFIRMED without exactly one approved authorization",
+        &unpaid,
+    );
+    let authorizations: u32 = counts.iter().map(|c| c.2).sum();
+    report.facts.push(format!(
+        "{authorizations} authorizations for {} orders",
+        counts.len()
+    ));
+
+    // Dead letters: each with its whole history, attempts 1..n.
+    let mut request = tonic::Request::new(ListDeadLettersRequest {
+        page_size: 100,
+        page_token: String::new(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", sources.admin_token).parse()?,
+    );
+    let dead = sources
+        .processor
+        .clone()
+        .list_dead_letters(request)
+        .await?
+        .into_inner()
+        .dead_letters;
+    let incomplete: Vec<String> = dead
+        .iter()
+        .filter(|letter| {
+            let attempts: Vec<u32> = letter
+                .error_history
+                .iter()
+                .map(|entry| entry.attempt)
+                .collect();
+            attempts.is_empty() || attempts != (1..=attempts.len() as u32).collect::<Vec<_>>()
+        })
+        .map(|letter| letter.order_id.clone())
+        .collect();
+    report.violation(
+        "a dead letter without its complete history (invariant 5)",
+        &incomplete,
+    );
+    report.facts.push(format!("{} dead letters", dead.len()));
+    Ok(report)
+}
