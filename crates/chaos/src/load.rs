@@ -50,7 +50,7 @@ pub async fn place(
     for (n, result, retries) in results {
         placed.retries += retries;
         match result {
-            Ok(order_id) => placed.orders.push((order_id, n % 10 == 0)),
+            Ok(order_id) => placed.orders.push((order_id, n.is_multiple_of(10))),
             Err(()) => placed.abandoned.push(n),
         }
     }
@@ -67,7 +67,7 @@ async fn place_one(
         lines: vec![OrderLine {
             sku: format!("SKU-{}", n % 13),
             quantity: 1,
-            unit_price_minor: if n % 10 == 0 {
+            unit_price_minor: if n.is_multiple_of(10) {
                 DECLINED_PRICE
             } else {
                 1_000 + (n as i64 % 500)
