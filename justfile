@@ -53,7 +53,7 @@ helm-check:
 
 # benchmarks (release build): the outbox relay beside the raw limits of this machine; run on a quiet machine
 bench *ARGS: deps
-    cargo build --release -p ordo-bench
+    cargo build --release -p ordo-bench -p order-service -p processor -p payments-sim
     "$CARGO_TARGET_DIR/release/ordo-bench" {{ARGS}}
 
 # formatting and clippy, warnings as errors

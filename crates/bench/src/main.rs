@@ -13,9 +13,16 @@
 //! at `ORDO_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Results are
 //! printed as a table and written as JSON under `.ordo/bench/`.
 //!
-//! Usage: `ordo-bench [--backlog N] [--rate R] [--seconds S]`
+//! Then the whole pipeline: the order-service, processor and payments-sim
+//! release binaries over their own databases and a nats-server of the run's
+//! own — PlaceOrder at the rate, each order's verdict observed on NATS, a
+//! closed loop of 16 clients, resident memory — beside the raw SQL order
+//! transaction at the same concurrency.
+//!
+//! Usage: `ordo-bench [--backlog N] [--rate R] [--seconds S] [--lifecycle true|false]`
 
 mod latency;
+mod lifecycle;
 mod load;
 mod raw;
 mod report;
@@ -39,6 +46,8 @@ pub struct Options {
     pub rate: u32,
     /// How long the latency measurement runs.
     pub duration: Duration,
+    /// Also run the three release binaries end to end.
+    pub lifecycle: bool,
 }
 
 impl Options {
@@ -47,6 +56,7 @@ impl Options {
             backlog: 200_000,
             rate: 1_000,
             duration: Duration::from_secs(20),
+            lifecycle: true,
         };
         let mut args = args.skip(1);
         while let Some(flag) = args.next() {
@@ -55,6 +65,9 @@ impl Options {
                 .with_context(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
                 "--backlog" => options.backlog = value.parse().context("--backlog")?,
+                "--lifecycle" => {
+                    options.lifecycle = value.parse().context("--lifecycle true|false")?
+                }
                 "--rate" => options.rate = value.parse().context("--rate")?,
                 "--seconds" => {
                     options.duration = Duration::from_secs(value.parse().context("--seconds")?)
@@ -115,13 +128,23 @@ async fn main() -> anyhow::Result<()> {
     let latency = latency::steady_rate(options.rate, options.duration).await?;
     let latency_cpu = cpu.busy_percent_since();
 
+    let lifecycle = if options.lifecycle {
+        let bin_dir = std::path::PathBuf::from(
+            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
+        )
+        .join("release");
+        Some(lifecycle::run(&bin_dir, options.rate, options.duration).await?)
+    } else {
+        None
+    };
+
     let load_after = load::sample();
     let raw = report::RawLimits {
         jetstream_64,
         jetstream,
         claim_delete,
     };
-    let report = report::Report::new(
+    let mut report = report::Report::new(
         &options,
         raw,
         drain,
@@ -130,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         load_before,
         load_after,
     );
+    report.lifecycle = lifecycle;
     report.print();
     let path = report.save()?;
     println!("\nresults saved to {}", path.display());

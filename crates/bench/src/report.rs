@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::Options;
 use crate::latency::Latency;
+use crate::lifecycle::Lifecycle;
 use crate::load::Load;
 use crate::raw::Throughput;
 
@@ -38,7 +39,17 @@ pub struct Report {
     pub latency_phase_cpu_busy_percent: f64,
     pub load_before: Load,
     pub load_after: Load,
+    /// The three binaries end to end, when run.
+    pub lifecycle: Option<Lifecycle>,
 }
+
+/// PlaceOrder (closed loop) against the raw SQL order transaction.
+const WRITE_PATH_SHARE_TARGET: f64 = 0.70;
+/// Terminal orders per second, full life cycle.
+const LIFECYCLE_TARGET: f64 = 2_000.0;
+const END_TO_END_P99_TARGET_MS: f64 = 50.0;
+const PLACE_ORDER_P99_TARGET_MS: f64 = 10.0;
+const RESIDENT_TARGET_MB: f64 = 100.0;
 
 impl Report {
     pub fn new(
@@ -65,6 +76,7 @@ impl Report {
             latency_phase_cpu_busy_percent,
             load_before,
             load_after,
+            lifecycle: None,
         }
     }
 
@@ -145,6 +157,67 @@ impl Report {
                 format!("{bucket:.1} ms"),
                 "histogram bucket bound".into(),
             );
+        }
+        if let Some(lifecycle) = &self.lifecycle {
+            let share =
+                lifecycle.closed_loop_place_per_second / lifecycle.raw_sql_order_txn_per_second;
+            row(
+                "raw SQL order transaction, 16 clients",
+                format!("{:.0} /s", lifecycle.raw_sql_order_txn_per_second),
+                "order + line + outbox row, one commit".into(),
+            );
+            row(
+                "PlaceOrder over gRPC, 16 clients (binary)",
+                format!("{:.0} /s", lifecycle.closed_loop_place_per_second),
+                format!(
+                    "≥ {:.0}% of raw SQL ({:.0}%): {}",
+                    WRITE_PATH_SHARE_TARGET * 100.0,
+                    share * 100.0,
+                    verdict(share >= WRITE_PATH_SHARE_TARGET)
+                ),
+            );
+            row(
+                "full life cycle, terminal orders (closed loop)",
+                format!("{:.0} /s", lifecycle.closed_loop_terminal_per_second),
+                format!(
+                    "≥ {LIFECYCLE_TARGET:.0}/s: {}",
+                    verdict(lifecycle.closed_loop_terminal_per_second >= LIFECYCLE_TARGET)
+                ),
+            );
+            row(
+                &format!("life cycle at {}/s: terminal", lifecycle.rate),
+                format!(
+                    "{}/{} in {:.0} s",
+                    lifecycle.terminal, lifecycle.placed, lifecycle.seconds
+                ),
+                format!("{:.0}/s", lifecycle.terminal_per_second),
+            );
+            row(
+                "  PlaceOrder (binary) from scheduled send",
+                percentiles(&lifecycle.place_order),
+                format!(
+                    "p99 ≤ {PLACE_ORDER_P99_TARGET_MS} ms: {}",
+                    verdict(lifecycle.place_order.p99_ms <= PLACE_ORDER_P99_TARGET_MS)
+                ),
+            );
+            row(
+                "  placed → verdict on NATS (end to end)",
+                percentiles(&lifecycle.end_to_end),
+                format!(
+                    "p99 ≤ {END_TO_END_P99_TARGET_MS} ms: {}",
+                    verdict(lifecycle.end_to_end.p99_ms <= END_TO_END_P99_TARGET_MS)
+                ),
+            );
+            for (name, mb) in &lifecycle.resident_mb {
+                row(
+                    &format!("resident memory, {name}"),
+                    format!("{mb:.0} MB"),
+                    format!(
+                        "≤ {RESIDENT_TARGET_MB:.0} MB: {}",
+                        verdict(*mb <= RESIDENT_TARGET_MB)
+                    ),
+                );
+            }
         }
         println!("machine after: {}", self.load_after);
     }

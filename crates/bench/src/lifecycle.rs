@@ -1,0 +1,333 @@
+//! The whole pipeline, as users run it: the three release binaries as
+//! processes over PostgreSQL and a nats-server of the run's own, PlaceOrder
+//! over gRPC, and each order's verdict (`orders.confirmed` /
+//! `orders.rejected`) observed on NATS. Beside it, in the same run, the raw
+//! SQL order transaction at the same concurrency.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use ordo_proto::OrderServiceClient;
+use ordo_proto::order::v1::{OrderLine, PlaceOrderRequest};
+use ordo_testkit::{NatsServer, Schema, TestDatabase};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::latency::Percentiles;
+
+/// Clients of the closed-loop and raw SQL phases.
+pub const CLIENTS: usize = 16;
+
+/// What the lifecycle run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lifecycle {
+    pub rate: u32,
+    pub seconds: f64,
+    pub placed: usize,
+    pub terminal: usize,
+    pub terminal_per_second: f64,
+    pub place_order: Percentiles,
+    pub end_to_end: Percentiles,
+    pub closed_loop_place_per_second: f64,
+    pub closed_loop_terminal_per_second: f64,
+    pub raw_sql_order_txn_per_second: f64,
+    pub resident_mb: Vec<(String, f64)>,
+}
+
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+async fn spawn(
+    bin_dir: &Path,
+    name: &'static str,
+    env: &[(&str, String)],
+) -> anyhow::Result<(Process, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new(bin_dir.join(name))
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_LISTEN_ADDR", "off")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (run: just bench, which builds it)",
+                bin_dir.join(name).display()
+            )
+        })?;
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?
+            .connect()
+            .await
+        {
+            let check = tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "ordo.liveness".into(),
+                })
+                .await;
+            if check.is_ok() {
+                return Ok((Process { name, child }, url));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{name} did not come up")
+}
+
+fn resident_mb(process: &Process) -> f64 {
+    let Some(pid) = process.child.id() else {
+        return f64::NAN;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn request(n: u64) -> PlaceOrderRequest {
+    PlaceOrderRequest {
+        customer_id: format!("bench-{}", n % 1000),
+        lines: vec![OrderLine {
+            sku: "BENCH".into(),
+            quantity: 1,
+            unit_price_minor: 1_000 + (n % 1000) as i64,
+        }],
+        currency: "EUR".into(),
+        idempotency_key: String::new(),
+    }
+}
+
+/// Verdicts seen on NATS: order id → when.
+type Verdicts = Arc<Mutex<HashMap<String, Instant>>>;
+
+async fn watch_verdicts(nats_url: &str) -> anyhow::Result<Verdicts> {
+    let client = async_nats::connect(nats_url).await?;
+    let verdicts: Verdicts = Arc::default();
+    for subject in ["orders.confirmed", "orders.rejected"] {
+        let mut subscription = client.subscribe(subject).await?;
+        let verdicts = Arc::clone(&verdicts);
+        tokio::spawn(async move {
+            while let Some(message) = subscription.next().await {
+                if let Some(order) = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get("ce-subject"))
+                {
+                    verdicts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(order.to_string(), Instant::now());
+                }
+            }
+        });
+    }
+    Ok(verdicts)
+}
+
+/// Runs the lifecycle phases with binaries from `bin_dir`.
+pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Result<Lifecycle> {
+    let nats = NatsServer::start().await?;
+    let orders_db = TestDatabase::create().await?;
+    let processor_db = TestDatabase::create_for(Schema::Processor).await?;
+    let (payments, payments_url) = spawn(bin_dir, "payments-sim", &[]).await?;
+    let (orders, orders_url) = spawn(
+        bin_dir,
+        "order-service",
+        &[
+            ("DATABASE_URL", orders_db.url().to_owned()),
+            ("NATS_URL", nats.url()),
+        ],
+    )
+    .await?;
+    let (processor, _) = spawn(
+        bin_dir,
+        "processor",
+        &[
+            ("DATABASE_URL", processor_db.url().to_owned()),
+            ("NATS_URL", nats.url()),
+            ("PAYMENTS_URL", payments_url),
+        ],
+    )
+    .await?;
+    let verdicts = watch_verdicts(&nats.url()).await?;
+    let channel = tonic::transport::Endpoint::from_shared(orders_url)?
+        .connect()
+        .await?;
+    let clients: Vec<OrderServiceClient<Channel>> = (0..CLIENTS)
+        .map(|_| OrderServiceClient::new(channel.clone()))
+        .collect();
+
+    // Open loop at `rate`: latency from each call's scheduled send.
+    let sent: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let started = Instant::now();
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        let scheduled = started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(scheduled).await;
+        let mut client = clients[n as usize % CLIENTS].clone();
+        let sent = Arc::clone(&sent);
+        tasks.push(tokio::spawn(async move {
+            if let Ok(response) = client.place_order(request(n)).await
+                && let Some(order) = response.into_inner().order
+            {
+                sent.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((order.order_id, scheduled, scheduled.elapsed()));
+            }
+        }));
+        if n % u64::from(rate.max(1)) == 0 {
+            let seen = verdicts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            eprint!("\r  lifecycle at {rate}/s: {n:>7} sent, {seen:>7} terminal   ");
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let placed = sent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    while verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len()
+        < placed.len()
+        && Instant::now() < wait_until
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!();
+    let seen = verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let last_verdict = seen.values().max().copied().unwrap_or(started);
+    let end_to_end: Vec<Duration> = placed
+        .iter()
+        .filter_map(|(id, scheduled, _)| Some(seen.get(id)?.saturating_duration_since(*scheduled)))
+        .collect();
+    let terminal = end_to_end.len();
+    let seconds = last_verdict
+        .saturating_duration_since(started)
+        .as_secs_f64();
+
+    // Closed loop: CLIENTS callers back to back for 10 s.
+    let before = seen.len();
+    let closed_started = Instant::now();
+    let closed_for = Duration::from_secs(10);
+    let calls: Vec<usize> = futures::future::join_all(clients.iter().cloned().enumerate().map(
+        |(c, mut client)| async move {
+            let mut done = 0;
+            let mut n = 10_000_000 * (c as u64 + 1);
+            while closed_started.elapsed() < closed_for {
+                if client.place_order(request(n)).await.is_ok() {
+                    done += 1;
+                }
+                n += 1;
+            }
+            done
+        },
+    ))
+    .await;
+    let closed_loop_place_per_second =
+        calls.iter().sum::<usize>() as f64 / closed_for.as_secs_f64();
+    let closed_terminal = verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len()
+        - before;
+    let closed_loop_terminal_per_second =
+        closed_terminal as f64 / closed_started.elapsed().as_secs_f64();
+
+    let resident = [&payments, &orders, &processor]
+        .iter()
+        .map(|p| (p.name.to_owned(), resident_mb(p)))
+        .collect();
+    drop((payments, orders, processor));
+    let raw_sql_order_txn_per_second = raw_sql_order_txn(CLIENTS, Duration::from_secs(10)).await?;
+    Ok(Lifecycle {
+        rate,
+        seconds,
+        placed: placed.len(),
+        terminal,
+        terminal_per_second: terminal as f64 / seconds.max(f64::EPSILON),
+        place_order: Percentiles::of(placed.iter().map(|(_, _, took)| *took).collect()),
+        end_to_end: Percentiles::of(end_to_end),
+        closed_loop_place_per_second,
+        closed_loop_terminal_per_second,
+        raw_sql_order_txn_per_second,
+        resident_mb: resident,
+    })
+}
+
+/// The order transaction written by hand in SQL (order, line, outbox row,
+/// one commit), `clients` at once, for `duration`: what the write path
+/// could do without gRPC, validation or the ORM.
+async fn raw_sql_order_txn(clients: usize, duration: Duration) -> anyhow::Result<f64> {
+    let database = TestDatabase::create().await?;
+    let db = {
+        let mut options = sea_orm::ConnectOptions::new(database.url().to_owned());
+        options.max_connections(clients as u32).sqlx_logging(false);
+        sea_orm::Database::connect(options).await?
+    };
+    let started = Instant::now();
+    let done: Vec<u64> = futures::future::join_all((0..clients).map(|_| {
+        let db = db.clone();
+        async move {
+            let mut done = 0;
+            while started.elapsed() < duration {
+                let id = uuid::Uuid::now_v7();
+                let Ok(txn) = db.begin().await else { continue };
+                let statements = [
+                    format!(
+                        "INSERT INTO orders (id, customer_id, currency, total_minor, status, correlation_id, created_at, updated_at) \
+                         VALUES ('{id}', 'bench', 'EUR', 1000, 'PENDING', 'bench', now(), now())"
+                    ),
+                    format!("INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) VALUES ('{id}', 0, 'BENCH', 1, 1000)"),
+                    format!(
+                        "INSERT INTO outbox (event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers) \
+                         VALUES ('{}', 0, 'order', '{id}', 'orders.placed', 'ordo.events.v1.OrderPlaced', '\\x00', '{{}}')",
+                        uuid::Uuid::now_v7()
+                    ),
+                ];
+                let mut ok = true;
+                for statement in &statements {
+                    ok &= txn.execute_unprepared(statement).await.is_ok();
+                }
+                if ok && txn.commit().await.is_ok() {
+                    done += 1;
+                }
+            }
+            done
+        }
+    }))
+    .await;
+    Ok(done.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
+}
