@@ -147,6 +147,8 @@ async fn watch_verdicts(nats_url: &str) -> anyhow::Result<Verdicts> {
 
 /// Runs the lifecycle phases with binaries from `bin_dir`.
 pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Result<Lifecycle> {
+    // The raw limit first, on a quiet machine.
+    let raw_sql_order_txn_per_second = raw_sql_order_txn(CLIENTS, Duration::from_secs(10)).await?;
     let nats = NatsServer::start().await?;
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
@@ -177,6 +179,53 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
     let clients: Vec<OrderServiceClient<Channel>> = (0..CLIENTS)
         .map(|_| OrderServiceClient::new(channel.clone()))
         .collect();
+
+    // Closed loop: CLIENTS callers back to back for 10 s.
+    let before = verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    let closed_started = Instant::now();
+    let closed_for = Duration::from_secs(10);
+    let calls: Vec<usize> = futures::future::join_all(clients.iter().cloned().enumerate().map(
+        |(c, mut client)| async move {
+            let mut done = 0;
+            let mut n = 10_000_000 * (c as u64 + 1);
+            while closed_started.elapsed() < closed_for {
+                if client.place_order(request(n)).await.is_ok() {
+                    done += 1;
+                }
+                n += 1;
+            }
+            done
+        },
+    ))
+    .await;
+    let closed_loop_place_per_second =
+        calls.iter().sum::<usize>() as f64 / closed_for.as_secs_f64();
+    let closed_terminal = verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len()
+        - before;
+    let closed_loop_terminal_per_second =
+        closed_terminal as f64 / closed_started.elapsed().as_secs_f64();
+
+    // Let the closed loop's orders settle before the open loop starts.
+    let settle_until = Instant::now() + Duration::from_secs(60);
+    while verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len()
+        < before + calls.iter().sum::<usize>()
+        && Instant::now() < settle_until
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    verdicts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
 
     // Open loop at `rate`: latency from each call's scheduled send.
     let sent: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
@@ -238,40 +287,11 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         .saturating_duration_since(started)
         .as_secs_f64();
 
-    // Closed loop: CLIENTS callers back to back for 10 s.
-    let before = seen.len();
-    let closed_started = Instant::now();
-    let closed_for = Duration::from_secs(10);
-    let calls: Vec<usize> = futures::future::join_all(clients.iter().cloned().enumerate().map(
-        |(c, mut client)| async move {
-            let mut done = 0;
-            let mut n = 10_000_000 * (c as u64 + 1);
-            while closed_started.elapsed() < closed_for {
-                if client.place_order(request(n)).await.is_ok() {
-                    done += 1;
-                }
-                n += 1;
-            }
-            done
-        },
-    ))
-    .await;
-    let closed_loop_place_per_second =
-        calls.iter().sum::<usize>() as f64 / closed_for.as_secs_f64();
-    let closed_terminal = verdicts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len()
-        - before;
-    let closed_loop_terminal_per_second =
-        closed_terminal as f64 / closed_started.elapsed().as_secs_f64();
-
     let resident = [&payments, &orders, &processor]
         .iter()
         .map(|p| (p.name.to_owned(), resident_mb(p)))
         .collect();
     drop((payments, orders, processor));
-    let raw_sql_order_txn_per_second = raw_sql_order_txn(CLIENTS, Duration::from_secs(10)).await?;
     Ok(Lifecycle {
         rate,
         seconds,
