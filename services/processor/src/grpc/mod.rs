@@ -40,7 +40,7 @@ impl ProcessorService for ProcessorApi {
     async fn get_order_processing(
         &self,
         request: Request<api::GetOrderProcessingRequest>,
-    ) -> Result<Response<api::OrderProcessing>, Status> {
+    ) -> Result<Response<api::GetOrderProcessingResponse>, Status> {
         let raw = request.into_inner().order_id;
         let order_id = Uuid::parse_str(raw.trim())
             .map_err(|_| invalid("order_id", format!("{raw:?} is not a UUID")))?;
@@ -58,7 +58,9 @@ impl ProcessorService for ProcessorApi {
             .await
             .map_err(unavailable)?;
         let correlation_id = record.correlation_id.clone();
-        let mut response = Response::new(convert::processing_to_proto(record, history));
+        let mut response = Response::new(api::GetOrderProcessingResponse {
+            processing: Some(convert::processing_to_proto(record, history)),
+        });
         if let Ok(value) = correlation_id.parse() {
             response
                 .metadata_mut()
@@ -114,7 +116,7 @@ impl ProcessorService for ProcessorApi {
     async fn get_dead_letter(
         &self,
         request: Request<api::GetDeadLetterRequest>,
-    ) -> Result<Response<api::DeadLetter>, Status> {
+    ) -> Result<Response<api::GetDeadLetterResponse>, Status> {
         self.admin.check(request.metadata())?;
         let id = dead_letter_id(request.into_inner().id)?;
         let dead_letter = self
@@ -123,7 +125,9 @@ impl ProcessorService for ProcessorApi {
             .await
             .map_err(nats_unavailable)?
             .ok_or_else(|| not_found(id))?;
-        Ok(Response::new(convert::dead_letter_to_proto(dead_letter)))
+        Ok(Response::new(api::GetDeadLetterResponse {
+            dead_letter: Some(convert::dead_letter_to_proto(dead_letter)),
+        }))
     }
 
     async fn redrive_dead_letter(

@@ -89,7 +89,7 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(&fetched, dead);
+    assert_eq!(fetched.dead_letter.as_ref(), Some(dead));
     assert_eq!(processor.payments.counts(order_id).await.authorizations, 0);
 
     processor.payments.set_faults(0.0, false).await;

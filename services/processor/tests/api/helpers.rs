@@ -266,7 +266,7 @@ impl TestProcessor {
                 order_id: order_id.to_string(),
             })
             .await
-            .map(tonic::Response::into_inner)
+            .map(|response| response.into_inner().processing.unwrap_or_default())
     }
 
     /// Waits until the order's record is in `state`.
