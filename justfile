@@ -33,14 +33,24 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm checks, the chaos suite (bounded)
+# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm and API checks, the client examples, the chaos suite (bounded)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
     scripts/helm-check.sh
+    scripts/proto-check.sh
+    scripts/clients.sh
     "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000
+
+# buf lint (STANDARD) and buf breaking against the released API (tag api-v0.1.0)
+proto-check:
+    scripts/proto-check.sh
+
+# generate the Python and TypeScript stubs; run the Rust and Python examples, type-check the TypeScript one
+clients: build
+    scripts/clients.sh
 
 # the chaos suite at full size (20,000 orders); --seed N replays a run
 chaos *ARGS: deps

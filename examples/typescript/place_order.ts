@@ -1,0 +1,36 @@
+// Places an order with the TypeScript client (protobuf-es stubs from
+// `buf generate`, Connect's gRPC transport), follows it to its terminal
+// status, and prints it. `just clients` generates the stubs and type-checks
+// this file.
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { OrderService, OrderStatus } from "../../.ordo/gen/ts/ordo/order/v1/order_pb.js";
+
+async function main(): Promise<void> {
+  const transport = createGrpcTransport({
+    baseUrl: process.env.ORDO_ORDER_URL ?? "http://127.0.0.1:50051",
+  });
+  const orders = createClient(OrderService, transport);
+  const placed = await orders.placeOrder(
+    {
+      customerId: "typescript-example",
+      currency: "EUR",
+      lines: [{ sku: "BOOK-DDIA", quantity: 1, unitPriceMinor: 4599n }],
+      idempotencyKey: `typescript-example-${process.pid}`,
+    },
+    { headers: { "x-correlation-id": "typescript-example" } },
+  );
+  const orderId = placed.order?.orderId ?? "";
+  console.log(`placed ${orderId}`);
+  for (let i = 0; i < 300; i++) {
+    const { order } = await orders.getOrder({ orderId });
+    if (order && order.status !== OrderStatus.PENDING) {
+      console.log(`order ${orderId} is ${OrderStatus[order.status]} ${order.statusReason}`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("the order stayed PENDING for 30 s");
+}
+
+void main();
