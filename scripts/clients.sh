@@ -50,7 +50,9 @@ wait_port 127.0.0.1 "$nats_port" 20
 common=(NATS_URL="nats://127.0.0.1:$nats_port" METRICS_LISTEN_ADDR=off RUST_LOG=warn)
 env GRPC_LISTEN_ADDR="$payments_addr" "${common[@]}" "$bin/payments-sim" & pids+=($!)
 env GRPC_LISTEN_ADDR="$orders_addr" DATABASE_URL="${PG_ADMIN_URL%/*}/$orders_db" "${common[@]}" "$bin/order-service" & pids+=($!)
+token="clients-admin-token-0123456789"
 env GRPC_LISTEN_ADDR="$processor_addr" DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db" PAYMENTS_URL="http://$payments_addr" \
+  PROCESSOR_ADMIN_TOKEN="$token" \
   "${common[@]}" "$bin/processor" & pids+=($!)
 for addr in "$orders_addr" "$processor_addr" "$payments_addr"; do
   for _ in $(seq 1 100); do
@@ -68,4 +70,13 @@ say "python example"
 python_out=$(PYTHONPATH="$gen/python" "$venv/bin/python" examples/python/place_order.py "$orders_addr")
 echo "$python_out"
 grep -q "is ORDER_STATUS_CONFIRMED" <<<"$python_out" || die "the Python example did not see its order CONFIRMED"
-say "clients: the Rust and Python examples reached CONFIRMED; the TypeScript example type-checks"
+say "the README's grpcurl cookbook"
+cookbook=$(sed -n '/<!-- cookbook:begin -->/,/<!-- cookbook:end -->/p' README.md | sed '1,2d;$d' | sed '$d')
+[ -n "$cookbook" ] || die "no cookbook block in the README"
+cookbook=$(sed -e "1s|.*|ORDERS=$orders_addr PROCESSOR=$processor_addr PAYMENTS=$payments_addr|" -e "2s|.*|TOKEN=$token|" <<<"$cookbook")
+if ! out=$(timeout 120 bash -eu -c "$cookbook" 2>&1); then
+  echo "$out" | tail -20
+  die "a cookbook command failed"
+fi
+grep -q '"refunds": 1' <<<"$out" || { echo "$out" | tail -20; die "the cookbook's cancelled order was not refunded once"; }
+say "clients: the Rust and Python examples reached CONFIRMED; the TypeScript example type-checks; every cookbook command ran"
