@@ -146,6 +146,9 @@ async fn run() -> anyhow::Result<bool> {
                 ("PROCESSOR_ACK_WAIT", "5s".into()),
                 ("PROCESSOR_BACKOFF_BASE", "100ms".into()),
                 ("PROCESSOR_BACKOFF_MAX", "2s".into()),
+                // Database crashes count as failed attempts: give a message
+                // room to outlive one before it is dead-lettered.
+                ("PROCESSOR_MAX_ATTEMPTS", "8".into()),
                 ("PAYMENTS_BREAKER_COOL_DOWN", "1s".into()),
                 ("PROCESSOR_INSTANCE", format!("processor-{replica}")),
             ]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use ordo_proto::payments::v1::GetPaymentCountsRequest;
-use ordo_proto::processor::v1::ListDeadLettersRequest;
+use ordo_proto::processor::v1::{DeadLetter, ListDeadLettersRequest, RedriveDeadLetterRequest};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
 use ordo_testkit::TestStream;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -81,7 +81,48 @@ pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i6
 /// Checks invariants 1–5 over `acknowledged` (order id, declined by design).
 pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    let (pending, outbox, processor_outbox) = settle(sources, Duration::from_secs(300)).await?;
+    let (mut pending, mut outbox, mut processor_outbox) =
+        settle(sources, Duration::from_secs(120)).await?;
+
+    // Dead letters: each with its whole history, attempts 1..n; then an
+    // operator's redrive, after which their orders must settle too.
+    let dead = dead_letters(sources).await?;
+    let incomplete: Vec<String> = dead
+        .iter()
+        .filter(|letter| {
+            let attempts: Vec<u32> = letter
+                .error_history
+                .iter()
+                .map(|entry| entry.attempt)
+                .collect();
+            attempts.is_empty() || attempts != (1..=attempts.len() as u32).collect::<Vec<_>>()
+        })
+        .map(|letter| letter.order_id.clone())
+        .collect();
+    report.violation(
+        "a dead letter without its complete history (invariant 5)",
+        &incomplete,
+    );
+    for letter in &dead {
+        let reason = letter.reason.clone();
+        report.facts.push(format!(
+            "dead letter {} (order {}): {reason}; redriven",
+            letter.id, letter.order_id
+        ));
+        let mut request = tonic::Request::new(RedriveDeadLetterRequest { id: letter.id });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", sources.admin_token).parse()?,
+        );
+        sources
+            .processor
+            .clone()
+            .redrive_dead_letter(request)
+            .await?;
+    }
+    if !dead.is_empty() {
+        (pending, outbox, processor_outbox) = settle(sources, Duration::from_secs(120)).await?;
+    }
     report.facts.push(format!("pending orders {pending}, order-service outbox {outbox}, processor outbox {processor_outbox}"));
     if pending != 0 {
         report
@@ -260,7 +301,10 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         counts.len()
     ));
 
-    // Dead letters: each with its whole history, attempts 1..n.
+    Ok(report)
+}
+
+async fn dead_letters(sources: &Sources) -> anyhow::Result<Vec<DeadLetter>> {
     let mut request = tonic::Request::new(ListDeadLettersRequest {
         page_size: 100,
         page_token: String::new(),
@@ -269,29 +313,11 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         "authorization",
         format!("Bearer {}", sources.admin_token).parse()?,
     );
-    let dead = sources
+    Ok(sources
         .processor
         .clone()
         .list_dead_letters(request)
         .await?
         .into_inner()
-        .dead_letters;
-    let incomplete: Vec<String> = dead
-        .iter()
-        .filter(|letter| {
-            let attempts: Vec<u32> = letter
-                .error_history
-                .iter()
-                .map(|entry| entry.attempt)
-                .collect();
-            attempts.is_empty() || attempts != (1..=attempts.len() as u32).collect::<Vec<_>>()
-        })
-        .map(|letter| letter.order_id.clone())
-        .collect();
-    report.violation(
-        "a dead letter without its complete history (invariant 5)",
-        &incomplete,
-    );
-    report.facts.push(format!("{} dead letters", dead.len()));
-    Ok(report)
+        .dead_letters)
 }
