@@ -44,7 +44,7 @@ test: deps
     scripts/clients.sh
     "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000
 
-# buf lint (STANDARD) and buf breaking against the released API (tag api-v0.1.0)
+# buf lint (STANDARD, COMMENTS) and buf breaking against the released API (proto/released/)
 proto-check:
     scripts/proto-check.sh
 
