@@ -70,20 +70,13 @@ async fn spawn(
                 bin_dir.join(name).display()
             )
         })?;
-    let url = format!("http://127.0.0.1:{port}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..300 {
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?
-            .connect()
+        if ordo_testkit::health_of(addr, "ordo.liveness")
             .await
+            .is_some()
         {
-            let check = tonic_health::pb::health_client::HealthClient::new(channel)
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: "ordo.liveness".into(),
-                })
-                .await;
-            if check.is_ok() {
-                return Ok((Process { name, child }, url));
-            }
+            return Ok((Process { name, child }, format!("http://{addr}")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// One service process: its binary, settings and log.
 #[derive(Debug)]
@@ -84,20 +83,11 @@ impl ServiceProcess {
 
     /// Waits until `ordo.liveness` answers SERVING.
     async fn wait_alive(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}", self.addr);
         for _ in 0..300 {
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.clone())?
-                .connect()
-                .await
+            if ordo_testkit::health_of(self.addr, "ordo.liveness").await
+                == Some(ServingStatus::Serving)
             {
-                let request = HealthCheckRequest {
-                    service: "ordo.liveness".to_owned(),
-                };
-                if let Ok(response) = HealthClient::new(channel).check(request).await
-                    && response.into_inner().status() == ServingStatus::Serving
-                {
-                    return Ok(());
-                }
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -65,6 +65,15 @@ pub use order::v1::order_service_client::OrderServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;
 pub use processor::v1::processor_service_client::ProcessorServiceClient;
 
+/// A protobuf timestamp from a UTC time (what every `*_time` field carries).
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        // Always below 10^9, so it fits.
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or_default(),
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ordo_descriptor.bin"));

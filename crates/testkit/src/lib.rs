@@ -27,19 +27,6 @@ pub use nats::{NatsServer, StreamMessage, TestStream};
 pub use proxy::TcpProxy;
 pub use wait::eventually;
 
-/// The body of `GET /metrics` at `addr` (Prometheus text), over a plain
-/// HTTP/1.1 request.
-pub async fn scrape_metrics(addr: std::net::SocketAddr) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: ordo\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("scrape failed: {head}")));
-    }
-    Ok(body.to_owned())
-}
+pub mod probes;
+
+pub use probes::{health_of, metric, scrape_metrics, scrape_parsed};

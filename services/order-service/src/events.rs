@@ -6,6 +6,8 @@ use ordo_outbox::OutboxEvent;
 use ordo_proto::events::v1 as events;
 use prost::Message as _;
 
+pub use ordo_proto::timestamp;
+
 use crate::domain::{CancelReason, CorrelationId, Order};
 
 /// The `ce-source` of every event this service emits.
@@ -89,13 +91,4 @@ fn outbox_event(
         occurred_at,
         correlation_id.as_str(),
     )
-}
-
-/// A protobuf timestamp from a UTC time.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        // Always below 10^9, so it fits.
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or_default(),
-    }
 }

@@ -180,44 +180,16 @@ pub fn line(sku: &str, quantity: u32, unit_price_minor: i64) -> OrderLine {
     }
 }
 
-/// The health status the server at `addr` reports for `service`, if it answers.
-pub async fn health_of(
-    addr: std::net::SocketAddr,
-    service: &str,
-) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-    let response = client
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status())
-}
+pub use ordo_testkit::health_of;
 
 /// `/metrics` of the service, parsed; panics if it does not parse.
 pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
-    let text = ordo_testkit::scrape_metrics(addr).await.expect("scrape");
-    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+    ordo_testkit::scrape_parsed(addr)
+        .await
         .expect("Prometheus text")
 }
 
 /// The sum of every sample of `metric` in `scrape`.
 pub fn total(scrape: &prometheus_parse::Scrape, metric: &str) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == metric)
-        .map(|sample| match sample.value {
-            prometheus_parse::Value::Counter(n)
-            | prometheus_parse::Value::Gauge(n)
-            | prometheus_parse::Value::Untyped(n) => n,
-            _ => 0.0,
-        })
-        .sum()
+    ordo_testkit::metric(scrape, metric, &[])
 }

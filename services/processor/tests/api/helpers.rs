@@ -330,47 +330,11 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-/// The health status the server at `addr` reports for `service`, if it answers.
-pub async fn health_of(
-    addr: SocketAddr,
-    service: &str,
-) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let response = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .ok()?;
-    Some(response.into_inner().status())
-}
+pub use ordo_testkit::health_of;
 
 /// `/metrics` at `addr`, parsed; panics if it does not parse.
 pub async fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
-    let text = ordo_testkit::scrape_metrics(addr).await.unwrap();
-    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap()
+    ordo_testkit::scrape_parsed(addr).await.unwrap()
 }
 
-/// The value of the sample of `metric` whose labels include `labels`.
-pub fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == metric)
-        .filter(|sample| {
-            labels
-                .iter()
-                .all(|(key, value)| sample.labels.get(key) == Some(*value))
-        })
-        .map(|sample| match sample.value {
-            prometheus_parse::Value::Counter(n)
-            | prometheus_parse::Value::Gauge(n)
-            | prometheus_parse::Value::Untyped(n) => n,
-            _ => 0.0,
-        })
-        .sum()
-}
+pub use ordo_testkit::metric as sample;
