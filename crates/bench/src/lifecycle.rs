@@ -36,6 +36,9 @@ pub struct Lifecycle {
     pub terminal_per_second: f64,
     pub place_order: Percentiles,
     pub end_to_end: Percentiles,
+    /// PlaceOrder closed loop with the order service (and its relay) only.
+    pub write_path_place_per_second: f64,
+    /// PlaceOrder closed loop with the whole life cycle running.
     pub closed_loop_place_per_second: f64,
     pub closed_loop_terminal_per_second: f64,
     pub raw_sql_order_txn_per_second: f64,
@@ -155,6 +158,20 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         ],
     )
     .await?;
+    let verdicts = watch_verdicts(&nats.url()).await?;
+    let channel = tonic::transport::Endpoint::from_shared(orders_url)?
+        .connect()
+        .await?;
+    let clients: Vec<OrderServiceClient<Channel>> = (0..CLIENTS)
+        .map(|_| OrderServiceClient::new(channel.clone()))
+        .collect();
+    let closed_for = Duration::from_secs(10);
+
+    // The write path alone: order service and its relay publishing, no
+    // processor yet (its consumer takes these orders up when it starts).
+    let written = closed_loop(&clients, closed_for, 10_000_000).await;
+    let write_path_place_per_second = written as f64 / closed_for.as_secs_f64();
+
     let (processor, _) = spawn(
         bin_dir,
         "processor",
@@ -165,56 +182,20 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         ],
     )
     .await?;
-    let verdicts = watch_verdicts(&nats.url()).await?;
-    let channel = tonic::transport::Endpoint::from_shared(orders_url)?
-        .connect()
-        .await?;
-    let clients: Vec<OrderServiceClient<Channel>> = (0..CLIENTS)
-        .map(|_| OrderServiceClient::new(channel.clone()))
-        .collect();
-
-    // Closed loop: CLIENTS callers back to back for 10 s.
-    let before = verdicts
+    settle(&verdicts, written, Duration::from_secs(120)).await;
+    verdicts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len();
+        .clear();
+
+    // The whole life cycle, closed loop: CLIENTS callers back to back for
+    // 10 s; terminal orders counted until the last of them settles.
     let closed_started = Instant::now();
-    let closed_for = Duration::from_secs(10);
-    let calls: Vec<usize> = futures::future::join_all(clients.iter().cloned().enumerate().map(
-        |(c, mut client)| async move {
-            let mut done = 0;
-            let mut n = 10_000_000 * (c as u64 + 1);
-            while closed_started.elapsed() < closed_for {
-                if client.place_order(request(n)).await.is_ok() {
-                    done += 1;
-                }
-                n += 1;
-            }
-            done
-        },
-    ))
-    .await;
-    let closed_loop_place_per_second =
-        calls.iter().sum::<usize>() as f64 / closed_for.as_secs_f64();
-    let closed_terminal = verdicts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len()
-        - before;
+    let placed_closed = closed_loop(&clients, closed_for, 500_000_000).await;
+    let closed_loop_place_per_second = placed_closed as f64 / closed_for.as_secs_f64();
+    let settled_closed = settle(&verdicts, placed_closed, Duration::from_secs(120)).await;
     let closed_loop_terminal_per_second =
-        closed_terminal as f64 / closed_started.elapsed().as_secs_f64();
-
-    // Let the closed loop's orders settle before the open loop starts.
-    let settle_until = Instant::now() + Duration::from_secs(60);
-    while verdicts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len()
-        < before + calls.iter().sum::<usize>()
-        && Instant::now() < settle_until
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        settled_closed as f64 / closed_started.elapsed().as_secs_f64();
     verdicts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -293,11 +274,52 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         terminal_per_second: terminal as f64 / seconds.max(f64::EPSILON),
         place_order: Percentiles::of(placed.iter().map(|(_, _, took)| *took).collect()),
         end_to_end: Percentiles::of(end_to_end),
+        write_path_place_per_second,
         closed_loop_place_per_second,
         closed_loop_terminal_per_second,
         raw_sql_order_txn_per_second,
         resident_mb: resident,
     })
+}
+
+/// PlaceOrder from every client back to back for `duration` (order
+/// numbers from `first`); how many succeeded.
+async fn closed_loop(
+    clients: &[OrderServiceClient<Channel>],
+    duration: Duration,
+    first: u64,
+) -> usize {
+    let started = Instant::now();
+    let calls: Vec<usize> = futures::future::join_all(clients.iter().cloned().enumerate().map(
+        |(c, mut client)| async move {
+            let mut done = 0;
+            let mut n = first + 10_000_000 * c as u64;
+            while started.elapsed() < duration {
+                if client.place_order(request(n)).await.is_ok() {
+                    done += 1;
+                }
+                n += 1;
+            }
+            done
+        },
+    ))
+    .await;
+    calls.iter().sum()
+}
+
+/// Waits until `expected` verdicts were seen (or `limit` passed); how many.
+async fn settle(verdicts: &Verdicts, expected: usize, limit: Duration) -> usize {
+    let until = Instant::now() + limit;
+    loop {
+        let seen = verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        if seen >= expected || Instant::now() >= until {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The order transaction written by hand in SQL (order, line, outbox row,

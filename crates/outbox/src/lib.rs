@@ -68,7 +68,7 @@ pub use metrics::RelayMetrics;
 pub use partition::{PartitionCount, PartitionCountError};
 pub use publish::{OutboundEvent, PublishService, Published};
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Value};
 
 /// Writes `event` into the outbox inside the caller's transaction (or
 /// connection), into the partition its aggregate hashes to, and returns
@@ -95,4 +95,54 @@ pub async fn outbox_insert_in_txn<C: ConnectionTrait>(
         .exec_without_returning(txn)
         .await?;
     Ok(partition)
+}
+
+/// An outbox row for a statement of the writer's own, so a change, its
+/// inbox record and its event can be one statement — one round trip — when
+/// that is all a transaction would hold:
+///
+/// ```text
+/// WITH moved AS (UPDATE … RETURNING …)
+/// INSERT INTO outbox (<OutboxRow::COLUMNS>) SELECT <row.placeholders(n)> FROM moved
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// The partition the event's aggregate hashes to (nudge it after commit).
+    pub partition: i32,
+    values: Vec<Value>,
+}
+
+impl OutboxRow {
+    /// The columns [`OutboxRow::placeholders`] fill, in order.
+    pub const COLUMNS: &'static str = "event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at";
+
+    /// The row `event` becomes in `partitions` partitions.
+    pub fn of(partitions: PartitionCount, event: &OutboxEvent) -> Self {
+        let partition = partitions.partition_of(&event.aggregate_id);
+        let values = vec![
+            event.event_id.into(),
+            partition.into(),
+            event.aggregate_type.into(),
+            event.aggregate_id.as_str().into(),
+            event.subject.into(),
+            event.event_type.into(),
+            event.payload.clone().into(),
+            event.headers_json().into(),
+            event.occurred_at.fixed_offset().into(),
+        ];
+        Self { partition, values }
+    }
+
+    /// `$first, $first+1, …`: one placeholder per column.
+    pub fn placeholders(&self, first: usize) -> String {
+        (first..first + self.values.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The values, in column order.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
 }

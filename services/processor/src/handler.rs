@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::messages::{CancelledOrder, Incoming, PlacedOrder};
 use crate::payments::PaymentGateway;
-use crate::processing::{Failure, ProcessingState};
+use crate::processing::{Failure, ProcessingRecord, ProcessingState};
 use crate::store::{MessageRef, ProcessingStore, Settled};
 
 /// How a message was handled, when it did not fail.
@@ -62,12 +62,19 @@ impl Handler {
         incoming: &Incoming,
         delivered: u32,
     ) -> Result<Handled, Failure> {
-        if self.store.inbox_seen(message.message_id).await? {
+        let lookup = self
+            .store
+            .message_lookup(message.message_id, incoming.order_id())
+            .await?;
+        if lookup.seen {
             return Ok(Handled::Settled(Settled::Duplicate));
         }
         match incoming {
-            Incoming::Placed(order) => self.placed(message, order).await,
-            Incoming::Cancelled(order) => self.cancelled(message, order, delivered).await,
+            Incoming::Placed(order) => self.placed(message, order, lookup.record).await,
+            Incoming::Cancelled(order) => {
+                self.cancelled(message, order, lookup.record, delivered)
+                    .await
+            }
         }
     }
 
@@ -75,8 +82,8 @@ impl Handler {
         &self,
         message: MessageRef<'_>,
         order: &PlacedOrder,
+        record: Option<ProcessingRecord>,
     ) -> Result<Handled, Failure> {
-        let record = self.store.processing_get(order.order_id).await?;
         let state = record.as_ref().map(|record| record.state);
         if state == Some(ProcessingState::RefundDue) {
             let payment_id = record
@@ -117,9 +124,9 @@ impl Handler {
         &self,
         message: MessageRef<'_>,
         order: &CancelledOrder,
+        record: Option<ProcessingRecord>,
         delivered: u32,
     ) -> Result<Handled, Failure> {
-        let record = self.store.processing_get(order.order_id).await?;
         let settled = match record.as_ref().map(|record| record.state) {
             None | Some(ProcessingState::Retrying) => {
                 return Ok(Handled::Deferred(self.defer.delay(delivered)));

@@ -4,13 +4,21 @@
 //! record the message in the inbox — so a message has its effect once or
 //! not at all. Error histories are appended in transactions of their own,
 //! since the attempt they describe is rolled back.
+//!
+//! Round trips are what this machine's PostgreSQL pays for most, so the
+//! common path is short: one query before the payment call (inbox and
+//! record together, [`ProcessingStore::message_lookup`]) and one statement
+//! after it (record moved, inbox row and event in data-modifying CTEs,
+//! each conditional on the one before). Anything else — a record in
+//! another state, a concurrent copy of the message — falls back to the
+//! locked transaction, which decides every case.
 
 use chrono::{DateTime, Utc};
 use ordo_inbox::inbox_record_in_txn;
-use ordo_outbox::{Nudger, OutboxEvent, PartitionCount, outbox_insert_in_txn};
+use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount, outbox_insert_in_txn};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
-    Statement, TransactionTrait, Value,
+    SqlErr, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -48,6 +56,58 @@ pub enum Settled {
     Raced,
 }
 
+/// Where handling a message starts: has it been handled, and what the
+/// processor knows of its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub seen: bool,
+    pub record: Option<ProcessingRecord>,
+}
+
+/// What a payment's answer makes of an order awaiting it.
+#[derive(Debug, Clone)]
+struct Verdict {
+    state: ProcessingState,
+    reason: String,
+    payment_id: Option<String>,
+    settled: Settled,
+    event: OutboxEvent,
+}
+
+impl Verdict {
+    fn of(order: &PlacedOrder, authorization: &Authorization) -> Self {
+        match authorization {
+            Authorization::Approved { payment_id } => Self {
+                state: ProcessingState::Confirmed,
+                reason: String::new(),
+                payment_id: Some(payment_id.clone()),
+                settled: Settled::Applied(format!("confirmed, payment {payment_id}")),
+                event: events::order_confirmed(order.order_id, payment_id, &order.correlation_id),
+            },
+            Authorization::Declined { reason } => Self {
+                state: ProcessingState::Rejected,
+                reason: reason.clone(),
+                payment_id: None,
+                settled: Settled::Applied(format!("rejected: {reason}")),
+                event: events::order_rejected(order.order_id, reason, &order.correlation_id),
+            },
+        }
+    }
+
+    fn inbox_outcome(&self) -> String {
+        inbox_outcome(&self.settled)
+    }
+}
+
+/// What the inbox row says was done.
+fn inbox_outcome(settled: &Settled) -> String {
+    match settled {
+        Settled::Applied(what) => format!("applied: {what}"),
+        Settled::Ignored(why) => format!("ignored: {why}"),
+        _ => String::new(),
+    }
+}
+
 /// The processor's store.
 #[derive(Debug, Clone)]
 pub struct ProcessingStore {
@@ -82,20 +142,49 @@ impl ProcessingStore {
         row.map(|row| record_from_row(&row)).transpose()
     }
 
-    /// Whether the inbox already holds `message_id`.
-    pub async fn inbox_seen(&self, message_id: &str) -> Result<bool, DbErr> {
-        ordo_inbox::inbox_contains(&self.db, INBOX_CONSUMER, message_id).await
+    /// Whether the inbox already holds `message_id`, and the record of
+    /// `order_id` — what handling a message starts from, in one query.
+    pub async fn message_lookup(&self, message_id: &str, order_id: Uuid) -> Result<Lookup, DbErr> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS seen, \
+                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, p.correlation_id, p.updated_at \
+                 FROM (SELECT 1) AS one LEFT JOIN order_processing p ON p.order_id = $3",
+                [INBOX_CONSUMER.into(), message_id.into(), order_id.into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("message lookup returned no row".to_owned()))?;
+        let record = match row.try_get::<Option<Uuid>>("", "order_id")? {
+            Some(_) => Some(record_from_row(&row)?),
+            None => None,
+        };
+        Ok(Lookup {
+            seen: row.try_get("", "seen")?,
+            record,
+        })
     }
 
-    /// Records the message as handled with no effect, for `why`.
+    /// Records the message as handled with no effect, for `why` (one
+    /// statement: the inbox row is all there is to write).
     pub async fn message_ignore(
         &self,
         message: MessageRef<'_>,
         why: &str,
     ) -> Result<Settled, DbErr> {
-        let txn = self.db.begin().await?;
-        self.finish(txn, message, Settled::Ignored(why.to_owned()), None)
-            .await
+        let recorded = inbox_record_in_txn(
+            &self.db,
+            INBOX_CONSUMER,
+            message.message_id,
+            message.subject,
+            &format!("ignored: {why}"),
+        )
+        .await?;
+        Ok(if recorded {
+            Settled::Ignored(why.to_owned())
+        } else {
+            Settled::Duplicate
+        })
     }
 
     /// Settles an `OrderPlaced` whose payment the provider answered.
@@ -105,52 +194,26 @@ impl ProcessingStore {
         order: &PlacedOrder,
         authorization: &Authorization,
     ) -> Result<Settled, DbErr> {
+        let verdict = Verdict::of(order, authorization);
+        if let Some(settled) = self.verdict_apply_at_once(message, order, &verdict).await? {
+            return Ok(settled);
+        }
+        // The record was not awaiting payment (or the statement met a
+        // concurrent copy of the message): decide under the record's lock.
         let txn = self.db.begin().await?;
         let state = lock_or_create(&txn, order.order_id, &order.correlation_id).await?;
         let (settled, event) = match (state, authorization) {
-            (
-                ProcessingState::Retrying | ProcessingState::DeadLettered,
-                Authorization::Approved { payment_id },
-            ) => {
+            (ProcessingState::Retrying | ProcessingState::DeadLettered, _) => {
                 update(
                     &txn,
                     order.order_id,
-                    ProcessingState::Confirmed,
-                    "",
-                    Some(payment_id.as_str()),
+                    verdict.state,
+                    &verdict.reason,
+                    verdict.payment_id.as_deref(),
                     None,
                 )
                 .await?;
-                (
-                    Settled::Applied(format!("confirmed, payment {payment_id}")),
-                    Some(events::order_confirmed(
-                        order.order_id,
-                        payment_id,
-                        &order.correlation_id,
-                    )),
-                )
-            }
-            (
-                ProcessingState::Retrying | ProcessingState::DeadLettered,
-                Authorization::Declined { reason },
-            ) => {
-                update(
-                    &txn,
-                    order.order_id,
-                    ProcessingState::Rejected,
-                    reason,
-                    None,
-                    None,
-                )
-                .await?;
-                (
-                    Settled::Applied(format!("rejected: {reason}")),
-                    Some(events::order_rejected(
-                        order.order_id,
-                        reason,
-                        &order.correlation_id,
-                    )),
-                )
+                (verdict.settled, Some(verdict.event))
             }
             (ProcessingState::Cancelled, Authorization::Approved { payment_id }) => {
                 update(
@@ -178,6 +241,63 @@ impl ProcessingStore {
             ),
         };
         self.finish(txn, message, settled, event).await
+    }
+
+    /// The common case in one statement: the record awaits payment (or does
+    /// not exist yet), so move it to the verdict, record the message in the
+    /// inbox and write the event — each only if the one before happened.
+    /// `None` when the record was elsewhere, or a concurrent copy of the
+    /// message holds the inbox key (the statement then fails whole): the
+    /// caller decides under a lock instead.
+    async fn verdict_apply_at_once(
+        &self,
+        message: MessageRef<'_>,
+        order: &PlacedOrder,
+        verdict: &Verdict,
+    ) -> Result<Option<Settled>, DbErr> {
+        let row = OutboxRow::of(self.partitions, &verdict.event);
+        let partition = row.partition;
+        let sql = format!(
+            "WITH moved AS ( \
+               INSERT INTO order_processing (order_id, state, status_reason, payment_id, correlation_id) \
+               VALUES ($1, $2, $3, $4, $5) \
+               ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, \
+                 status_reason = EXCLUDED.status_reason, \
+                 payment_id = coalesce(EXCLUDED.payment_id, order_processing.payment_id), updated_at = now() \
+               WHERE order_processing.state IN ('retrying', 'dead_lettered') \
+               RETURNING order_id), \
+             recorded AS ( \
+               INSERT INTO inbox (consumer, message_id, subject, outcome) \
+               SELECT $6, $7, $8, $9 FROM moved RETURNING message_id) \
+             INSERT INTO outbox ({columns}) SELECT {placeholders} FROM recorded",
+            columns = OutboxRow::COLUMNS,
+            placeholders = row.placeholders(10),
+        );
+        let mut values: Vec<Value> = vec![
+            order.order_id.into(),
+            verdict.state.as_str().into(),
+            verdict.reason.as_str().into(),
+            verdict.payment_id.clone().into(),
+            order.correlation_id.as_str().into(),
+            INBOX_CONSUMER.into(),
+            message.message_id.into(),
+            message.subject.into(),
+            verdict.inbox_outcome().into(),
+        ];
+        values.extend(row.into_values());
+        match self.db.execute_raw(statement(&sql, values)).await {
+            Ok(done) if done.rows_affected() == 1 => {
+                if let Some(nudger) = &self.nudger {
+                    nudger.nudge(partition);
+                }
+                Ok(Some(verdict.settled.clone()))
+            }
+            Ok(_) => Ok(None),
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Settles a refund of a cancelled order: refunded, once.
@@ -381,11 +501,7 @@ impl ProcessingStore {
         settled: Settled,
         event: Option<OutboxEvent>,
     ) -> Result<Settled, DbErr> {
-        let outcome = match &settled {
-            Settled::Applied(what) => format!("applied: {what}"),
-            Settled::Ignored(why) => format!("ignored: {why}"),
-            _ => String::new(),
-        };
+        let outcome = inbox_outcome(&settled);
         if !inbox_record_in_txn(
             &txn,
             INBOX_CONSUMER,

@@ -6,6 +6,10 @@
 //! JetStream (durable pull consumers, explicit ack) ─▶ decode (edge) ─▶ store::order_status_apply
 //!    one transaction: lock the order · apply or ignore · inbox row (dedup) ─▶ ack
 //! ```
+//!
+//! The common case — a verdict on a PENDING order — is one statement
+//! (move the order, then its inbox row, only if it moved); anything else
+//! takes the locked transaction.
 
 mod consumer;
 mod decode;

@@ -10,7 +10,7 @@ mod rows;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use ordo_outbox::{Nudger, PartitionCount, outbox_insert_in_txn};
+use ordo_outbox::{Nudger, OutboxRow, PartitionCount, outbox_insert_in_txn};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -148,9 +148,10 @@ impl OrderStore {
                 return self.order_replay(key.as_str(), &fingerprint).await;
             }
         }
-        order_insert_in_txn(&txn, &order).await?;
-        let partition =
-            outbox_insert_in_txn(&txn, self.partitions, &events::order_placed(&order)).await?;
+        let event = OutboxRow::of(self.partitions, &events::order_placed(&order));
+        let partition = event.partition;
+        txn.execute_raw(rows::order_insert_statement(&order, event))
+            .await?;
         txn.commit().await.map_err(StoreError::from_commit)?;
         self.nudge(partition);
         Ok(Placement::Created(order))
@@ -271,6 +272,13 @@ impl OrderStore {
         subject: &str,
         event: Result<StatusEvent, String>,
     ) -> Result<StatusOutcome, StoreError> {
+        if let Ok(event) = &event
+            && let Some(outcome) = self
+                .status_apply_at_once(consumer, message_id, subject, event)
+                .await?
+        {
+            return Ok(outcome);
+        }
         let txn = self.db.begin().await?;
         let outcome = match event {
             Err(undecodable) => StatusOutcome::Ignored(format!("undecodable: {undecodable}")),
@@ -296,6 +304,62 @@ impl OrderStore {
         }
         txn.commit().await.map_err(StoreError::from_commit)?;
         Ok(outcome)
+    }
+}
+
+impl OrderStore {
+    /// The common case in one statement: a verdict on a PENDING order
+    /// moves it and records the message in the inbox, the inbox row only
+    /// if the move happened. `None` when the order was not PENDING (or
+    /// absent), or a concurrent copy of the message holds the inbox key
+    /// (the statement then fails whole): the caller decides under a lock.
+    async fn status_apply_at_once(
+        &self,
+        consumer: &str,
+        message_id: &str,
+        subject: &str,
+        event: &StatusEvent,
+    ) -> Result<Option<StatusOutcome>, StoreError> {
+        let (status, reason) = match &event.change {
+            StatusChange::Confirmed { .. } => (OrderStatus::Confirmed, ""),
+            StatusChange::Rejected { reason } => (OrderStatus::Rejected, reason.as_str()),
+            StatusChange::Refunded { .. } => return Ok(None),
+        };
+        let applied = status.as_str().to_lowercase();
+        let moved = self
+            .db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "WITH moved AS ( \
+                   UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 \
+                   WHERE id = $1 AND status = 'PENDING' RETURNING id) \
+                 INSERT INTO inbox (consumer, message_id, subject, outcome) \
+                 SELECT $5, $6, $7, $8 FROM moved",
+                [
+                    event.order_id.as_uuid().into(),
+                    status.as_str().into(),
+                    reason.into(),
+                    now_micros().fixed_offset().into(),
+                    consumer.into(),
+                    message_id.into(),
+                    subject.into(),
+                    format!("applied: {applied}").into(),
+                ],
+            ))
+            .await;
+        match moved {
+            Ok(done) if done.rows_affected() == 1 => Ok(Some(StatusOutcome::Applied(applied))),
+            Ok(_) => Ok(None),
+            Err(err)
+                if matches!(
+                    err.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 }
 
@@ -343,17 +407,6 @@ async fn status_apply_in_txn(
         .exec(txn)
         .await?;
     Ok(StatusOutcome::Applied(status.as_str().to_lowercase()))
-}
-
-async fn order_insert_in_txn(txn: &DatabaseTransaction, order: &Order) -> Result<(), StoreError> {
-    let (order_row, line_rows) = rows::rows_from_order(order);
-    orders::Entity::insert(order_row)
-        .exec_without_returning(txn)
-        .await?;
-    order_lines::Entity::insert_many(line_rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
 }
 
 /// Reads an order, locking its row for update when `for_update`.

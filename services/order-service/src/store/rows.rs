@@ -1,6 +1,8 @@
-//! Entity ↔ domain: the only place that knows how an order is laid out in rows.
+//! Rows ↔ domain: the only place that knows how an order is laid out in
+//! rows — read through the SeaORM entities, written as one statement.
 
-use sea_orm::ActiveValue::Set;
+use ordo_outbox::OutboxRow;
+use sea_orm::{DbBackend, Statement, Value};
 
 use super::StoreError;
 use super::entity::{order_lines, orders};
@@ -8,35 +10,57 @@ use crate::domain::{
     CorrelationId, Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku,
 };
 
-/// The rows that store `order`.
-pub(super) fn rows_from_order(
-    order: &Order,
-) -> (orders::ActiveModel, Vec<order_lines::ActiveModel>) {
-    let order_row = orders::ActiveModel {
-        id: Set(order.id.as_uuid()),
-        customer_id: Set(order.customer_id.as_str().to_owned()),
-        currency: Set(order.currency.as_str().to_owned()),
-        total_minor: Set(order.total_minor),
-        status: Set(order.status.as_str().to_owned()),
-        status_reason: Set(order.status_reason.clone()),
-        correlation_id: Set(order.correlation_id.as_str().to_owned()),
-        created_at: Set(order.created_at.fixed_offset()),
-        updated_at: Set(order.updated_at.fixed_offset()),
-    };
-    let line_rows = order
-        .lines
-        .iter()
-        .zip(0_i32..)
-        .map(|(line, line_no)| order_lines::ActiveModel {
-            order_id: Set(order.id.as_uuid()),
-            line_no: Set(line_no),
-            sku: Set(line.sku.as_str().to_owned()),
+/// One statement writing `order`, its lines and its outbox `event`
+/// (data-modifying CTEs: all of it or, on any error, none of it; the
+/// foreign keys are checked at the statement's end, when all rows exist).
+pub(super) fn order_insert_statement(order: &Order, event: OutboxRow) -> Statement {
+    let mut values: Vec<Value> = vec![
+        order.id.as_uuid().into(),
+        order.customer_id.as_str().into(),
+        order.currency.as_str().into(),
+        order.total_minor.into(),
+        order.status.as_str().into(),
+        order.status_reason.as_str().into(),
+        order.correlation_id.as_str().into(),
+        order.created_at.fixed_offset().into(),
+        order.updated_at.fixed_offset().into(),
+    ];
+    let mut lines = Vec::with_capacity(order.lines.len());
+    for (line, line_no) in order.lines.iter().zip(0_i32..) {
+        let first = values.len() + 1;
+        lines.push(format!(
+            "(${first}, ${}, ${}, ${}, ${})",
+            first + 1,
+            first + 2,
+            first + 3,
+            first + 4
+        ));
+        values.extend([
+            order.id.as_uuid().into(),
+            line_no.into(),
+            line.sku.as_str().into(),
             // Quantities are at most 10,000.
-            quantity: Set(i32::try_from(line.quantity).unwrap_or(i32::MAX)),
-            unit_price_minor: Set(line.unit_price_minor),
-        })
-        .collect();
-    (order_row, line_rows)
+            i32::try_from(line.quantity).unwrap_or(i32::MAX).into(),
+            line.unit_price_minor.into(),
+        ]);
+    }
+    let lines_cte = if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", lines AS (INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) VALUES {})",
+            lines.join(", ")
+        )
+    };
+    let sql = format!(
+        "WITH placed AS (INSERT INTO orders (id, customer_id, currency, total_minor, status, status_reason, correlation_id, created_at, updated_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)){lines_cte} \
+         INSERT INTO outbox ({columns}) VALUES ({placeholders})",
+        columns = OutboxRow::COLUMNS,
+        placeholders = event.placeholders(values.len() + 1),
+    );
+    values.extend(event.into_values());
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// The order stored in `model` and its `lines` (in line order).

@@ -163,3 +163,82 @@ async fn verdicts_move_orders_once_each_through_the_inbox() {
     assert_eq!(app.count("inbox").await, 5);
     app.stop().await.unwrap();
 }
+
+/// Twenty copies of one verdict applied at the same moment (as after a
+/// redelivery racing the original on two replicas): one moves the order,
+/// the others are duplicates; a different verdict for the same order after
+/// it moved is recorded and ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
+    use order_service::domain::OrderId;
+    use order_service::status::{StatusChange, StatusEvent};
+    use order_service::store::{OrderStore, StatusOutcome};
+
+    let app = TestApp::spawn().await;
+    let store = OrderStore::new(
+        app.db.clone(),
+        ordo_outbox::PartitionCount::new(4).unwrap(),
+        None,
+    );
+    let order_id = app
+        .client
+        .clone()
+        .place_order(valid_request())
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap()
+        .order_id;
+    let event = || {
+        Ok(StatusEvent {
+            order_id: OrderId::parse(&order_id).unwrap(),
+            change: StatusChange::Confirmed {
+                payment_id: "pay-race".into(),
+            },
+        })
+    };
+    let outcomes = futures::future::join_all(
+        (0..20).map(|_| store.order_status_apply("race", "v-race", "orders.confirmed", event())),
+    )
+    .await;
+    let applied = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(StatusOutcome::Applied(_))))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Ok(StatusOutcome::Duplicate)))
+        .count();
+    assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+    assert_eq!(status_of(&app, &order_id).await.0, OrderStatus::Confirmed);
+
+    let late = store
+        .order_status_apply(
+            "race",
+            "v-late",
+            "orders.rejected",
+            Ok(StatusEvent {
+                order_id: OrderId::parse(&order_id).unwrap(),
+                change: StatusChange::Rejected {
+                    reason: "too late".into(),
+                },
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(late, StatusOutcome::Ignored(_)), "{late:?}");
+    assert_eq!(status_of(&app, &order_id).await.0, OrderStatus::Confirmed);
+    let inbox: i64 = app
+        .db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM inbox WHERE consumer = 'race'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(inbox, 2);
+}

@@ -125,3 +125,155 @@ async fn a_message_republished_after_the_duplicate_window_has_one_effect() {
         0
     );
 }
+
+/// The store, on a database of its own, with the two copies of one
+/// message settled at the same moment — both past the inbox check, as on
+/// two replicas — by the one-statement path and its locked fallback.
+mod racing_copies {
+    use ordo_outbox::PartitionCount;
+    use ordo_testkit::{Schema, TestDatabase};
+    use processor::messages::PlacedOrder;
+    use processor::payments::Authorization;
+    use processor::processing::ProcessingState;
+    use processor::store::{MessageRef, ProcessingStore, Settled};
+    use sea_orm::ConnectionTrait;
+    use uuid::Uuid;
+
+    async fn count(store: &ProcessingStore, sql: &str) -> i64 {
+        store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap()
+    }
+
+    fn placed(order_id: Uuid) -> PlacedOrder {
+        PlacedOrder {
+            order_id,
+            amount_minor: 500,
+            currency: "EUR".into(),
+            correlation_id: "race".into(),
+        }
+    }
+
+    async fn store(database: &TestDatabase) -> ProcessingStore {
+        let db = ordo_migrations::database::connect(database.url(), 24)
+            .await
+            .unwrap();
+        ProcessingStore::new(db, PartitionCount::new(4).unwrap(), None)
+    }
+
+    #[tokio::test]
+    async fn twenty_copies_settled_at_once_have_one_effect() {
+        let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+        let store = store(&database).await;
+        for round in 0..5 {
+            let order = placed(Uuid::now_v7());
+            let message_id = format!("placed-{round}");
+            let approved = Authorization::Approved {
+                payment_id: format!("pay-{round}"),
+            };
+            let outcomes = futures::future::join_all((0..20).map(|_| {
+                store.placed_settle(
+                    MessageRef {
+                        message_id: &message_id,
+                        subject: "orders.placed",
+                    },
+                    &order,
+                    &approved,
+                )
+            }))
+            .await;
+            let applied = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, Ok(Settled::Applied(_))))
+                .count();
+            let duplicates = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, Ok(Settled::Duplicate)))
+                .count();
+            assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+        }
+        assert_eq!(count(&store, "SELECT count(*) FROM inbox").await, 5);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 5);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM order_processing WHERE state = 'confirmed'"
+            )
+            .await,
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verdict_for_a_record_not_awaiting_payment_is_decided_under_the_lock() {
+        let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+        let store = store(&database).await;
+        let order = placed(Uuid::now_v7());
+        let approved = Authorization::Approved {
+            payment_id: "pay-late".into(),
+        };
+        // Cancelled before the authorization came back: a refund is due, no
+        // confirmation is written and the message stays open.
+        store
+            .connection()
+            .execute_unprepared(&format!(
+                "INSERT INTO order_processing (order_id, state) VALUES ('{}', 'cancelled')",
+                order.order_id
+            ))
+            .await
+            .unwrap();
+        let message = MessageRef {
+            message_id: "placed-late",
+            subject: "orders.placed",
+        };
+        let settled = store
+            .placed_settle(message, &order, &approved)
+            .await
+            .unwrap();
+        assert_eq!(
+            settled,
+            Settled::RefundDue {
+                payment_id: "pay-late".into()
+            }
+        );
+        let record = store.processing_get(order.order_id).await.unwrap().unwrap();
+        assert_eq!(record.state, ProcessingState::RefundDue);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM inbox").await, 0);
+
+        // A dead-lettered record still awaits payment: a redriven message confirms it.
+        let redriven = placed(Uuid::now_v7());
+        store
+            .dead_lettered_mark(redriven.order_id, "five failures")
+            .await
+            .unwrap();
+        let settled = store
+            .placed_settle(
+                MessageRef {
+                    message_id: "placed-redriven",
+                    subject: "orders.placed",
+                },
+                &redriven,
+                &approved,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(settled, Settled::Applied(_)), "{settled:?}");
+        let record = store
+            .processing_get(redriven.order_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.state, ProcessingState::Confirmed);
+        assert_eq!(record.payment_id.as_deref(), Some("pay-late"));
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 1);
+    }
+}
