@@ -27,6 +27,9 @@ pub struct RelayMetrics {
     pub failed: AtomicU64,
     pub leases_held: AtomicI64,
     pub actor_restarts: AtomicU64,
+    /// Claim queries run, and those that found no row.
+    pub claims: AtomicU64,
+    pub empty_claims: AtomicU64,
     pub commit_to_ack: LatencyHistogram,
 }
 
@@ -41,6 +44,8 @@ impl RelayMetrics {
             failed: AtomicU64::new(0),
             leases_held: AtomicI64::new(0),
             actor_restarts: AtomicU64::new(0),
+            claims: AtomicU64::new(0),
+            empty_claims: AtomicU64::new(0),
             commit_to_ack: LatencyHistogram::default(),
         }
     }
@@ -125,6 +130,16 @@ impl RelayMetrics {
             "ordo_outbox_published_total",
             "Events JetStream stored.",
             [(none, self.published.load(Relaxed) as f64)],
+        );
+        let claims = self.claims.load(Relaxed);
+        let empty = self.empty_claims.load(Relaxed);
+        out.counter(
+            "ordo_outbox_claims_total",
+            "Claim queries the relay ran, by whether they found rows.",
+            [
+                (&[("result", "rows")][..], claims.saturating_sub(empty) as f64),
+                (&[("result", "empty")][..], empty as f64),
+            ],
         );
         out.counter(
             "ordo_outbox_duplicate_acks_total",

@@ -71,7 +71,9 @@ impl PartitionRelay {
         Faults::strike(&self.faults.panic_before_claim, "panic before claim");
         let rows =
             outbox_claim_batch(&self.db, self.partition, &self.owner, self.batch_size).await?;
+        self.metrics.claims.fetch_add(1, Relaxed);
         if rows.is_empty() {
+            self.metrics.empty_claims.fetch_add(1, Relaxed);
             return Ok(RoundReport::default());
         }
         let claimed = rows.len();

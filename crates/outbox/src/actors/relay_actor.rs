@@ -5,9 +5,19 @@
 //!            ┌──────── batch was full, or nudged meanwhile ───────┐
 //!            ▼                                                     │
 //! started ─▶ RUNNING ── round done ──▶ IDLE (timer) ── timer/Nudge ─┘
-//!                                        delay: min poll after rows,
-//!                                        doubling to the poll interval
-//!                                        when empty, backing off on errors
+//!                                        delay: min poll after a poll
+//!                                        found rows, doubling to the poll
+//!                                        interval when empty, backing off
+//!                                        on errors
+//! ```
+//!
+//! Rows a poll finds were written without a nudge — by another replica —
+//! so the actor keeps polling fast while they come. Rows a nudge announced
+//! need no fast follow-up (the next local commit nudges again): after a
+//! nudged round the actor keeps its idle pace, which is what keeps empty
+//! claims — a query each — off a busy database.
+//!
+//! ```text
 //! StopRelay: finish the round in flight, then stop.
 //! Publish breaker OPEN: no round; wait out its cool-down (PAUSED).
 //! ```
@@ -72,6 +82,8 @@ pub struct RelayActor {
     error_delay: Duration,
     running: bool,
     nudged: bool,
+    /// The round in flight was started by a nudge.
+    round_nudged: bool,
     stopping: bool,
     timer: Option<SpawnHandle>,
     pending: Arc<AtomicBool>,
@@ -94,6 +106,7 @@ impl RelayActor {
             error_delay: pacing.min_poll,
             running: false,
             nudged: false,
+            round_nudged: false,
             stopping: false,
             timer: None,
             pending,
@@ -101,7 +114,7 @@ impl RelayActor {
         }
     }
 
-    fn run_round(&mut self, ctx: &mut Context<Self>) {
+    fn run_round(&mut self, ctx: &mut Context<Self>, by_nudge: bool) {
         if self.stopping {
             ctx.stop();
             return;
@@ -115,11 +128,12 @@ impl RelayActor {
             self.nudged = false;
             self.timer = Some(ctx.run_later(cool_down, |actor, ctx| {
                 actor.timer = None;
-                actor.run_round(ctx);
+                actor.run_round(ctx, false);
             }));
             return;
         }
         self.running = true;
+        self.round_nudged = by_nudge || self.nudged;
         self.nudged = false;
         self.pending.store(false, Ordering::Release);
         let relay = self.relay.clone();
@@ -157,11 +171,11 @@ impl RelayActor {
                     }
                 };
                 if delay.is_zero() || actor.nudged {
-                    actor.run_round(ctx);
+                    actor.run_round(ctx, false);
                 } else {
                     actor.timer = Some(ctx.run_later(delay, |actor, ctx| {
                         actor.timer = None;
-                        actor.run_round(ctx);
+                        actor.run_round(ctx, false);
                     }));
                 }
             }),
@@ -178,13 +192,15 @@ impl RelayActor {
             self.idle_delay = bounded(self.idle_delay * 2, self.pacing);
             return self.idle_delay;
         }
-        self.idle_delay = self.pacing.min_poll;
         self.error_delay = self.pacing.min_poll;
         if report.was_full(self.relay.batch_size) {
-            Duration::ZERO
-        } else {
-            self.pacing.min_poll
+            return Duration::ZERO;
         }
+        if !self.round_nudged {
+            // Found by a poll: another writer is busy here; follow it closely.
+            self.idle_delay = self.pacing.min_poll;
+        }
+        self.idle_delay
     }
 }
 
@@ -202,7 +218,7 @@ impl Actor for RelayActor {
         let metrics = Arc::clone(&self.relay.metrics);
         self._running_flag = Some(RunningFlag::raise(metrics, self.relay.partition));
         tracing::debug!(partition = self.relay.partition, "relay actor started");
-        self.run_round(ctx);
+        self.run_round(ctx, false);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -217,7 +233,7 @@ impl Handler<Nudge> for RelayActor {
         if self.running {
             self.nudged = true;
         } else {
-            self.run_round(ctx);
+            self.run_round(ctx, true);
         }
     }
 }

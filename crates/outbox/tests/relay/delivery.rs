@@ -7,7 +7,7 @@ use ordo_outbox::RelayHandle;
 use ordo_outbox::stream::ensure_stream;
 use ordo_testkit::{eventually, nats::stream_config};
 
-use crate::helpers::{Harness, write_event_in_txn};
+use crate::helpers::{Harness, write_event_in_partitions, write_event_in_txn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_row_reaches_the_stream_once_in_order_per_aggregate() {
@@ -58,6 +58,52 @@ async fn a_nudge_publishes_at_once_where_polling_would_wait() {
         .nudge(ordo_outbox::PartitionCount::default().partition_of("quiet"));
     harness.drained(Duration::from_secs(2)).await;
     harness.assert_stream_holds_exactly(&[first, second]).await;
+    relay.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Empty claims are a query each: after rows a nudge announced, the actor
+/// keeps its idle pace (the next commit nudges again); only rows a poll
+/// found — written without a nudge, as by another replica — make it poll
+/// fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nudged_rows_bring_no_fast_polling_and_unannounced_rows_are_still_found() {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let harness = Harness::new().await;
+    let mut config = harness.config();
+    let one = ordo_outbox::PartitionCount::new(1).unwrap();
+    config.partitions = one;
+    config.min_poll_interval = Duration::from_millis(5);
+    config.poll_interval = Duration::from_secs(1);
+    config.lease_ttl = Duration::from_secs(30);
+    let relay = RelayHandle::start(config).await.unwrap();
+    eventually("the partition leased", Duration::from_secs(5), || async {
+        relay.held_partitions().len() == 1
+    })
+    .await;
+    // Idle long enough for the poll to have slowed to its interval.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = relay.metrics();
+    let empty_before = metrics.empty_claims.load(Relaxed);
+
+    let mut written = Vec::new();
+    for seq in 0..40 {
+        written.push(write_event_in_partitions(&harness.db, one, "announced", seq).await);
+        relay.nudger().nudge(0);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    harness.drained(Duration::from_secs(5)).await;
+    let empty = metrics.empty_claims.load(Relaxed) - empty_before;
+    // Fast polling after each of the 40 rounds would add 2-3 empty claims
+    // per row; at the idle pace, at most a couple of timer polls happen.
+    assert!(empty <= 6, "{empty} empty claims while 40 nudged rows came");
+
+    for seq in 0..20 {
+        written.push(write_event_in_partitions(&harness.db, one, "unannounced", seq).await);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    harness.drained(Duration::from_secs(5)).await;
+    harness.assert_stream_holds_exactly(&written).await;
     relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 

@@ -154,6 +154,16 @@ pub async fn write_event_in_txn<C: ConnectionTrait>(
     aggregate: &str,
     seq: usize,
 ) -> Written {
+    write_event_in_partitions(txn, PartitionCount::default(), aggregate, seq).await
+}
+
+/// [`write_event_in_txn`] for a relay running `partitions` partitions.
+pub async fn write_event_in_partitions<C: ConnectionTrait>(
+    txn: &C,
+    partitions: PartitionCount,
+    aggregate: &str,
+    seq: usize,
+) -> Written {
     let event = OutboxEvent::new(
         "/ordo/test",
         "order",
@@ -164,7 +174,7 @@ pub async fn write_event_in_txn<C: ConnectionTrait>(
         "corr-test",
     )
     .with_payload(format!("{aggregate}:{seq}").into_bytes());
-    outbox_insert_in_txn(txn, PartitionCount::default(), &event)
+    outbox_insert_in_txn(txn, partitions, &event)
         .await
         .unwrap();
     Written {
