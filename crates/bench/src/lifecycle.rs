@@ -29,20 +29,50 @@ pub const CLIENTS: usize = 16;
 /// What the lifecycle run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lifecycle {
-    pub rate: u32,
-    pub seconds: f64,
-    pub placed: usize,
-    pub terminal: usize,
-    pub terminal_per_second: f64,
-    pub place_order: Percentiles,
-    pub end_to_end: Percentiles,
     /// PlaceOrder closed loop with the order service (and its relay) only.
     pub write_path_place_per_second: f64,
     /// PlaceOrder closed loop with the whole life cycle running.
     pub closed_loop_place_per_second: f64,
+    /// Orders that reached their verdict, per second, in that closed loop.
     pub closed_loop_terminal_per_second: f64,
-    pub raw_sql_order_txn_per_second: f64,
+    /// Open loop at the sustained-throughput rate.
+    pub sustained: OpenLoop,
+    /// Open loop at the latency rate.
+    pub latency: OpenLoop,
     pub resident_mb: Vec<(String, f64)>,
+}
+
+/// The open-loop runs to make.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub sustain_rate: u32,
+    pub sustain_for: Duration,
+    pub latency_rate: u32,
+    pub latency_for: Duration,
+}
+
+/// One open-loop run: PlaceOrder on a fixed schedule, whatever the
+/// service's pace, latencies from each call's scheduled send.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLoop {
+    pub rate: u32,
+    pub seconds: f64,
+    pub placed: usize,
+    pub terminal: usize,
+    /// From the first scheduled send to the last verdict.
+    pub elapsed_seconds: f64,
+    pub terminal_per_second: f64,
+    pub place_order: Percentiles,
+    pub end_to_end: Percentiles,
+}
+
+impl OpenLoop {
+    /// Every order reached its verdict, at (nearly) the offered rate.
+    pub fn kept_up(&self) -> bool {
+        self.terminal == self.placed
+            && self.placed > 0
+            && self.terminal_per_second >= 0.97 * f64::from(self.rate)
+    }
 }
 
 struct Process {
@@ -142,9 +172,7 @@ async fn watch_verdicts(nats_url: &str) -> anyhow::Result<Verdicts> {
 }
 
 /// Runs the lifecycle phases with binaries from `bin_dir`.
-pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Result<Lifecycle> {
-    // The raw limit first, on a quiet machine.
-    let raw_sql_order_txn_per_second = raw_sql_order_txn(CLIENTS, Duration::from_secs(10)).await?;
+pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     let nats = NatsServer::start().await?;
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
@@ -159,16 +187,19 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
     )
     .await?;
     let verdicts = watch_verdicts(&nats.url()).await?;
-    let channel = tonic::transport::Endpoint::from_shared(orders_url)?
-        .connect()
-        .await?;
-    let clients: Vec<OrderServiceClient<Channel>> = (0..CLIENTS)
-        .map(|_| OrderServiceClient::new(channel.clone()))
-        .collect();
+    // A connection per client, as independent callers would have.
+    let endpoint = tonic::transport::Endpoint::from_shared(orders_url)?;
+    let mut clients: Vec<OrderServiceClient<Channel>> = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(OrderServiceClient::new(endpoint.connect().await?));
+    }
     let closed_for = Duration::from_secs(10);
 
     // The write path alone: order service and its relay publishing, no
     // processor yet (its consumer takes these orders up when it starts).
+    eprintln!(
+        "  write path: {CLIENTS} clients back to back for {closed_for:?}, processor not started"
+    );
     let written = closed_loop(&clients, closed_for, 10_000_000).await;
     let write_path_place_per_second = written as f64 / closed_for.as_secs_f64();
 
@@ -183,37 +214,82 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
     )
     .await?;
     settle(&verdicts, written, Duration::from_secs(120)).await;
-    verdicts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clear();
+    clear(&verdicts);
 
     // The whole life cycle, closed loop: CLIENTS callers back to back for
     // 10 s; terminal orders counted until the last of them settles.
+    eprintln!("  life cycle: {CLIENTS} clients back to back for {closed_for:?}");
     let closed_started = Instant::now();
     let placed_closed = closed_loop(&clients, closed_for, 500_000_000).await;
     let closed_loop_place_per_second = placed_closed as f64 / closed_for.as_secs_f64();
     let settled_closed = settle(&verdicts, placed_closed, Duration::from_secs(120)).await;
     let closed_loop_terminal_per_second =
         settled_closed as f64 / closed_started.elapsed().as_secs_f64();
+    clear(&verdicts);
+
+    let sustained = open_loop(
+        &clients,
+        &verdicts,
+        plan.sustain_rate,
+        plan.sustain_for,
+        1_000_000_000,
+    )
+    .await;
+    clear(&verdicts);
+    let latency = open_loop(
+        &clients,
+        &verdicts,
+        plan.latency_rate,
+        plan.latency_for,
+        2_000_000_000,
+    )
+    .await;
+
+    let resident = [&payments, &orders, &processor]
+        .iter()
+        .map(|p| (p.name.to_owned(), resident_mb(p)))
+        .collect();
+    drop((payments, orders, processor));
+    Ok(Lifecycle {
+        write_path_place_per_second,
+        closed_loop_place_per_second,
+        closed_loop_terminal_per_second,
+        sustained,
+        latency,
+        resident_mb: resident,
+    })
+}
+
+fn clear(verdicts: &Verdicts) {
     verdicts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clear();
+}
 
-    // Open loop at `rate`: latency from each call's scheduled send.
+/// PlaceOrder at `rate` for `duration` (order numbers from `first`), each
+/// call sent at its scheduled moment; then waits (up to 30 s) for the
+/// verdicts.
+async fn open_loop(
+    clients: &[OrderServiceClient<Channel>],
+    verdicts: &Verdicts,
+    rate: u32,
+    duration: Duration,
+    first: u64,
+) -> OpenLoop {
+    let rate = rate.max(1);
     let sent: Arc<Mutex<Vec<(String, Instant, Duration)>>> = Arc::default();
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let started = Instant::now();
     let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
     let mut tasks = Vec::new();
     for n in 0..total {
         let scheduled = started + interval.mul_f64(n as f64);
         tokio::time::sleep_until(scheduled).await;
-        let mut client = clients[n as usize % CLIENTS].clone();
+        let mut client = clients[n as usize % clients.len()].clone();
         let sent = Arc::clone(&sent);
         tasks.push(tokio::spawn(async move {
-            if let Ok(response) = client.place_order(request(n)).await
+            if let Ok(response) = client.place_order(request(first + n)).await
                 && let Some(order) = response.into_inner().order
             {
                 sent.lock()
@@ -221,12 +297,14 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
                     .push((order.order_id, scheduled, scheduled.elapsed()));
             }
         }));
-        if n % u64::from(rate.max(1)) == 0 {
+        if n % u64::from(rate) == 0 {
             let seen = verdicts
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .len();
-            eprint!("\r  lifecycle at {rate}/s: {n:>7} sent, {seen:>7} terminal   ");
+            eprint!(
+                "\r  life cycle at {rate}/s for {duration:?}: {n:>7} sent, {seen:>7} terminal   "
+            );
         }
     }
     for task in tasks {
@@ -236,16 +314,7 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let wait_until = Instant::now() + Duration::from_secs(30);
-    while verdicts
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len()
-        < placed.len()
-        && Instant::now() < wait_until
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    settle(verdicts, placed.len(), Duration::from_secs(30)).await;
     eprintln!();
     let seen = verdicts
         .lock()
@@ -257,29 +326,19 @@ pub async fn run(bin_dir: &Path, rate: u32, duration: Duration) -> anyhow::Resul
         .filter_map(|(id, scheduled, _)| Some(seen.get(id)?.saturating_duration_since(*scheduled)))
         .collect();
     let terminal = end_to_end.len();
-    let seconds = last_verdict
+    let elapsed_seconds = last_verdict
         .saturating_duration_since(started)
         .as_secs_f64();
-
-    let resident = [&payments, &orders, &processor]
-        .iter()
-        .map(|p| (p.name.to_owned(), resident_mb(p)))
-        .collect();
-    drop((payments, orders, processor));
-    Ok(Lifecycle {
+    OpenLoop {
         rate,
-        seconds,
+        seconds: duration.as_secs_f64(),
         placed: placed.len(),
         terminal,
-        terminal_per_second: terminal as f64 / seconds.max(f64::EPSILON),
+        elapsed_seconds,
+        terminal_per_second: terminal as f64 / elapsed_seconds.max(f64::EPSILON),
         place_order: Percentiles::of(placed.iter().map(|(_, _, took)| *took).collect()),
         end_to_end: Percentiles::of(end_to_end),
-        write_path_place_per_second,
-        closed_loop_place_per_second,
-        closed_loop_terminal_per_second,
-        raw_sql_order_txn_per_second,
-        resident_mb: resident,
-    })
+    }
 }
 
 /// PlaceOrder from every client back to back for `duration` (order
@@ -325,7 +384,7 @@ async fn settle(verdicts: &Verdicts, expected: usize, limit: Duration) -> usize 
 /// The order transaction written by hand in SQL (order, line, outbox row,
 /// one commit), `clients` at once, for `duration`: what the write path
 /// could do without gRPC, validation or the ORM.
-async fn raw_sql_order_txn(clients: usize, duration: Duration) -> anyhow::Result<f64> {
+pub async fn raw_sql_order_txn(clients: usize, duration: Duration) -> anyhow::Result<f64> {
     let database = TestDatabase::create().await?;
     let db = {
         let mut options = sea_orm::ConnectOptions::new(database.url().to_owned());

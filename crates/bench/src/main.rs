@@ -1,25 +1,29 @@
-//! `ordo-bench`: measures the outbox relay against the raw limits of this
-//! machine, all in one run, so every figure can be read as a ratio that
-//! survives a noisy machine.
+//! `ordo-bench`: Ordo against the raw limits of this machine, all in one
+//! run, so every figure can be read as a ratio that survives a noisy
+//! machine.
 //!
 //! ```text
+//! raw SQL order transaction, 16 clients ─▶ the machine's scale: every rate
+//!                                          target × (this figure / 12,200)
 //! raw JetStream publish ─┐
 //! raw claim + delete    ─┼─▶ relay drain of a pre-filled backlog (ratio to the lower raw limit)
-//! PlaceOrder at a steady rate ─▶ commit→stream latency percentiles
+//! PlaceOrder at the latency rate, in process ─▶ commit→stream latency percentiles
+//! the three release binaries, end to end:
+//!   write path (order service + relay, 16 clients) ─▶ ratio to raw SQL
+//!   life cycle, 16 clients back to back            ─▶ terminal orders/s
+//!   life cycle at the sustained rate for --seconds ─▶ kept up?
+//!   life cycle at the latency rate for 20 s        ─▶ PlaceOrder and end-to-end p99
+//!   resident memory of each service
 //! ```
 //!
 //! Each part runs on a database of its own (cloned from the migrated
-//! template, dropped afterwards) and a stream of its own on the NATS server
-//! at `ORDO_TEST_NATS_URL` (default `nats://127.0.0.1:4222`). Results are
-//! printed as a table and written as JSON under `.ordo/bench/`.
+//! template, dropped afterwards); the relay parts use a stream of their own
+//! on the NATS server at `ORDO_TEST_NATS_URL` (default
+//! `nats://127.0.0.1:4222`), the binaries a nats-server of the run's own.
+//! Verdicts are observed on NATS (`orders.confirmed` / `orders.rejected`).
+//! Results are printed as a table and written as JSON under `.ordo/bench/`.
 //!
-//! Then the whole pipeline: the order-service, processor and payments-sim
-//! release binaries over their own databases and a nats-server of the run's
-//! own — PlaceOrder at the rate, each order's verdict observed on NATS, a
-//! closed loop of 16 clients, resident memory — beside the raw SQL order
-//! transaction at the same concurrency.
-//!
-//! Usage: `ordo-bench [--backlog N] [--rate R] [--seconds S] [--lifecycle true|false]`
+//! Usage: `ordo-bench [--backlog N] [--rate R] [--sustain R] [--seconds S] [--lifecycle true|false]`
 
 mod latency;
 mod lifecycle;
@@ -37,14 +41,21 @@ const RELAY_IN_FLIGHT: usize = 1024;
 /// The relay's database connections, and the raw claim+delete workers.
 const RELAY_CONNECTIONS: u32 = 8;
 
+/// How long each latency measurement runs.
+const LATENCY_PHASE: Duration = Duration::from_secs(20);
+
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Rows pre-filled for the drain measurement.
     pub backlog: u64,
-    /// PlaceOrder calls per second for the latency measurement.
-    pub rate: u32,
-    /// How long the latency measurement runs.
+    /// PlaceOrder calls per second for the latency measurements; by default
+    /// the issue's 1,000/s scaled to this machine (see [`report::Scale`]).
+    pub rate: Option<u32>,
+    /// Orders per second offered in the sustained life-cycle run; by
+    /// default the 2,000/s target scaled to this machine.
+    pub sustain: Option<u32>,
+    /// How long the sustained run lasts.
     pub duration: Duration,
     /// Also run the three release binaries end to end.
     pub lifecycle: bool,
@@ -54,8 +65,9 @@ impl Options {
     fn parse(args: impl Iterator<Item = String>) -> anyhow::Result<Self> {
         let mut options = Self {
             backlog: 200_000,
-            rate: 1_000,
-            duration: Duration::from_secs(20),
+            rate: None,
+            sustain: None,
+            duration: Duration::from_secs(60),
             lifecycle: true,
         };
         let mut args = args.skip(1);
@@ -68,12 +80,15 @@ impl Options {
                 "--lifecycle" => {
                     options.lifecycle = value.parse().context("--lifecycle true|false")?
                 }
-                "--rate" => options.rate = value.parse().context("--rate")?,
+                "--rate" => options.rate = Some(value.parse().context("--rate")?),
+                "--sustain" => options.sustain = Some(value.parse().context("--sustain")?),
                 "--seconds" => {
                     options.duration = Duration::from_secs(value.parse().context("--seconds")?)
                 }
                 other => {
-                    anyhow::bail!("unknown option {other}; use --backlog N, --rate R, --seconds S")
+                    anyhow::bail!(
+                        "unknown option {other}; use --backlog N, --rate R, --sustain R, --seconds S, --lifecycle true|false"
+                    )
                 }
             }
         }
@@ -85,11 +100,17 @@ impl Options {
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse(std::env::args())?;
     let load_before = load::sample();
-    println!(
-        "ordo-bench: outbox relay · backlog {} rows · {} orders/s for {:?}",
-        options.backlog, options.rate, options.duration
-    );
     println!("machine before: {load_before}");
+    // The raw limit first, on a quiet machine: every target scales by it.
+    let cpu = load::CpuClock::now();
+    let raw_sql = lifecycle::raw_sql_order_txn(lifecycle::CLIENTS, Duration::from_secs(10)).await?;
+    let scale = report::Scale::of(raw_sql);
+    let rate = options.rate.unwrap_or_else(|| scale.rate(1_000.0));
+    let sustain = options.sustain.unwrap_or_else(|| scale.rate(2_000.0));
+    println!(
+        "ordo-bench: backlog {} rows · latency at {rate} orders/s · sustained {sustain} orders/s for {:?}",
+        options.backlog, options.duration
+    );
 
     let phase = |name: &str, figure: f64, unit: &str, cpu: load::CpuClock| {
         println!(
@@ -97,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
             cpu.busy_percent_since()
         );
     };
+    println!(
+        "  raw SQL order transaction, {} clients        {raw_sql:>9.0} txn/s   (CPU {:.0}% busy)",
+        lifecycle::CLIENTS,
+        cpu.busy_percent_since()
+    );
     let cpu = load::CpuClock::now();
     let jetstream_64 = raw::jetstream_publish(options.backlog.min(100_000), 64).await?;
     phase(
@@ -125,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let drain = raw::relay_drain(options.backlog).await?;
     phase("relay drain", drain.per_second(), "events/s", cpu);
     let cpu = load::CpuClock::now();
-    let latency = latency::steady_rate(options.rate, options.duration).await?;
+    let latency = latency::steady_rate(rate, LATENCY_PHASE).await?;
     let latency_cpu = cpu.busy_percent_since();
 
     let lifecycle = if options.lifecycle {
@@ -133,7 +159,13 @@ async fn main() -> anyhow::Result<()> {
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
         )
         .join("release");
-        Some(lifecycle::run(&bin_dir, options.rate, options.duration).await?)
+        let plan = lifecycle::Plan {
+            sustain_rate: sustain,
+            sustain_for: options.duration,
+            latency_rate: rate,
+            latency_for: LATENCY_PHASE,
+        };
+        Some(lifecycle::run(&bin_dir, plan).await?)
     } else {
         None
     };
@@ -154,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         load_after,
     );
     report.lifecycle = lifecycle;
+    report.scale = scale;
     report.print();
     let path = report.save()?;
     println!("\nresults saved to {}", path.display());

@@ -137,7 +137,10 @@ impl RelayMetrics {
             "ordo_outbox_claims_total",
             "Claim queries the relay ran, by whether they found rows.",
             [
-                (&[("result", "rows")][..], claims.saturating_sub(empty) as f64),
+                (
+                    &[("result", "rows")][..],
+                    claims.saturating_sub(empty) as f64,
+                ),
                 (&[("result", "empty")][..], empty as f64),
             ],
         );

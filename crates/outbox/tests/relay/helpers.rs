@@ -174,9 +174,7 @@ pub async fn write_event_in_partitions<C: ConnectionTrait>(
         "corr-test",
     )
     .with_payload(format!("{aggregate}:{seq}").into_bytes());
-    outbox_insert_in_txn(txn, partitions, &event)
-        .await
-        .unwrap();
+    outbox_insert_in_txn(txn, partitions, &event).await.unwrap();
     Written {
         aggregate: aggregate.to_owned(),
         seq,
