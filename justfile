@@ -66,6 +66,11 @@ bench *ARGS: deps
     cargo build --release -p ordo-bench -p order-service -p processor -p payments-sim
     "$CARGO_TARGET_DIR/release/ordo-bench" {{ARGS}}
 
+# perf over one phase of the benchmark: CPU by process, hottest symbols, flamegraph (.ordo/profile)
+profile PHASE="life cycle at": deps
+    cargo build --release -p ordo-bench -p order-service -p processor -p payments-sim
+    scripts/profile.sh "{{PHASE}}"
+
 # formatting and clippy, warnings as errors
 lint:
     cargo fmt --all --check
