@@ -31,6 +31,10 @@ pub const CLIENTS: usize = 16;
 pub struct Lifecycle {
     /// PlaceOrder closed loop with the order service (and its relay) only.
     pub write_path_place_per_second: f64,
+    /// `OUTBOX_PARTITIONS` of that run (the service's default unless set).
+    pub write_path_partitions: String,
+    /// The same with one outbox partition: one relay actor, fuller rounds.
+    pub write_path_one_partition_place_per_second: f64,
     /// PlaceOrder closed loop with the whole life cycle running.
     pub closed_loop_place_per_second: f64,
     /// Orders that reached their verdict, per second, in that closed loop.
@@ -173,6 +177,7 @@ async fn watch_verdicts(nats_url: &str) -> anyhow::Result<Verdicts> {
 
 /// Runs the lifecycle phases with binaries from `bin_dir`.
 pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
+    let write_path_one_partition_place_per_second = write_path_alone(bin_dir, "1").await?;
     let nats = NatsServer::start().await?;
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
@@ -252,12 +257,44 @@ pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     drop((payments, orders, processor));
     Ok(Lifecycle {
         write_path_place_per_second,
+        write_path_partitions: std::env::var("OUTBOX_PARTITIONS").unwrap_or_else(|_| "16".into()),
+        write_path_one_partition_place_per_second,
         closed_loop_place_per_second,
         closed_loop_terminal_per_second,
         sustained,
         latency,
         resident_mb: resident,
     })
+}
+
+/// The write path of an order service with `partitions` outbox partitions
+/// over a database and a nats-server of its own: 16 clients back to back
+/// for 10 s; PlaceOrder per second.
+async fn write_path_alone(bin_dir: &Path, partitions: &str) -> anyhow::Result<f64> {
+    let nats = NatsServer::start().await?;
+    let database = TestDatabase::create().await?;
+    let (orders, orders_url) = spawn(
+        bin_dir,
+        "order-service",
+        &[
+            ("DATABASE_URL", database.url().to_owned()),
+            ("NATS_URL", nats.url()),
+            ("OUTBOX_PARTITIONS", partitions.to_owned()),
+        ],
+    )
+    .await?;
+    let endpoint = tonic::transport::Endpoint::from_shared(orders_url)?;
+    let mut clients: Vec<OrderServiceClient<Channel>> = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(OrderServiceClient::new(endpoint.connect().await?));
+    }
+    let duration = Duration::from_secs(10);
+    eprintln!(
+        "  write path, {partitions} outbox partition(s): {CLIENTS} clients back to back for {duration:?}"
+    );
+    let written = closed_loop(&clients, duration, 3_000_000_000).await;
+    drop(orders);
+    Ok(written as f64 / duration.as_secs_f64())
 }
 
 fn clear(verdicts: &Verdicts) {

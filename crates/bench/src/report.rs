@@ -209,9 +209,25 @@ impl Report {
                 ),
             );
             row(
-                "  (order-service binary + relay; processor not started)",
+                &format!(
+                    "  (order-service binary + relay, {} partitions; processor not started)",
+                    lifecycle.write_path_partitions
+                ),
                 String::new(),
                 String::new(),
+            );
+            let one_partition_share = lifecycle.write_path_one_partition_place_per_second
+                / scale.raw_sql_order_txn_per_second;
+            row(
+                "  the same with OUTBOX_PARTITIONS=1 (one replica)",
+                format!(
+                    "{:.0} /s",
+                    lifecycle.write_path_one_partition_place_per_second
+                ),
+                format!(
+                    "{:.0}% of raw SQL: one relay actor, fuller rounds",
+                    one_partition_share * 100.0
+                ),
             );
             row(
                 "PlaceOrder, 16 clients, whole life cycle running",
