@@ -192,12 +192,7 @@ pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     )
     .await?;
     let verdicts = watch_verdicts(&nats.url()).await?;
-    // A connection per client, as independent callers would have.
-    let endpoint = tonic::transport::Endpoint::from_shared(orders_url)?;
-    let mut clients: Vec<OrderServiceClient<Channel>> = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
-        clients.push(OrderServiceClient::new(endpoint.connect().await?));
-    }
+    let clients = connect_clients(orders_url).await?;
     let closed_for = Duration::from_secs(10);
 
     // The write path alone: order service and its relay publishing, no
@@ -283,11 +278,7 @@ async fn write_path_alone(bin_dir: &Path, partitions: &str) -> anyhow::Result<f6
         ],
     )
     .await?;
-    let endpoint = tonic::transport::Endpoint::from_shared(orders_url)?;
-    let mut clients: Vec<OrderServiceClient<Channel>> = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
-        clients.push(OrderServiceClient::new(endpoint.connect().await?));
-    }
+    let clients = connect_clients(orders_url).await?;
     let duration = Duration::from_secs(10);
     eprintln!(
         "  write path, {partitions} outbox partition(s): {CLIENTS} clients back to back for {duration:?}"
@@ -295,6 +286,17 @@ async fn write_path_alone(bin_dir: &Path, partitions: &str) -> anyhow::Result<f6
     let written = closed_loop(&clients, duration, 3_000_000_000).await;
     drop(orders);
     Ok(written as f64 / duration.as_secs_f64())
+}
+
+/// CLIENTS order-service clients, a connection each, as independent
+/// callers would have.
+async fn connect_clients(url: String) -> anyhow::Result<Vec<OrderServiceClient<Channel>>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url)?;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(OrderServiceClient::new(endpoint.connect().await?));
+    }
+    Ok(clients)
 }
 
 fn clear(verdicts: &Verdicts) {

@@ -68,7 +68,7 @@ pub use metrics::RelayMetrics;
 pub use partition::{PartitionCount, PartitionCountError};
 pub use publish::{OutboundEvent, PublishService, Published};
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 /// Writes `event` into the outbox inside the caller's transaction (or
 /// connection), into the partition its aggregate hashes to, and returns
@@ -78,22 +78,19 @@ pub async fn outbox_insert_in_txn<C: ConnectionTrait>(
     partitions: PartitionCount,
     event: &OutboxEvent,
 ) -> Result<i32, DbErr> {
-    let partition = partitions.partition_of(&event.aggregate_id);
-    let row = entity::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        event_id: Set(event.event_id),
-        partition: Set(partition),
-        aggregate_type: Set(event.aggregate_type.to_owned()),
-        aggregate_id: Set(event.aggregate_id.clone()),
-        subject: Set(event.subject.to_owned()),
-        event_type: Set(event.event_type.to_owned()),
-        payload: Set(event.payload.clone()),
-        headers: Set(event.headers_json()),
-        created_at: Set(event.occurred_at.fixed_offset()),
-    };
-    entity::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
+    let row = OutboxRow::of(partitions, event);
+    let partition = row.partition;
+    let sql = format!(
+        "INSERT INTO outbox ({}) VALUES ({})",
+        OutboxRow::COLUMNS,
+        row.placeholders(1)
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        row.into_values(),
+    ))
+    .await?;
     Ok(partition)
 }
 

@@ -129,6 +129,13 @@ impl ProcessingStore {
         &self.db
     }
 
+    /// Wakes the local relay of `partition` after a commit wrote into it.
+    fn nudge(&self, partition: i32) {
+        if let Some(nudger) = &self.nudger {
+            nudger.nudge(partition);
+        }
+    }
+
     /// The record of `order_id`, if the processor has seen it.
     pub async fn processing_get(&self, order_id: Uuid) -> Result<Option<ProcessingRecord>, DbErr> {
         let row = self
@@ -287,9 +294,7 @@ impl ProcessingStore {
         values.extend(row.into_values());
         match self.db.execute_raw(statement(&sql, values)).await {
             Ok(done) if done.rows_affected() == 1 => {
-                if let Some(nudger) = &self.nudger {
-                    nudger.nudge(partition);
-                }
+                self.nudge(partition);
                 Ok(Some(verdict.settled.clone()))
             }
             Ok(_) => Ok(None),
@@ -519,8 +524,8 @@ impl ProcessingStore {
             None => None,
         };
         txn.commit().await?;
-        if let (Some(nudger), Some(partition)) = (&self.nudger, partition) {
-            nudger.nudge(partition);
+        if let Some(partition) = partition {
+            self.nudge(partition);
         }
         Ok(settled)
     }

@@ -289,16 +289,7 @@ impl OrderStore {
             StatusOutcome::Ignored(why) => format!("ignored: {why}"),
             StatusOutcome::Duplicate => String::new(),
         };
-        let inserted = txn
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "INSERT INTO inbox (consumer, message_id, subject, outcome) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-                [consumer.into(), message_id.into(), subject.into(), recorded.into()],
-            ))
-            .await?
-            .rows_affected();
-        if inserted == 0 {
+        if !ordo_inbox::inbox_record_in_txn(&txn, consumer, message_id, subject, &recorded).await? {
             txn.rollback().await?;
             return Ok(StatusOutcome::Duplicate);
         }
