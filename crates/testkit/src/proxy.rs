@@ -4,21 +4,55 @@
 //! every forwarded connection at once and refuses new ones (accepted, then
 //! closed immediately), as if the target had gone away; `restore()` lets
 //! connections through again.
+//!
+//! `drop_answers(n)` loses the next `n` HTTP/2 (gRPC) answers: the request
+//! reaches the target and is acted on, but when the target's response
+//! headers come back the proxy closes that connection instead of passing
+//! them on — the call's outcome is unknown to the caller, as after a
+//! provider crash or a reset between the provider's commit and its reply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// HTTP/2 frame type of a HEADERS frame (RFC 9113, section 6.2).
+const HEADERS_FRAME: u8 = 0x1;
 
 /// A cuttable TCP forwarder; stops when dropped.
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    open: Arc<watch::Sender<bool>>,
+    shared: Arc<Shared>,
     acceptor: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    open: watch::Sender<bool>,
+    answers_to_drop: AtomicU32,
+    answers_dropped: AtomicU32,
+}
+
+impl Shared {
+    /// Whether the answer now coming back is to be lost (and counted).
+    fn take_dropped_answer(&self) -> bool {
+        let taken = self
+            .answers_to_drop
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if taken {
+            self.answers_dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        taken
+    }
 }
 
 impl TcpProxy {
@@ -26,11 +60,15 @@ impl TcpProxy {
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let open = Arc::new(watch::Sender::new(true));
-        let acceptor = tokio::spawn(accept_loop(listener, target, Arc::clone(&open)));
+        let shared = Arc::new(Shared {
+            open: watch::Sender::new(true),
+            answers_to_drop: AtomicU32::new(0),
+            answers_dropped: AtomicU32::new(0),
+        });
+        let acceptor = tokio::spawn(accept_loop(listener, target, Arc::clone(&shared)));
         Ok(Self {
             addr,
-            open,
+            shared,
             acceptor,
         })
     }
@@ -42,12 +80,22 @@ impl TcpProxy {
 
     /// Closes every connection and refuses new ones.
     pub fn cut(&self) {
-        self.open.send_replace(false);
+        self.shared.open.send_replace(false);
     }
 
     /// Forwards new connections again.
     pub fn restore(&self) {
-        self.open.send_replace(true);
+        self.shared.open.send_replace(true);
+    }
+
+    /// Loses the next `n` HTTP/2 answers after their requests were delivered.
+    pub fn drop_answers(&self, n: u32) {
+        self.shared.answers_to_drop.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers lost so far by [`TcpProxy::drop_answers`].
+    pub fn answers_dropped(&self) -> u32 {
+        self.shared.answers_dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -58,22 +106,57 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, open: Arc<watch::Sender<bool>>) {
+async fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
     while let Ok((client, _)) = listener.accept().await {
-        if !*open.borrow() {
+        if !*shared.open.borrow() {
             drop(client);
             continue;
         }
-        tokio::spawn(forward(client, target, open.subscribe()));
+        tokio::spawn(forward(client, target, Arc::clone(&shared)));
     }
 }
 
-async fn forward(mut client: TcpStream, target: SocketAddr, mut open: watch::Receiver<bool>) {
-    let Ok(mut upstream) = TcpStream::connect(target).await else {
+async fn forward(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
+    let Ok(upstream) = TcpStream::connect(target).await else {
         return;
     };
+    let mut open = shared.open.subscribe();
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = copy(client_read, upstream_write) => {}
+        _ = copy_answers(upstream_read, client_write, &shared) => {}
         _ = open.wait_for(|open| !*open) => {}
+    }
+}
+
+/// Requests go through untouched.
+async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) -> std::io::Result<()> {
+    tokio::io::copy(&mut from, &mut to).await.map(drop)
+}
+
+/// Answers go through frame by frame (the target's side of an HTTP/2
+/// connection is a plain sequence of frames), so a response's HEADERS frame
+/// can be withheld — the connection then ends, taking the answer with it.
+/// Anything that is not HTTP/2 passes through as long as nothing is to be
+/// dropped.
+async fn copy_answers(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut header = [0_u8; 9];
+    loop {
+        from.read_exact(&mut header).await?;
+        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let kind = header[3];
+        let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0_u8; length];
+        from.read_exact(&mut payload).await?;
+        if kind == HEADERS_FRAME && stream_id != 0 && shared.take_dropped_answer() {
+            return Ok(());
+        }
+        to.write_all(&header).await?;
+        to.write_all(&payload).await?;
     }
 }

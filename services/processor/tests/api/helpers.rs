@@ -15,7 +15,9 @@ use ordo_proto::payments::v1::{
 use ordo_proto::processor::v1::{GetOrderProcessingRequest, OrderProcessing, ProcessingState};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
 use ordo_resilience::Backoff;
-use ordo_testkit::{Schema, StreamMessage, TestDatabase, TestStream, nats::shared_nats_url};
+use ordo_testkit::{
+    Schema, StreamMessage, TcpProxy, TestDatabase, TestStream, nats::shared_nats_url,
+};
 use processor::consumer::ConsumerFaults;
 use processor::{Application, Settings};
 use prost::Message as _;
@@ -63,15 +65,31 @@ impl Payments {
 
     /// Sets the simulator's faults (decline limit kept at its default).
     pub async fn set_faults(&self, error_rate: f64, outage: bool) {
+        self.set(Faults {
+            latency_ms: 0,
+            error_rate,
+            outage,
+            decline_above_minor: 1_000_000,
+        })
+        .await;
+    }
+
+    /// Makes every Authorize and Refund take `latency` before it acts.
+    pub async fn set_latency(&self, latency: Duration) {
+        self.set(Faults {
+            latency_ms: u32::try_from(latency.as_millis()).unwrap(),
+            error_rate: 0.0,
+            outage: false,
+            decline_above_minor: 1_000_000,
+        })
+        .await;
+    }
+
+    async fn set(&self, faults: Faults) {
         self.client
             .clone()
             .set_faults(SetFaultsRequest {
-                faults: Some(Faults {
-                    latency_ms: 0,
-                    error_rate,
-                    outage,
-                    decline_above_minor: 1_000_000,
-                }),
+                faults: Some(faults),
             })
             .await
             .unwrap();
@@ -104,6 +122,8 @@ impl Payments {
 pub struct TestProcessor {
     pub client: ProcessorServiceClient<Channel>,
     pub payments: Payments,
+    /// Between the processor and the simulator: cut it, or lose answers.
+    pub payments_proxy: TcpProxy,
     pub db: DatabaseConnection,
     pub stream: TestStream,
     pub stream_settings: StreamSettings,
@@ -153,6 +173,7 @@ impl TestProcessor {
     ) -> Self {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let payments = Payments::spawn().await;
+        let payments_proxy = TcpProxy::start(payments.addr).await.unwrap();
         let nats_url = shared_nats_url();
         let client = async_nats::connect(&nats_url).await.unwrap();
         let jetstream = jetstream::new(client);
@@ -167,7 +188,7 @@ impl TestProcessor {
         settings.metrics_listen_addr = Some("127.0.0.1:0".parse().unwrap());
         settings.relay.nats_url = nats_url.clone();
         settings.relay.stream = stream_settings.clone();
-        settings.payments.url = format!("http://{}", payments.addr);
+        settings.payments.url = format!("http://{}", payments_proxy.addr());
         settings.admin_token = Some(ADMIN_TOKEN.to_owned());
         let settings = configure(settings);
 
@@ -190,6 +211,7 @@ impl TestProcessor {
         Self {
             client,
             payments,
+            payments_proxy,
             db,
             stream,
             stream_settings,
