@@ -119,6 +119,12 @@ const ERROR_CORRELATION: SqlMigration = SqlMigration {
     down: include_str!("../sql/0007_error_correlation.down.sql"),
 };
 
+const PAYMENT_MACHINE: SqlMigration = SqlMigration {
+    name: "m20261201_000008_payment_machine",
+    up: include_str!("../sql/0008_payment_machine.up.sql"),
+    down: include_str!("../sql/0008_payment_machine.down.sql"),
+};
+
 /// The order service's migrations, oldest first. Names are recorded in
 /// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
 const ORDERS: &[SqlMigration] = &[ORDERS_TABLES, OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES];
@@ -132,6 +138,7 @@ const PROCESSOR: &[SqlMigration] = &[
     JOB_LEASES,
     ORDER_PROCESSING,
     ERROR_CORRELATION,
+    PAYMENT_MACHINE,
 ];
 
 /// The order service's migrator (the default of `ordo-migrate`).

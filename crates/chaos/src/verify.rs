@@ -109,7 +109,10 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
             "dead letter {} (order {}): {reason}; redriven",
             letter.id, letter.order_id
         ));
-        let mut request = tonic::Request::new(RedriveDeadLetterRequest { id: letter.id });
+        let mut request = tonic::Request::new(RedriveDeadLetterRequest {
+            id: letter.id,
+            reason: "chaos: the faults are over".into(),
+        });
         request.metadata_mut().insert(
             "authorization",
             format!("Bearer {}", sources.admin_token).parse()?,

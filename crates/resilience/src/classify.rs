@@ -26,10 +26,20 @@ pub trait Failure: Sized {
 }
 
 impl Failure for Status {
+    /// The other side is unwell or unreachable (UNAVAILABLE, DEADLINE_EXCEEDED,
+    /// RESOURCE_EXHAUSTED), or the call was cut with its outcome unknown
+    /// (UNKNOWN and INTERNAL: a reset or a crash mid-call; ABORTED): asking
+    /// again is how the outcome becomes known, and safe for calls that carry
+    /// an idempotency key — which every call Ordo retries does.
     fn is_transient(&self) -> bool {
         matches!(
             self.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::ResourceExhausted
+                | Code::Unknown
+                | Code::Internal
+                | Code::Aborted
         ) && circuit_open_retry_after(self).is_none()
     }
 
@@ -127,6 +137,9 @@ mod tests {
             Code::Unavailable,
             Code::DeadlineExceeded,
             Code::ResourceExhausted,
+            Code::Unknown,
+            Code::Internal,
+            Code::Aborted,
         ] {
             assert!(Status::new(code, "x").is_transient(), "{code:?}");
         }

@@ -148,9 +148,11 @@ async fn copy_answers(
     let mut header = [0_u8; 9];
     loop {
         from.read_exact(&mut header).await?;
-        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
         let kind = header[3];
-        let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        let stream_id =
+            u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
         let mut payload = vec![0_u8; length];
         from.read_exact(&mut payload).await?;
         if kind == HEADERS_FRAME && stream_id != 0 && shared.take_dropped_answer() {

@@ -46,7 +46,7 @@ impl MetricsSource for SimMetrics {
             let none: &[(&str, &str)] = &[];
             out.counter(
                 "ordo_payments_calls_received_total",
-                "Authorize and Refund calls received, failed ones included.",
+                "Authorize, Refund and Void calls received, failed ones included.",
                 [(none, self.calls_received.load(Ordering::Relaxed) as f64)],
             );
         })

@@ -11,11 +11,11 @@ pub const DEFAULT_DECLINE_ABOVE_MINOR: i64 = 1_000_000;
 /// The knobs in force.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Faults {
-    /// Added to every Authorize and Refund.
+    /// Added to every Authorize, Refund and Void.
     pub latency: Duration,
-    /// Share of Authorize and Refund calls failing UNAVAILABLE, 0.0-1.0.
+    /// Share of Authorize, Refund and Void calls failing UNAVAILABLE, 0.0-1.0.
     pub error_rate: f64,
-    /// Every Authorize and Refund fails UNAVAILABLE.
+    /// Every Authorize, Refund and Void fails UNAVAILABLE.
     pub outage: bool,
     /// Authorizations above this amount are declined.
     pub decline_above_minor: i64,

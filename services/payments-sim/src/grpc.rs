@@ -12,7 +12,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 use uuid::Uuid;
 
 use crate::faults::{FaultSwitch, Faults, Strike};
-use crate::ledger::{Charge, Ledger, LedgerError};
+use crate::ledger::{Charge, Ledger, LedgerError, PaymentStatus, Voided};
 
 /// Highest amount accepted, in minor units.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
@@ -67,11 +67,12 @@ fn into_status(err: ApiError) -> Status {
 }
 
 fn check_key(key: &str, violations: &mut Vec<(&'static str, String)>) {
+    check_key_named("idempotency_key", key, violations);
+}
+
+fn check_key_named(field: &'static str, key: &str, violations: &mut Vec<(&'static str, String)>) {
     if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        violations.push((
-            "idempotency_key",
-            "must be 1-128 printable ASCII characters".to_owned(),
-        ));
+        violations.push((field, "must be 1-128 printable ASCII characters".to_owned()));
     }
 }
 
@@ -164,6 +165,65 @@ impl PaymentApi {
     }
 }
 
+impl PaymentApi {
+    async fn void(&self, request: proto::VoidRequest) -> Result<proto::VoidResponse, ApiError> {
+        let mut violations = Vec::new();
+        check_key_named(
+            "authorization_key",
+            &request.authorization_key,
+            &mut violations,
+        );
+        check_key_named("refund_key", &request.refund_key, &mut violations);
+        if !violations.is_empty() {
+            return Err(ApiError::Invalid(violations));
+        }
+        self.suffer().await?;
+        let voided = self
+            .ledger
+            .void(&request.authorization_key, &request.refund_key)
+            .map_err(ApiError::Ledger)?;
+        Ok(match voided {
+            Voided::NeverAuthorized => proto::VoidResponse {
+                outcome: proto::VoidOutcome::NeverAuthorized.into(),
+                ..Default::default()
+            },
+            Voided::Declined { payment_id } => proto::VoidResponse {
+                outcome: proto::VoidOutcome::Declined.into(),
+                payment_id: payment_id.to_string(),
+                refund_id: String::new(),
+            },
+            Voided::Refunded(refund) => proto::VoidResponse {
+                outcome: proto::VoidOutcome::Refunded.into(),
+                payment_id: refund.payment_id.to_string(),
+                refund_id: refund.refund_id.to_string(),
+            },
+        })
+    }
+}
+
+fn payment_to_proto(status: PaymentStatus) -> proto::GetPaymentResponse {
+    let (status, payment_id, refund_id) = match status {
+        PaymentStatus::None => (proto::PaymentStatus::None, None, None),
+        PaymentStatus::Voided => (proto::PaymentStatus::Voided, None, None),
+        PaymentStatus::Approved { payment_id } => {
+            (proto::PaymentStatus::Approved, Some(payment_id), None)
+        }
+        PaymentStatus::Declined { payment_id } => {
+            (proto::PaymentStatus::Declined, Some(payment_id), None)
+        }
+        PaymentStatus::Refunded(refund) => (
+            proto::PaymentStatus::Refunded,
+            Some(refund.payment_id),
+            Some(refund.refund_id),
+        ),
+    };
+    proto::GetPaymentResponse {
+        status: status.into(),
+        payment_id: payment_id.map(|id| id.to_string()).unwrap_or_default(),
+        refund_id: refund_id.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
 fn faults_to_proto(faults: Faults) -> proto::Faults {
     proto::Faults {
         latency_ms: u32::try_from(faults.latency.as_millis()).unwrap_or(u32::MAX),
@@ -202,6 +262,28 @@ impl PaymentService for PaymentApi {
         self.calls_received.fetch_add(1, Ordering::Relaxed);
         let result = PaymentApi::refund(self, request.into_inner()).await;
         result.map(Response::new).map_err(into_status)
+    }
+
+    async fn void(
+        &self,
+        request: Request<proto::VoidRequest>,
+    ) -> Result<Response<proto::VoidResponse>, Status> {
+        self.calls_received.fetch_add(1, Ordering::Relaxed);
+        let result = PaymentApi::void(self, request.into_inner()).await;
+        result.map(Response::new).map_err(into_status)
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<proto::GetPaymentRequest>,
+    ) -> Result<Response<proto::GetPaymentResponse>, Status> {
+        let key = request.into_inner().authorization_key;
+        let mut violations = Vec::new();
+        check_key_named("authorization_key", &key, &mut violations);
+        if !violations.is_empty() {
+            return Err(into_status(ApiError::Invalid(violations)));
+        }
+        Ok(Response::new(payment_to_proto(self.ledger.payment(&key))))
     }
 
     async fn get_payment_counts(

@@ -3,6 +3,12 @@
 //! Every operation takes the one lock for its whole effect, so concurrent
 //! calls with one key see exactly one effect. Counts record effects only:
 //! a replayed key changes nothing and counts nothing.
+//!
+//! An authorization key ends in one of four ways: never used, approved
+//! (then perhaps refunded), declined, or voided — closed by [`Ledger::void`]
+//! before anything was authorized, after which an authorization under it is
+//! declined with [`DECLINE_VOIDED`]. A void is how a caller that lost an
+//! answer makes sure, whatever happened, that nothing stays charged.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -12,6 +18,8 @@ use uuid::Uuid;
 
 /// Why the reason field says so.
 pub const DECLINE_AMOUNT_ABOVE_LIMIT: &str = "amount_above_limit";
+/// The decline of an authorization under a key a void closed first.
+pub const DECLINE_VOIDED: &str = "voided";
 
 /// An authorization request, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +64,27 @@ pub struct Counts {
     pub refunds: u32,
 }
 
+/// What a void found, and so what stays charged: nothing, in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Voided {
+    /// The key was never used; it is closed now.
+    NeverAuthorized,
+    /// The authorization was declined.
+    Declined { payment_id: Uuid },
+    /// The payment was approved and is refunded (now or before).
+    Refunded(Refund),
+}
+
+/// What an authorization key led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    None,
+    Approved { payment_id: Uuid },
+    Declined { payment_id: Uuid },
+    Refunded(Refund),
+    Voided,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
     #[error("idempotency key already used for a different request")]
@@ -75,12 +104,54 @@ struct Payment {
     refund: Option<Uuid>,
 }
 
+/// What an authorization key holds.
+#[derive(Debug, Clone)]
+enum KeyUse {
+    /// The first request's fingerprint and the decision made on it.
+    Decided(Vec<u8>, Authorization),
+    /// Closed by a void before any authorization.
+    Voided(Authorization),
+}
+
 #[derive(Debug, Default)]
 struct State {
     payments: HashMap<Uuid, Payment>,
-    authorize_keys: HashMap<String, (Vec<u8>, Authorization)>,
+    authorize_keys: HashMap<String, KeyUse>,
     refund_keys: HashMap<String, (Uuid, Refund)>,
     counts: HashMap<String, Counts>,
+}
+
+impl State {
+    /// Refunds an approved payment once under `key`, or replays that refund.
+    fn refund(&mut self, payment_id: Uuid, key: &str) -> Result<Refund, LedgerError> {
+        if let Some((first, refund)) = self.refund_keys.get(key) {
+            return if *first == payment_id {
+                Ok(*refund)
+            } else {
+                Err(LedgerError::KeyReused)
+            };
+        }
+        let payment = self
+            .payments
+            .get_mut(&payment_id)
+            .ok_or(LedgerError::UnknownPayment(payment_id))?;
+        if !payment.approved {
+            return Err(LedgerError::NotApproved(payment_id));
+        }
+        if payment.refund.is_some() {
+            return Err(LedgerError::AlreadyRefunded(payment_id));
+        }
+        let refund = Refund {
+            refund_id: Uuid::new_v4(),
+            payment_id,
+        };
+        payment.refund = Some(refund.refund_id);
+        let order_id = payment.order_id.clone();
+        self.counts.entry(order_id).or_default().refunds += 1;
+        self.refund_keys
+            .insert(key.to_owned(), (payment_id, refund));
+        Ok(refund)
+    }
 }
 
 /// The simulator's books.
@@ -98,12 +169,16 @@ impl Ledger {
     ) -> Result<Authorization, LedgerError> {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let fingerprint = charge.fingerprint();
-        if let Some((first, decision)) = state.authorize_keys.get(key) {
-            return if *first == fingerprint {
-                Ok(decision.clone())
-            } else {
-                Err(LedgerError::KeyReused)
-            };
+        match state.authorize_keys.get(key) {
+            Some(KeyUse::Decided(first, decision)) => {
+                return if *first == fingerprint {
+                    Ok(decision.clone())
+                } else {
+                    Err(LedgerError::KeyReused)
+                };
+            }
+            Some(KeyUse::Voided(decision)) => return Ok(decision.clone()),
+            None => {}
         }
         let approved = charge.amount_minor <= decline_above_minor;
         let decision = Authorization {
@@ -126,43 +201,82 @@ impl Ledger {
                 refund: None,
             },
         );
-        state
-            .authorize_keys
-            .insert(key.to_owned(), (fingerprint, decision.clone()));
+        state.authorize_keys.insert(
+            key.to_owned(),
+            KeyUse::Decided(fingerprint, decision.clone()),
+        );
         Ok(decision)
+    }
+
+    /// Makes sure nothing stays charged under `authorization_key`: refunds
+    /// an approved payment (under `refund_key`), or closes an unused key.
+    pub fn void(&self, authorization_key: &str, refund_key: &str) -> Result<Voided, LedgerError> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let decision = match state.authorize_keys.get(authorization_key) {
+            None => {
+                let closed = Authorization {
+                    payment_id: Uuid::new_v4(),
+                    approved: false,
+                    decline_reason: DECLINE_VOIDED.to_owned(),
+                };
+                state
+                    .authorize_keys
+                    .insert(authorization_key.to_owned(), KeyUse::Voided(closed));
+                return Ok(Voided::NeverAuthorized);
+            }
+            Some(KeyUse::Voided(_)) => return Ok(Voided::NeverAuthorized),
+            Some(KeyUse::Decided(_, decision)) => decision.clone(),
+        };
+        if !decision.approved {
+            return Ok(Voided::Declined {
+                payment_id: decision.payment_id,
+            });
+        }
+        let already = state
+            .payments
+            .get(&decision.payment_id)
+            .and_then(|payment| payment.refund);
+        match already {
+            Some(refund_id) => Ok(Voided::Refunded(Refund {
+                refund_id,
+                payment_id: decision.payment_id,
+            })),
+            None => state
+                .refund(decision.payment_id, refund_key)
+                .map(Voided::Refunded),
+        }
+    }
+
+    /// What `authorization_key` led to.
+    pub fn payment(&self, authorization_key: &str) -> PaymentStatus {
+        let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.authorize_keys.get(authorization_key) {
+            None => PaymentStatus::None,
+            Some(KeyUse::Voided(_)) => PaymentStatus::Voided,
+            Some(KeyUse::Decided(_, decision)) if !decision.approved => PaymentStatus::Declined {
+                payment_id: decision.payment_id,
+            },
+            Some(KeyUse::Decided(_, decision)) => {
+                let payment_id = decision.payment_id;
+                match state
+                    .payments
+                    .get(&payment_id)
+                    .and_then(|payment| payment.refund)
+                {
+                    Some(refund_id) => PaymentStatus::Refunded(Refund {
+                        refund_id,
+                        payment_id,
+                    }),
+                    None => PaymentStatus::Approved { payment_id },
+                }
+            }
+        }
     }
 
     /// Refunds an approved payment once, or returns the refund made under `key`.
     pub fn refund(&self, payment_id: Uuid, key: &str) -> Result<Refund, LedgerError> {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((first, refund)) = state.refund_keys.get(key) {
-            return if *first == payment_id {
-                Ok(*refund)
-            } else {
-                Err(LedgerError::KeyReused)
-            };
-        }
-        let payment = state
-            .payments
-            .get_mut(&payment_id)
-            .ok_or(LedgerError::UnknownPayment(payment_id))?;
-        if !payment.approved {
-            return Err(LedgerError::NotApproved(payment_id));
-        }
-        if payment.refund.is_some() {
-            return Err(LedgerError::AlreadyRefunded(payment_id));
-        }
-        let refund = Refund {
-            refund_id: Uuid::new_v4(),
-            payment_id,
-        };
-        payment.refund = Some(refund.refund_id);
-        let order_id = payment.order_id.clone();
-        state.counts.entry(order_id).or_default().refunds += 1;
-        state
-            .refund_keys
-            .insert(key.to_owned(), (payment_id, refund));
-        Ok(refund)
+        state.refund(payment_id, key)
     }
 
     /// Effects recorded for `order_id` (zeros when none).
@@ -214,6 +328,46 @@ mod tests {
             ledger.refund(decision.payment_id, "r"),
             Err(LedgerError::NotApproved(decision.payment_id))
         );
+    }
+
+    #[test]
+    fn a_void_refunds_an_approval_once_and_a_later_refund_replays_it() {
+        let ledger = Ledger::default();
+        let paid = ledger.authorize(charge(100), "k", 1000).unwrap();
+        let Voided::Refunded(refund) = ledger.void("k", "r").unwrap() else {
+            panic!("an approved payment is refunded by a void");
+        };
+        assert_eq!(refund.payment_id, paid.payment_id);
+        assert_eq!(ledger.void("k", "r").unwrap(), Voided::Refunded(refund));
+        assert_eq!(ledger.refund(paid.payment_id, "r").unwrap(), refund);
+        assert_eq!(ledger.payment("k"), PaymentStatus::Refunded(refund));
+        assert_eq!(ledger.counts("o-1").refunds, 1);
+    }
+
+    #[test]
+    fn a_void_closes_an_unused_key_so_it_never_charges() {
+        let ledger = Ledger::default();
+        assert_eq!(ledger.payment("k"), PaymentStatus::None);
+        assert_eq!(ledger.void("k", "r").unwrap(), Voided::NeverAuthorized);
+        let late = ledger.authorize(charge(100), "k", 1000).unwrap();
+        assert!(!late.approved);
+        assert_eq!(late.decline_reason, DECLINE_VOIDED);
+        assert_eq!(ledger.payment("k"), PaymentStatus::Voided);
+        assert_eq!(ledger.void("k", "r").unwrap(), Voided::NeverAuthorized);
+        assert_eq!(ledger.counts("o-1"), Counts::default());
+    }
+
+    #[test]
+    fn a_void_of_a_declined_payment_changes_nothing() {
+        let ledger = Ledger::default();
+        let declined = ledger.authorize(charge(5000), "k", 1000).unwrap();
+        assert_eq!(
+            ledger.void("k", "r").unwrap(),
+            Voided::Declined {
+                payment_id: declined.payment_id
+            }
+        );
+        assert_eq!(ledger.counts("o-1").refunds, 0);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::grpc::{AdminToken, ProcessorApi};
 use crate::handler::Handler;
 use crate::health;
 use crate::metrics::ProcessorMetrics;
+use crate::operator::Operator;
 use crate::payments::PaymentGateway;
 use crate::settings::Settings;
 use crate::store::ProcessingStore;
@@ -73,7 +74,6 @@ impl Application {
         let handler = Handler {
             store: store.clone(),
             payments: PaymentGateway::new(&settings.payments).context("invalid PAYMENTS_URL")?,
-            defer: settings.consuming.backoff,
             breaker_deferrals: Arc::default(),
         };
         let metrics = Arc::new(ProcessorMetrics {
@@ -192,9 +192,12 @@ impl Application {
             }
         };
         let api = ProcessorApi::new(
-            self.store.clone(),
-            self.dead_letters.clone(),
-            AdminToken::new(self.settings.admin_token.as_deref()),
+            Operator {
+                store: self.store.clone(),
+                payments: self.handler.payments.clone(),
+                dead_letters: self.dead_letters.clone(),
+            },
+            AdminToken::new(self.settings.admin_tokens()),
         );
         tracing::info!(addr = %self.local_addr, "processor listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);

@@ -3,15 +3,26 @@
 //!
 //! One durable consumer per subject (`processor-placed`,
 //! `processor-cancelled`; one filter subject each, which every JetStream
-//! server supports), explicit acks, shared by every replica. Per message:
+//! server supports), explicit acks, shared by every replica. At start-up
+//! each is created or updated to the configured settings (ack wait,
+//! delivery cap, acks pending), so a changed setting reaches the server.
+//! Per message:
 //!
 //! - settled (applied, ignored, duplicate) → ack;
-//! - deferred → NAK with the deferral's delay, no history entry;
-//! - failed → one error-history entry; a transient failure below
-//!   `max_attempts` → NAK with jittered exponential backoff; otherwise (or
-//!   for a permanent failure) → dead letter with the whole history, then ack;
-//! - undecodable → dead letter at once;
-//! - the JetStream delivery cap reached (deferrals count there) → dead letter.
+//! - deferred (the payments breaker is open) → NAK with the breaker's
+//!   cool-down, no history entry;
+//! - failed → the attempt is recorded (one error-history entry, and the
+//!   record's change the payment machine decides for a failure); then
+//!   [`after_failure`] decides: NAK with jittered exponential backoff, or
+//!   give up → dead letter with the whole history, the record told, ack;
+//! - undecodable → given up at once.
+//!
+//! Attempts are counted in the database, so JetStream's delivery cap
+//! (`PROCESSOR_MAX_DELIVER`) is only a backstop, unlimited by default.
+//! When it is set, a message on its last allowed delivery is never let go
+//! unsettled: a deferral or failure there is given up, and each step of
+//! that (recording the attempt, the dead letter, the record) is retried in
+//! place until it succeeds — JetStream would not deliver it again.
 //!
 //! On stop no new message is taken and those in flight finish.
 
@@ -21,20 +32,22 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::{StreamExt as _, TryStreamExt as _};
+use ordo_lifecycle::payment::Kind;
 use ordo_outbox::StreamSettings;
 use ordo_service_kit::metrics::ConsumerCounters;
 use tokio::sync::watch;
 use tracing::Instrument as _;
-use uuid::Uuid;
 
 use crate::dead_letter::{DeadLetterDraft, DeadLetters};
 use crate::handler::{Handled, Handler};
-use crate::messages::decode;
+use crate::messages::{Incoming, decode};
 use crate::processing::Failure;
 use crate::settings::ConsumerSettings;
-use crate::store::{MessageRef, Settled};
+use crate::store::{MessageRef, OrderRef, Settled};
 
 const KINDS: [&str; 2] = ["placed", "cancelled"];
+/// The longest wait between in-place retries on a last delivery.
+const HOLD_MAX: Duration = Duration::from_secs(5);
 
 /// Consumes placed and cancelled orders until told to stop.
 #[derive(Debug, Clone)]
@@ -52,8 +65,16 @@ pub struct OrderConsumer {
 /// What a message is about, as far as it could be read.
 #[derive(Debug, Clone, Copy)]
 struct About<'a> {
-    order_id: Option<Uuid>,
+    order: Option<(OrderRef<'a>, Kind)>,
     correlation_id: &'a str,
+}
+
+/// Which delivery of a message this is.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    stream_sequence: u64,
+    /// JetStream will not deliver it again.
+    last: bool,
 }
 
 /// Faults tests switch on to show what a crash would do.
@@ -72,6 +93,40 @@ impl ConsumerFaults {
             })
             .is_ok()
     }
+}
+
+/// What becomes of a message after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// NAK it; it comes back after the backoff for this attempt.
+    Retry { attempt: u32 },
+    /// Dead-letter it, for this reason.
+    GiveUp { reason: String },
+}
+
+/// The one decision on a failed attempt: retry while the failure is
+/// transient, attempts remain and JetStream will deliver it again.
+pub fn after_failure(
+    failure: &Failure,
+    attempt: u32,
+    max_attempts: u32,
+    last_delivery: bool,
+) -> AfterFailure {
+    let last = format!("{}: {}", failure.code, failure.text);
+    if !failure.transient {
+        return AfterFailure::GiveUp { reason: last };
+    }
+    if attempt >= max_attempts {
+        return AfterFailure::GiveUp {
+            reason: format!("{attempt} attempts failed; last: {last}"),
+        };
+    }
+    if last_delivery {
+        return AfterFailure::GiveUp {
+            reason: format!("its last allowed delivery (PROCESSOR_MAX_DELIVER) failed: {last}"),
+        };
+    }
+    AfterFailure::Retry { attempt }
 }
 
 impl OrderConsumer {
@@ -94,27 +149,36 @@ impl OrderConsumer {
         }
     }
 
+    /// The durable consumer for `kind` as configured.
+    fn consumer_config(&self, kind: &str) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(format!("processor-{kind}")),
+            filter_subject: self.stream.subject_for(&format!("orders.{kind}")),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            max_deliver: self.settings.max_deliver.map_or(-1, i64::from),
+            max_ack_pending: i64::try_from(self.settings.concurrency * 4).unwrap_or(1024),
+            ..Default::default()
+        }
+    }
+
     async fn consume(&self, mut stop: watch::Receiver<bool>) -> Result<(), async_nats::Error> {
         let stream = self.jetstream.get_stream(&self.stream.name).await?;
         self.dead_letters.ensure().await?;
         let mut feeds = Vec::new();
         for kind in KINDS {
-            let name = format!("processor-{kind}");
-            let consumer: consumer::PullConsumer = stream
-                .get_or_create_consumer(
-                    &name,
-                    consumer::pull::Config {
-                        durable_name: Some(name.clone()),
-                        filter_subject: self.stream.subject_for(&format!("orders.{kind}")),
-                        ack_policy: consumer::AckPolicy::Explicit,
-                        ack_wait: self.settings.ack_wait,
-                        max_deliver: i64::from(self.settings.max_deliver),
-                        max_ack_pending: i64::try_from(self.settings.concurrency * 4)
-                            .unwrap_or(1024),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            let config = self.consumer_config(kind);
+            // Create, or bring an existing durable consumer in line with
+            // the settings (a changed PROCESSOR_ACK_WAIT, _MAX_DELIVER or
+            // _CONCURRENCY must reach the server).
+            let consumer: consumer::PullConsumer =
+                stream.create_consumer(config.clone()).await.map_err(|err| {
+                    format!(
+                        "durable consumer processor-{kind} could not be brought to the settings \
+                         (PROCESSOR_ACK_WAIT {:?}, PROCESSOR_MAX_DELIVER {}, acks pending {}): {err}",
+                        config.ack_wait, config.max_deliver, config.max_ack_pending
+                    )
+                })?;
             feeds.push(consumer.messages().await?.boxed());
         }
         tracing::info!(stream = self.stream.name, "order consumer running");
@@ -165,6 +229,13 @@ impl OrderConsumer {
                 info.stream_sequence,
             )
         });
+        let delivery = Delivery {
+            stream_sequence,
+            last: self
+                .settings
+                .max_deliver
+                .is_some_and(|max_deliver| delivered >= max_deliver),
+        };
         let message_id = message
             .headers
             .as_ref()
@@ -180,128 +251,156 @@ impl OrderConsumer {
             Err(why) => {
                 let failure = Failure::permanent("undecodable", why);
                 let about = About {
-                    order_id: None,
+                    order: None,
                     correlation_id: &correlation_id,
                 };
-                return self
-                    .fail(&message, at, about, failure, stream_sequence)
-                    .await;
+                return self.fail(&message, at, about, failure, delivery).await;
             }
         };
-        let order_id = incoming.order_id();
         let correlation_id = if incoming.correlation_id().is_empty() {
             correlation_id
         } else {
             incoming.correlation_id().to_owned()
         };
-        let about = About {
-            order_id: Some(order_id),
+        let order = OrderRef {
+            order_id: incoming.order_id(),
             correlation_id: &correlation_id,
         };
-        if delivered >= self.settings.max_deliver {
-            let failure = Failure::permanent(
-                "delivery_limit",
-                format!("delivered {delivered} times, the consumer's limit"),
-            );
-            return self
-                .fail(&message, at, about, failure, stream_sequence)
-                .await;
-        }
-        match self.handler.handle(at, &incoming, delivered).await {
-            Ok(Handled::Settled(settled)) => {
-                let counter = match &settled {
-                    Settled::Applied(_) => &self.counters.applied,
-                    Settled::Ignored(_) => &self.counters.ignored,
-                    _ => &self.counters.duplicates,
-                };
-                ConsumerCounters::count(counter);
-                match &settled {
-                    Settled::Applied(what) => {
-                        tracing::info!(message_id, subject, %order_id, correlation_id, what, "message applied")
-                    }
-                    Settled::Ignored(why) => {
-                        tracing::info!(message_id, subject, %order_id, correlation_id, why, "message ignored")
-                    }
-                    _ => {
-                        tracing::info!(message_id, subject, %order_id, correlation_id, "duplicate message skipped")
-                    }
-                }
-                if self.faults.take_lost_ack() {
-                    tracing::warn!(message_id, "fault: ack dropped after commit");
-                    return;
-                }
-                ack(&message, AckKind::Ack, &message_id).await;
-            }
-            Ok(Handled::Deferred(delay)) => {
+        let about = About {
+            order: Some((order, incoming.kind())),
+            correlation_id: &correlation_id,
+        };
+        match self.handler.handle(at, &incoming).await {
+            Ok(Handled::Settled(settled)) => self.settled(&message, at, &incoming, settled).await,
+            Ok(Handled::Deferred(delay)) if !delivery.last => {
                 ConsumerCounters::count(&self.counters.deferred);
-                tracing::debug!(message_id, subject, %order_id, ?delay, "message deferred");
+                tracing::debug!(message_id, subject, order_id = %order.order_id, ?delay, "message deferred");
                 ack(&message, AckKind::Nak(Some(delay)), &message_id).await;
             }
-            Err(failure) => {
-                self.fail(&message, at, about, failure, stream_sequence)
-                    .await
+            Ok(Handled::Deferred(_)) => {
+                let reason = "deferred on its last allowed delivery (PROCESSOR_MAX_DELIVER)";
+                self.give_up(&message, at, about, reason, delivery).await;
             }
+            Err(failure) => self.fail(&message, at, about, failure, delivery).await,
         }
     }
 
-    /// Records a failed attempt, then retries later or dead-letters.
+    async fn settled(
+        &self,
+        message: &jetstream::Message,
+        at: MessageRef<'_>,
+        incoming: &Incoming,
+        settled: Settled,
+    ) {
+        let (message_id, subject, order_id) = (at.message_id, at.subject, incoming.order_id());
+        let correlation_id = incoming.correlation_id();
+        match &settled {
+            Settled::Applied(what) => {
+                ConsumerCounters::count(&self.counters.applied);
+                tracing::info!(message_id, subject, %order_id, correlation_id, what, "message applied");
+            }
+            Settled::Ignored(why) => {
+                ConsumerCounters::count(&self.counters.ignored);
+                tracing::info!(message_id, subject, %order_id, correlation_id, why, "message ignored");
+            }
+            Settled::Duplicate => {
+                ConsumerCounters::count(&self.counters.duplicates);
+                tracing::info!(message_id, subject, %order_id, correlation_id, "duplicate message skipped");
+            }
+        }
+        if self.faults.take_lost_ack() {
+            tracing::warn!(message_id, "fault: ack dropped after commit");
+            return;
+        }
+        ack(message, AckKind::Ack, message_id).await;
+    }
+
+    /// Records a failed attempt, then retries later or gives up.
     async fn fail(
         &self,
         message: &jetstream::Message,
         at: MessageRef<'_>,
         about: About<'_>,
         failure: Failure,
-        stream_sequence: u64,
+        delivery: Delivery,
     ) {
-        let order_id = about.order_id;
-        let attempt = match self
-            .handler
-            .store
-            .error_append(
-                at,
-                order_id,
-                about.correlation_id,
-                &failure,
-                &self.settings.instance,
-            )
-            .await
-        {
-            Ok(attempt) => attempt,
-            Err(err) => {
-                // No history without the database: retry later, unrecorded.
-                tracing::warn!(message_id = at.message_id, error = %err, failure = failure.text, "could not record a failed attempt");
-                let delay = self.settings.backoff.delay(1);
-                return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+        let mut held = 0;
+        let attempt = loop {
+            match self
+                .handler
+                .attempt_failed(
+                    at,
+                    about.order,
+                    about.correlation_id,
+                    &failure,
+                    &self.settings.instance,
+                )
+                .await
+            {
+                Ok(attempt) => break attempt,
+                Err(err) if !delivery.last => {
+                    // No history without the database: retry later, unrecorded.
+                    tracing::warn!(message_id = at.message_id, error = %err.text, failure = failure.text, "could not record a failed attempt");
+                    let delay = self.settings.backoff.delay(1);
+                    return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+                }
+                Err(err) => {
+                    tracing::warn!(message_id = at.message_id, error = %err.text, "could not record a failed attempt on the last delivery; trying again");
+                    held += 1;
+                    self.hold(message, held).await;
+                }
             }
         };
-        if failure.transient && attempt < self.settings.max_attempts {
-            ConsumerCounters::count(&self.counters.retried);
-            let delay = self.settings.backoff.delay(attempt);
-            tracing::warn!(
-                message_id = at.message_id, subject = at.subject, order_id = ?order_id, attempt,
-                code = failure.code, error = failure.text, retry_in = ?delay,
-                "attempt failed; retrying later"
-            );
-            return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+        match after_failure(&failure, attempt, self.settings.max_attempts, delivery.last) {
+            AfterFailure::Retry { attempt } => {
+                ConsumerCounters::count(&self.counters.retried);
+                let delay = self.settings.backoff.delay(attempt);
+                tracing::warn!(
+                    message_id = at.message_id, subject = at.subject, attempt,
+                    code = failure.code, error = failure.text, retry_in = ?delay,
+                    "attempt failed; retrying later"
+                );
+                ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+            }
+            AfterFailure::GiveUp { reason } => {
+                self.give_up(message, at, about, &reason, delivery).await;
+            }
         }
-        let reason = if failure.transient {
-            format!(
-                "{attempt} attempts failed; last: {}: {}",
-                failure.code, failure.text
-            )
-        } else {
-            format!("{}: {}", failure.code, failure.text)
-        };
-        if let Err(err) = self
-            .dead_letter(message, at, order_id, &reason, stream_sequence)
-            .await
-        {
-            tracing::warn!(message_id = at.message_id, error = %err, "could not dead-letter; retrying later");
-            let delay = self.settings.backoff.delay(attempt);
-            return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+    }
+
+    /// Dead-letters the message and tells its order's record, then acks.
+    /// On the last delivery every step is retried until it succeeds.
+    async fn give_up(
+        &self,
+        message: &jetstream::Message,
+        at: MessageRef<'_>,
+        about: About<'_>,
+        reason: &str,
+        delivery: Delivery,
+    ) {
+        let mut held = 0;
+        loop {
+            match self.dead_letter(message, at, about, reason, delivery).await {
+                Ok(()) => break,
+                Err(err) if !delivery.last => {
+                    tracing::warn!(message_id = at.message_id, error = %err, "could not dead-letter; retrying later");
+                    let delay = self.settings.backoff.delay(1);
+                    return ack(message, AckKind::Nak(Some(delay)), at.message_id).await;
+                }
+                Err(err) => {
+                    tracing::warn!(message_id = at.message_id, error = %err, "could not dead-letter on the last delivery; trying again");
+                    held += 1;
+                    self.hold(message, held).await;
+                }
+            }
         }
         ConsumerCounters::count(&self.counters.dead_lettered);
-        tracing::error!(message_id = at.message_id, subject = at.subject, order_id = ?order_id, reason, "message dead-lettered");
+        tracing::error!(
+            message_id = at.message_id,
+            subject = at.subject,
+            reason,
+            "message dead-lettered"
+        );
         ack(message, AckKind::Ack, at.message_id).await;
     }
 
@@ -309,30 +408,38 @@ impl OrderConsumer {
         &self,
         message: &jetstream::Message,
         at: MessageRef<'_>,
-        order_id: Option<Uuid>,
+        about: About<'_>,
         reason: &str,
-        stream_sequence: u64,
+        delivery: Delivery,
     ) -> Result<(), async_nats::Error> {
         let history = self.handler.store.errors_for_message(at.message_id).await?;
         self.dead_letters
             .publish(DeadLetterDraft {
                 source_subject: at.subject.to_owned(),
-                source_sequence: stream_sequence,
+                source_sequence: delivery.stream_sequence,
                 message_id: at.message_id.to_owned(),
-                order_id: order_id.map(|id| id.to_string()),
+                order_id: about.order.map(|(order, _)| order.order_id.to_string()),
                 reason: reason.to_owned(),
                 headers: message.headers.clone(),
                 payload: message.payload.clone(),
                 history,
             })
             .await?;
-        if let Some(order_id) = order_id {
+        if let Some((order, kind)) = about.order {
             self.handler
-                .store
-                .dead_lettered_mark(order_id, reason)
-                .await?;
+                .gave_up(order, kind, reason)
+                .await
+                .map_err(|failure| failure.text)?;
         }
         Ok(())
+    }
+
+    /// Waits before trying a step of the last delivery again, telling
+    /// JetStream the message is still being worked on.
+    async fn hold(&self, message: &jetstream::Message, held: u32) {
+        let delay = self.settings.backoff.delay(held).min(HOLD_MAX);
+        tokio::time::sleep(delay).await;
+        let _ = message.ack_with(AckKind::Progress).await;
     }
 }
 
@@ -340,5 +447,38 @@ async fn ack(message: &jetstream::Message, kind: AckKind, message_id: &str) {
     if let Err(err) = message.ack_with(kind).await {
         // The message comes back after the ack wait; the inbox makes that harmless.
         tracing::warn!(message_id, error = %err, "ack failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_are_retried_until_the_attempts_or_deliveries_run_out() {
+        let outage = Failure::transient("payment_unavailable", "down");
+        assert_eq!(
+            after_failure(&outage, 1, 5, false),
+            AfterFailure::Retry { attempt: 1 }
+        );
+        let AfterFailure::GiveUp { reason } = after_failure(&outage, 5, 5, false) else {
+            panic!("five failed attempts are given up");
+        };
+        assert!(reason.starts_with("5 attempts failed; last: payment_unavailable"));
+        let AfterFailure::GiveUp { reason } = after_failure(&outage, 2, 5, true) else {
+            panic!("the last delivery is given up, not NAKed into oblivion");
+        };
+        assert!(reason.contains("PROCESSOR_MAX_DELIVER"), "{reason}");
+    }
+
+    #[test]
+    fn a_permanent_failure_is_given_up_at_once() {
+        let undecodable = Failure::permanent("undecodable", "not an OrderPlaced");
+        assert_eq!(
+            after_failure(&undecodable, 1, 5, false),
+            AfterFailure::GiveUp {
+                reason: "undecodable: not an OrderPlaced".into()
+            }
+        );
     }
 }

@@ -8,6 +8,14 @@
 //! copy. Redriving publishes the original back to its source subject under
 //! `<original id>~redrive-<dead letter id>` (a repeated redrive is a
 //! JetStream duplicate) and then deletes the dead letter.
+//!
+//! A dead letter always fits the server's max payload: the history header
+//! keeps the newest entries that fit (`Ordo-DL-Error-History-Truncated`
+//! says how many of how many; the database keeps them all), and an
+//! original too large to travel with its headers stays where it is — the
+//! dead letter says where (`Ordo-DL-Payload-Omitted`) and a redrive reads
+//! it from there. Every header value is made one line first: nothing a
+//! message carries can make writing its dead letter fail.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +37,8 @@ pub mod headers {
     pub const REASON: &str = "Ordo-DL-Reason";
     pub const TIME: &str = "Ordo-DL-Time";
     pub const ERROR_HISTORY: &str = "Ordo-DL-Error-History";
+    pub const ERROR_HISTORY_TRUNCATED: &str = "Ordo-DL-Error-History-Truncated";
+    pub const PAYLOAD_OMITTED: &str = "Ordo-DL-Payload-Omitted";
     pub const PREFIX: &str = "Ordo-DL-";
 }
 
@@ -59,6 +69,11 @@ pub struct DeadLetter {
     /// The original's headers (its `Nats-Msg-Id` is [`DeadLetter::message_id`]).
     pub headers: BTreeMap<String, String>,
     pub payload: Bytes,
+    /// The original's sequence in the source stream.
+    pub source_sequence: u64,
+    /// The payload was too large to travel with the dead letter: it is read
+    /// from the source stream at `source_sequence`.
+    pub payload_omitted: bool,
     pub history: Vec<ErrorEntry>,
 }
 
@@ -113,33 +128,57 @@ impl DeadLetters {
         }
         message_headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
-            format!("deadletter:{}", draft.message_id).as_str(),
+            one_line(&format!("deadletter:{}", draft.message_id)),
         );
-        message_headers.insert(headers::SOURCE_STREAM, self.source.name.as_str());
-        message_headers.insert(headers::SOURCE_SUBJECT, draft.source_subject.as_str());
-        message_headers.insert(
-            headers::SOURCE_SEQUENCE,
-            draft.source_sequence.to_string().as_str(),
-        );
-        message_headers.insert(headers::MESSAGE_ID, draft.message_id.as_str());
+        let mut put = |name: &'static str, text: &str| message_headers.insert(name, one_line(text));
+        put(headers::SOURCE_STREAM, &self.source.name);
+        put(headers::SOURCE_SUBJECT, &draft.source_subject);
+        put(headers::SOURCE_SEQUENCE, &draft.source_sequence.to_string());
+        put(headers::MESSAGE_ID, &draft.message_id);
         if let Some(order_id) = &draft.order_id {
-            message_headers.insert(headers::ORDER_ID, order_id.as_str());
+            put(headers::ORDER_ID, order_id);
         }
-        message_headers.insert(headers::REASON, one_line(&draft.reason).as_str());
-        message_headers.insert(
+        put(headers::REASON, &truncated(&draft.reason, MAX_REASON_BYTES));
+        put(
             headers::TIME,
-            Utc::now()
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_str(),
+            &Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
         );
-        message_headers.insert(
-            headers::ERROR_HISTORY,
-            serde_json::to_string(&draft.history)?.as_str(),
-        );
+        let max_payload = self.jetstream.client().server_info().max_payload;
+        let max_payload = if max_payload == 0 {
+            DEFAULT_MAX_PAYLOAD
+        } else {
+            max_payload
+        };
+        let fixed = headers_size(&message_headers) + HEADROOM;
+        let mut payload = draft.payload;
+        if fixed + payload.len() > max_payload {
+            message_headers.insert(
+                headers::PAYLOAD_OMITTED,
+                one_line(&format!(
+                    "{} bytes, in stream {} at sequence {}",
+                    payload.len(),
+                    self.source.name,
+                    draft.source_sequence
+                )),
+            );
+            payload = Bytes::new();
+        }
+        let budget = max_payload.saturating_sub(fixed + payload.len());
+        let (history, kept) = history_within(&draft.history, budget)?;
+        message_headers.insert(headers::ERROR_HISTORY, one_line(&history));
+        if kept < draft.history.len() {
+            message_headers.insert(
+                headers::ERROR_HISTORY_TRUNCATED,
+                one_line(&format!(
+                    "the newest {kept} of {} entries; all are in the processor's database",
+                    draft.history.len()
+                )),
+            );
+        }
         let subject = self.source.dead_letter_subject_for(&draft.source_subject);
         let ack = self
             .jetstream
-            .publish_with_headers(subject, message_headers, draft.payload)
+            .publish_with_headers(subject, message_headers, payload)
             .await?
             .await?;
         Ok(ack.sequence)
@@ -202,33 +241,41 @@ impl DeadLetters {
         }
     }
 
-    /// Publishes dead letter `id`'s original back to its source subject and
-    /// deletes it; `None` if there is no such dead letter.
-    pub async fn redrive(&self, id: u64) -> Result<Option<Redriven>, DeadLetterError> {
-        let Some(dead_letter) = self.get(id).await? else {
-            return Ok(None);
-        };
-        let message_id = format!("{}~redrive-{id}", dead_letter.message_id);
+    /// Publishes a dead letter's original back to its source subject and
+    /// deletes the dead letter.
+    pub async fn redrive(&self, dead_letter: DeadLetter) -> Result<Redriven, DeadLetterError> {
+        let message_id = format!("{}~redrive-{}", dead_letter.message_id, dead_letter.id);
         let mut message_headers = HeaderMap::new();
         for (name, value) in &dead_letter.headers {
-            message_headers.insert(name.as_str(), value.as_str());
+            if let (Ok(name), Ok(value)) = (
+                name.parse::<async_nats::HeaderName>(),
+                value.parse::<async_nats::HeaderValue>(),
+            ) {
+                message_headers.insert(name, value);
+            }
         }
-        message_headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
+        message_headers.insert(async_nats::header::NATS_MESSAGE_ID, one_line(&message_id));
+        let payload = if dead_letter.payload_omitted {
+            self.jetstream
+                .get_stream(&self.source.name)
+                .await?
+                .get_raw_message(dead_letter.source_sequence)
+                .await?
+                .payload
+        } else {
+            dead_letter.payload
+        };
         let ack = self
             .jetstream
-            .publish_with_headers(
-                dead_letter.source_subject.clone(),
-                message_headers,
-                dead_letter.payload,
-            )
+            .publish_with_headers(dead_letter.source_subject.clone(), message_headers, payload)
             .await?
             .await?;
-        self.purge(id).await?;
-        Ok(Some(Redriven {
+        self.purge(dead_letter.id).await?;
+        Ok(Redriven {
             subject: dead_letter.source_subject,
             message_id,
             stream_sequence: ack.sequence,
-        }))
+        })
     }
 
     /// Deletes dead letter `id`; `false` if there was none.
@@ -295,6 +342,10 @@ fn from_stored(message: jetstream::message::StreamMessage) -> Result<DeadLetter,
         })
         .collect();
     Ok(DeadLetter {
+        source_sequence: header(headers::SOURCE_SEQUENCE)
+            .and_then(|sequence| sequence.parse().ok())
+            .unwrap_or_default(),
+        payload_omitted: header(headers::PAYLOAD_OMITTED).is_some(),
         id: message.sequence,
         source_stream: header(headers::SOURCE_STREAM).unwrap_or_default(),
         source_subject: header(headers::SOURCE_SUBJECT).unwrap_or_default(),
@@ -315,7 +366,58 @@ fn is_message_id(name: &async_nats::HeaderName) -> bool {
     name.eq_ignore_ascii_case(async_nats::header::NATS_MESSAGE_ID.as_ref() as &str)
 }
 
-/// NATS header values are one line.
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+/// The server's max payload when it does not say (NATS's default).
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Room kept for the protocol's own bytes around headers and payload.
+const HEADROOM: usize = 1024;
+/// The longest reason a dead letter carries.
+const MAX_REASON_BYTES: usize = 2048;
+
+/// A header value: NATS header values are one line, so line breaks become
+/// spaces and nothing a message carries can make a header fail.
+pub fn one_line(text: &str) -> async_nats::HeaderValue {
+    let line = text.replace(['\r', '\n'], " ");
+    line.parse().unwrap_or_default()
+}
+
+/// `text`, cut to at most `max` bytes on a character boundary.
+fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Bytes the headers take on the wire, roughly: `name: value\r\n` each.
+fn headers_size(map: &HeaderMap) -> usize {
+    map.iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|value| AsRef::<str>::as_ref(name).len() + value.as_str().len() + 4)
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+        + 16
+}
+
+/// The history as JSON within `budget` bytes: the newest entries that fit,
+/// and how many those are.
+fn history_within(
+    history: &[ErrorEntry],
+    budget: usize,
+) -> Result<(String, usize), serde_json::Error> {
+    let budget = budget.saturating_sub(headers::ERROR_HISTORY.len() + 4);
+    let mut kept = history.len();
+    loop {
+        let json = serde_json::to_string(&history[history.len() - kept..])?;
+        if json.len() <= budget || kept == 0 {
+            return Ok((json, kept));
+        }
+        kept /= 2;
+    }
 }

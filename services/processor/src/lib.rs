@@ -37,6 +37,7 @@ pub mod handler;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod operator;
 pub mod payments;
 pub mod processing;
 pub mod settings;

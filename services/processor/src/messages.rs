@@ -1,6 +1,7 @@
 //! NATS message → what the processor must do: decode by the subject's last
 //! token and the protobuf payload, checking what the payment call needs.
 
+use ordo_lifecycle::payment::Kind;
 use ordo_proto::events::v1 as events;
 use prost::Message as _;
 use uuid::Uuid;
@@ -29,6 +30,21 @@ pub enum Incoming {
 }
 
 impl Incoming {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Placed(_) => Kind::Placement,
+            Self::Cancelled(_) => Kind::Cancellation,
+        }
+    }
+
+    /// The placement, for a placement message (an authorization needs it).
+    pub fn placed(&self) -> Option<&PlacedOrder> {
+        match self {
+            Self::Placed(placed) => Some(placed),
+            Self::Cancelled(_) => None,
+        }
+    }
+
     pub fn order_id(&self) -> Uuid {
         match self {
             Self::Placed(placed) => placed.order_id,

@@ -7,18 +7,26 @@
 //!           └ PaymentServiceClient
 //! ```
 //!
-//! Every call carries an idempotency key derived from the order, so a
-//! retry — in this attempt, a later one, or on another replica — never
-//! charges or refunds twice. A call refused by the open breaker becomes a
-//! [`Failure`] with `defer_for` set: the message waits out the cool-down
-//! without spending an attempt.
+//! Every call carries an idempotency key derived from the order
+//! (`authorize:<order>`, `refund:<order>`), so a retry — in this attempt, a
+//! later one, or on another replica — never charges or refunds twice, and a
+//! call whose answer was lost (UNKNOWN, INTERNAL: a reset or crash mid-call)
+//! is simply asked again. A void under the authorization key settles an
+//! order whose payment's outcome is unknown: whatever the key led to, nothing
+//! stays charged, and the key can never charge later.
+//!
+//! A call refused by the open breaker becomes a [`Failure`] with
+//! `defer_for` set: the message waits out the cool-down without spending an
+//! attempt.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use ordo_lifecycle::payment::{Answer, Call, Voided};
 use ordo_proto::PaymentServiceClient;
 use ordo_proto::payments::v1::{
-    AuthorizeRequest, AuthorizeResponse, RefundRequest, RefundResponse,
+    AuthorizeRequest, AuthorizeResponse, RefundRequest, RefundResponse, VoidOutcome, VoidRequest,
+    VoidResponse,
 };
 use ordo_resilience::classify::circuit_open_retry_after;
 use ordo_resilience::{
@@ -48,6 +56,7 @@ pub enum Authorization {
 pub enum PaymentCall {
     Authorize(AuthorizeRequest, String),
     Refund(RefundRequest, String),
+    Void(VoidRequest, String),
 }
 
 /// The provider's answer to a [`PaymentCall`].
@@ -55,6 +64,17 @@ pub enum PaymentCall {
 pub enum PaymentAnswer {
     Authorized(AuthorizeResponse),
     Refunded(RefundResponse),
+    Voided(VoidResponse),
+}
+
+/// The idempotency key of the order's authorization.
+pub fn authorization_key(order_id: Uuid) -> String {
+    format!("authorize:{order_id}")
+}
+
+/// The idempotency key of the order's refund (made by Refund or by Void).
+pub fn refund_key(order_id: Uuid) -> String {
+    format!("refund:{order_id}")
 }
 
 type PaymentService = BoxCloneSyncService<PaymentCall, PaymentAnswer, Status>;
@@ -110,6 +130,35 @@ impl PaymentGateway {
         Arc::clone(&self.retries)
     }
 
+    /// Makes the call the payment machine decided on; `placed` is the
+    /// placement (an authorization needs its amount).
+    pub async fn call(
+        &self,
+        order_id: Uuid,
+        correlation_id: &str,
+        placed: Option<&PlacedOrder>,
+        call: &Call,
+    ) -> Result<Answer, Failure> {
+        match call {
+            Call::Authorize => {
+                let placed = placed.ok_or_else(|| {
+                    Failure::permanent(
+                        "no_placement",
+                        format!("order {order_id} cannot be authorized from a cancellation"),
+                    )
+                })?;
+                Ok(match self.authorize(placed).await? {
+                    Authorization::Approved { payment_id } => Answer::Approved { payment_id },
+                    Authorization::Declined { reason } => Answer::Declined { reason },
+                })
+            }
+            Call::Refund { payment_id } => Ok(Answer::Refunded {
+                refund_id: self.refund(order_id, payment_id, correlation_id).await?,
+            }),
+            Call::Void => Ok(Answer::Voided(self.void(order_id, correlation_id).await?)),
+        }
+    }
+
     /// Authorizes the order's total under the key `authorize:<order id>`.
     pub async fn authorize(&self, order: &PlacedOrder) -> Result<Authorization, Failure> {
         let call = PaymentCall::Authorize(
@@ -117,7 +166,7 @@ impl PaymentGateway {
                 order_id: order.order_id.to_string(),
                 amount_minor: order.amount_minor,
                 currency: order.currency.clone(),
-                idempotency_key: format!("authorize:{}", order.order_id),
+                idempotency_key: authorization_key(order.order_id),
             },
             order.correlation_id.clone(),
         );
@@ -130,7 +179,7 @@ impl PaymentGateway {
             Ok(PaymentAnswer::Authorized(response)) => Ok(Authorization::Declined {
                 reason: response.decline_reason,
             }),
-            Ok(PaymentAnswer::Refunded(_)) => Err(mismatch()),
+            Ok(_) => Err(mismatch()),
             Err(failure) => Err(failure),
         };
         let outcome = match &authorization {
@@ -152,13 +201,13 @@ impl PaymentGateway {
         let call = PaymentCall::Refund(
             RefundRequest {
                 payment_id: payment_id.to_owned(),
-                idempotency_key: format!("refund:{order_id}"),
+                idempotency_key: refund_key(order_id),
             },
             correlation_id.to_owned(),
         );
         let refund = match self.service.clone().oneshot(call).await.map_err(classify) {
             Ok(PaymentAnswer::Refunded(response)) => Ok(response.refund_id),
-            Ok(PaymentAnswer::Authorized(_)) => Err(mismatch()),
+            Ok(_) => Err(mismatch()),
             Err(failure) => Err(failure),
         };
         self.metrics.record(
@@ -168,6 +217,39 @@ impl PaymentGateway {
                 .map_or_else(|failure| failure.code, |_| "refunded"),
         );
         refund
+    }
+
+    /// Voids whatever the order's authorization key led to: refunds an
+    /// approval (under the refund key), closes an unused key.
+    pub async fn void(&self, order_id: Uuid, correlation_id: &str) -> Result<Voided, Failure> {
+        let call = PaymentCall::Void(
+            VoidRequest {
+                authorization_key: authorization_key(order_id),
+                refund_key: refund_key(order_id),
+            },
+            correlation_id.to_owned(),
+        );
+        let voided = match self.service.clone().oneshot(call).await.map_err(classify) {
+            Ok(PaymentAnswer::Voided(response)) => match response.outcome() {
+                VoidOutcome::NeverAuthorized | VoidOutcome::Declined => Ok(Voided::NothingCharged),
+                VoidOutcome::Refunded => Ok(Voided::Refunded {
+                    payment_id: response.payment_id,
+                    refund_id: response.refund_id,
+                }),
+                VoidOutcome::Unspecified => Err(mismatch()),
+            },
+            Ok(_) => Err(mismatch()),
+            Err(failure) => Err(failure),
+        };
+        self.metrics.record(
+            "void",
+            match &voided {
+                Ok(Voided::NothingCharged) => "nothing_charged",
+                Ok(Voided::Refunded { .. }) => "refunded",
+                Err(failure) => failure.code,
+            },
+        );
+        voided
     }
 }
 
@@ -184,6 +266,10 @@ async fn send(
         ),
         PaymentCall::Refund(_, correlation_id) => (
             "ordo.payments.v1.PaymentService/Refund",
+            correlation_id.clone(),
+        ),
+        PaymentCall::Void(_, correlation_id) => (
+            "ordo.payments.v1.PaymentService/Void",
             correlation_id.clone(),
         ),
     };
@@ -205,6 +291,10 @@ async fn send(
             PaymentCall::Refund(request, correlation_id) => {
                 let response = client.refund(outgoing(request, &correlation_id)).await?;
                 Ok(PaymentAnswer::Refunded(response.into_inner()))
+            }
+            PaymentCall::Void(request, correlation_id) => {
+                let response = client.void(outgoing(request, &correlation_id)).await?;
+                Ok(PaymentAnswer::Voided(response.into_inner()))
             }
         }
     }
@@ -238,8 +328,9 @@ fn mismatch() -> Failure {
     Failure::permanent("payment_protocol", "the provider answered another call")
 }
 
-/// A provider's status as a failure: which codes a later attempt can cure,
-/// and which mean "wait for the breaker".
+/// A provider's status as a failure: which codes a later attempt can cure
+/// (asking again under the same key, when the outcome is unknown), and
+/// which mean "wait for the breaker".
 pub fn classify(status: Status) -> Failure {
     let text = format!("{:?}: {}", status.code(), status.message());
     if let Some(after) = circuit_open_retry_after(&status) {
@@ -249,6 +340,9 @@ pub fn classify(status: Status) -> Failure {
         Code::Unavailable => Failure::transient("payment_unavailable", text),
         Code::DeadlineExceeded => Failure::transient("payment_timeout", text),
         Code::ResourceExhausted => Failure::transient("payment_busy", text),
+        Code::Unknown | Code::Internal | Code::Aborted | Code::Cancelled => {
+            Failure::transient("payment_outcome_unknown", text)
+        }
         _ => Failure::permanent("payment_refused", text),
     }
 }
@@ -267,6 +361,8 @@ mod tests {
             Code::Unavailable,
             Code::DeadlineExceeded,
             Code::ResourceExhausted,
+            Code::Unknown,
+            Code::Internal,
         ] {
             assert!(classify(Status::new(code, "x")).transient, "{code:?}");
         }

@@ -1,71 +1,16 @@
-//! The processor's view of an order: where its payment stands, and the
-//! failed attempts on the way. Knows neither tonic nor SeaORM.
+//! The processor's view of an order: where its payment stands (a stage of
+//! the payment machine, `ordo_lifecycle::payment`), the failed attempts on
+//! the way, and what operators did. Knows neither tonic nor SeaORM.
 
 use chrono::{DateTime, Utc};
+use ordo_lifecycle::payment::{Record, Stage};
 use uuid::Uuid;
 
-/// Where the processor is with an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProcessingState {
-    /// An attempt failed; the message will come back after a backoff.
-    Retrying,
-    /// Payment authorized; `OrderConfirmed` emitted.
-    Confirmed,
-    /// Payment declined; `OrderRejected` emitted.
-    Rejected,
-    /// Attempts exhausted: the message is in the dead-letter stream and the
-    /// order waits, PENDING, until it is redriven.
-    DeadLettered,
-    /// Cancelled while its payment was being authorized: the authorization
-    /// must be refunded (by whichever message gets there first).
-    RefundDue,
-    /// Cancelled with no payment captured: nothing to refund.
-    Cancelled,
-    /// Cancelled after capture and refunded once; `OrderRefunded` emitted.
-    Refunded,
-}
-
-impl ProcessingState {
-    /// The name stored in `order_processing.state`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Retrying => "retrying",
-            Self::Confirmed => "confirmed",
-            Self::Rejected => "rejected",
-            Self::DeadLettered => "dead_lettered",
-            Self::RefundDue => "refund_due",
-            Self::Cancelled => "cancelled",
-            Self::Refunded => "refunded",
-        }
-    }
-
-    /// Parses [`ProcessingState::as_str`].
-    pub fn parse(raw: &str) -> Option<Self> {
-        [
-            Self::Retrying,
-            Self::Confirmed,
-            Self::Rejected,
-            Self::DeadLettered,
-            Self::RefundDue,
-            Self::Cancelled,
-            Self::Refunded,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == raw)
-    }
-
-    /// Whether an `OrderPlaced` may still be acted on: no verdict reached
-    /// and no cancellation seen.
-    pub fn awaits_payment(state: Option<Self>) -> bool {
-        matches!(state, None | Some(Self::Retrying | Self::DeadLettered))
-    }
-}
-
-/// The processor's record of one order.
+/// The processor's record of one order, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessingRecord {
     pub order_id: Uuid,
-    pub state: ProcessingState,
+    pub state: Stage,
     /// Failed attempts over every message about the order.
     pub attempts: u32,
     pub payment_id: Option<String>,
@@ -73,6 +18,36 @@ pub struct ProcessingRecord {
     pub status_reason: String,
     pub correlation_id: String,
     pub updated_at: DateTime<Utc>,
+    /// Bumped by every write: a decision made on an older version is made again.
+    pub version: i64,
+}
+
+impl ProcessingRecord {
+    /// What the payment machine sees of it.
+    pub fn machine(&self) -> Record {
+        Record {
+            stage: self.state,
+            payment_id: self.payment_id.clone(),
+            refund_id: self.refund_id.clone(),
+            reason: self.status_reason.clone(),
+        }
+    }
+}
+
+/// What an operator did to a dead letter, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub order_id: Option<Uuid>,
+    pub dead_letter_id: u64,
+    pub message_id: String,
+    pub subject: String,
+    /// `redrive` or `purge`.
+    pub action: String,
+    /// The name of the admin token used.
+    pub actor: String,
+    pub reason: String,
+    pub outcome: String,
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// One failed attempt at handling a message.

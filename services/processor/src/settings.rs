@@ -50,9 +50,13 @@ pub struct Settings {
     pub consuming: ConsumerSettings,
     /// `PAYMENTS_*`: the payment provider and how it is called.
     pub payments: PaymentsSettings,
-    /// `PROCESSOR_ADMIN_TOKEN`: the bearer token of the dead-letter RPCs;
-    /// unset disables them.
+    /// `PROCESSOR_ADMIN_TOKEN`: the bearer token of the dead-letter RPCs,
+    /// named `admin` in the audit trail; unset (with no
+    /// `PROCESSOR_ADMIN_TOKENS`) disables them.
     pub admin_token: Option<String>,
+    /// `PROCESSOR_ADMIN_TOKENS`: more tokens, each with the name the audit
+    /// trail records (`name:token`, comma-separated).
+    pub admin_tokens: Vec<(String, String)>,
     /// `INBOX_RETENTION` (at least the stream's duplicate window),
     /// `INBOX_RETENTION_INTERVAL`: the inbox sweep.
     pub inbox_retention: RetentionConfig,
@@ -61,11 +65,15 @@ pub struct Settings {
 /// How the durable consumers take and retry messages.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    /// `PROCESSOR_MAX_ATTEMPTS`: failed attempts before a message is dead-lettered.
+    /// `PROCESSOR_MAX_ATTEMPTS`: failed attempts (counted in the database,
+    /// per message) before a message is dead-lettered.
     pub max_attempts: u32,
-    /// `PROCESSOR_MAX_DELIVER`: JetStream's delivery cap (deferrals count
-    /// too); a message reaching it is dead-lettered. Above max attempts.
-    pub max_deliver: u32,
+    /// `PROCESSOR_MAX_DELIVER`: JetStream's delivery cap, a backstop only
+    /// (deliveries that fail nothing, such as deferrals, count there too);
+    /// `unlimited` (the default) or a number above max attempts. A message
+    /// on its last allowed delivery is settled or dead-lettered before it
+    /// is let go, however long that takes.
+    pub max_deliver: Option<u32>,
     /// `PROCESSOR_ACK_WAIT`: how long a delivery may go unacked before
     /// JetStream delivers it again (to any replica).
     pub ack_wait: Duration,
@@ -142,7 +150,7 @@ impl Default for Settings {
             consumer: true,
             consuming: ConsumerSettings {
                 max_attempts: 5,
-                max_deliver: 100,
+                max_deliver: None,
                 ack_wait: Duration::from_secs(30),
                 concurrency: 32,
                 backoff: Backoff::full_jitter(Duration::from_secs(1), Duration::from_secs(60)),
@@ -166,6 +174,7 @@ impl Default for Settings {
                 },
             },
             admin_token: None,
+            admin_tokens: Vec::new(),
             inbox_retention: RetentionConfig {
                 owner: instance,
                 ..RetentionConfig::default()
@@ -174,7 +183,34 @@ impl Default for Settings {
     }
 }
 
+/// `name:token,name:token` → pairs, when every entry is well formed.
+fn parse_named_tokens(raw: &str) -> Option<Vec<(String, String)>> {
+    raw.split(',')
+        .map(|entry| {
+            let (name, token) = entry.trim().split_once(':')?;
+            let name_ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            (name_ok && token.len() >= 16).then(|| (name.to_owned(), token.to_owned()))
+        })
+        .collect()
+}
+
 impl Settings {
+    /// Every admin token with its name (`PROCESSOR_ADMIN_TOKEN` is `admin`).
+    pub fn admin_tokens(&self) -> Vec<(&str, &str)> {
+        self.admin_token
+            .iter()
+            .map(|token| ("admin", token.as_str()))
+            .chain(
+                self.admin_tokens
+                    .iter()
+                    .map(|(name, token)| (name.as_str(), token.as_str())),
+            )
+            .collect()
+    }
+
     /// The outbox relay's configuration, over the processor's database.
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
@@ -209,8 +245,23 @@ impl Settings {
             },
         )?;
         let max_attempts = env.number("PROCESSOR_MAX_ATTEMPTS", 1..=100, 5)?;
-        let max_deliver = env.number("PROCESSOR_MAX_DELIVER", 2..=10_000, 100)?;
-        if max_deliver <= max_attempts {
+        let max_deliver = env
+            .parse(
+                "PROCESSOR_MAX_DELIVER",
+                "unlimited, or a whole number 2-100000",
+                |raw| match raw {
+                    "unlimited" => Some(None),
+                    raw => raw
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (2..=100_000).contains(n))
+                        .map(Some),
+                },
+            )?
+            .flatten();
+        if let Some(max_deliver) = max_deliver
+            && max_deliver <= max_attempts
+        {
             return Err(SettingsError {
                 name: "PROCESSOR_MAX_DELIVER",
                 value: max_deliver.to_string(),
@@ -307,6 +358,13 @@ impl Settings {
                 "a token of at least 16 characters",
                 |raw| (raw.len() >= 16).then(|| raw.to_owned()),
             )?,
+            admin_tokens: env
+                .parse(
+                    "PROCESSOR_ADMIN_TOKENS",
+                    "name:token pairs, comma-separated: names of 1-64 letters, digits, '.', '_' or '-', tokens of at least 16 characters",
+                    parse_named_tokens,
+                )?
+                .unwrap_or_default(),
             inbox_retention: RetentionConfig {
                 horizon: retention_horizon,
                 interval: env.duration(
@@ -335,7 +393,28 @@ mod tests {
         assert_eq!(settings.grpc_listen_addr.port(), 50052);
         assert_eq!(settings.payments.url, "http://127.0.0.1:50053");
         assert_eq!(settings.consuming.max_attempts, 5);
+        assert_eq!(settings.consuming.max_deliver, None);
+        let capped =
+            Settings::from_lookup(lookup_from(&[("PROCESSOR_MAX_DELIVER", "50")])).unwrap();
+        assert_eq!(capped.consuming.max_deliver, Some(50));
         assert!(settings.admin_token.is_none());
+        assert!(settings.admin_tokens().is_empty());
+        let named = Settings::from_lookup(lookup_from(&[
+            ("PROCESSOR_ADMIN_TOKEN", "0123456789abcdef"),
+            (
+                "PROCESSOR_ADMIN_TOKENS",
+                "alice:alice-0123456789ab, bob:bob-0123456789abcd",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            named.admin_tokens(),
+            [
+                ("admin", "0123456789abcdef"),
+                ("alice", "alice-0123456789ab"),
+                ("bob", "bob-0123456789abcd")
+            ]
+        );
         assert_eq!(settings.relay.database_url, settings.database_url);
     }
 
@@ -346,6 +425,10 @@ mod tests {
             ("PAYMENTS_URL", "127.0.0.1:50053"),
             ("PROCESSOR_ADMIN_TOKEN", "short"),
             ("PROCESSOR_BACKOFF_BASE", "soon"),
+            ("PROCESSOR_MAX_DELIVER", "forever"),
+            ("PROCESSOR_ADMIN_TOKENS", "alice"),
+            ("PROCESSOR_ADMIN_TOKENS", "alice:short"),
+            ("PROCESSOR_ADMIN_TOKENS", "al ice:0123456789abcdef"),
         ] {
             let err = Settings::from_lookup(lookup_from(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name);

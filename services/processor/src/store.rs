@@ -1,31 +1,33 @@
 //! The processor's database: its record of each order, error histories,
-//! the inbox and its outbox. Every settlement is ONE transaction — lock the
-//! order's record, decide, update it, write the next event into the outbox,
-//! record the message in the inbox — so a message has its effect once or
-//! not at all. Error histories are appended in transactions of their own,
-//! since the attempt they describe is rolled back.
+//! the audit trail, the inbox and its outbox. It decides nothing: the
+//! payment machine (`ordo_lifecycle::payment::next`) decides, and the store
+//! writes what it decided.
 //!
-//! Round trips are what this machine's PostgreSQL pays for most, so the
-//! common path is short: one query before the payment call (inbox and
-//! record together, [`ProcessingStore::message_lookup`]) and one statement
-//! after it (record moved, inbox row and event in data-modifying CTEs,
-//! each conditional on the one before). Anything else — a record in
-//! another state, a concurrent copy of the message — falls back to the
-//! locked transaction, which decides every case.
+//! Every write of a record compares and bumps its version, so a decision
+//! made on a record that changed since it was read is not written: the
+//! caller reads again and decides again. Settling a message is ONE
+//! statement — the record moved, then the inbox row keyed by `Nats-Msg-Id`,
+//! then the verdict into the outbox, each only if the one before happened
+//! — so a message has its effect once or not at all, and a copy of it
+//! (whose inbox row conflicts) changes nothing. Error histories are
+//! appended with the failed attempt's record change, in a transaction of
+//! their own, since the attempt's work is not committed.
+//!
+//! The common path costs two round trips: one query before the payment
+//! call ([`ProcessingStore::message_lookup`]: inbox and record together) and
+//! the settling statement after it.
 
 use chrono::{DateTime, Utc};
-use ordo_inbox::inbox_record_in_txn;
-use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount, outbox_insert_in_txn};
+use ordo_lifecycle::payment::{Outcome, Record, Stage, Verdict};
+use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
-    SqlErr, Statement, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlErr, Statement,
+    TransactionTrait, Value,
 };
 use uuid::Uuid;
 
 use crate::events;
-use crate::messages::PlacedOrder;
-use crate::payments::Authorization;
-use crate::processing::{ErrorEntry, Failure, ProcessingRecord, ProcessingState};
+use crate::processing::{AuditEntry, ErrorEntry, Failure, ProcessingRecord};
 
 /// This consumer's name in the inbox.
 pub const INBOX_CONSUMER: &str = "processor";
@@ -38,6 +40,13 @@ pub struct MessageRef<'a> {
     pub subject: &'a str,
 }
 
+/// Which order, and the request it stems from.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRef<'a> {
+    pub order_id: Uuid,
+    pub correlation_id: &'a str,
+}
+
 /// What settling a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
@@ -46,14 +55,6 @@ pub enum Settled {
     Ignored(String),
     /// The inbox had the message: nothing was done.
     Duplicate,
-    /// The order was cancelled while its payment was authorized: the
-    /// payment is recorded and must now be refunded; the message stays open.
-    RefundDue {
-        payment_id: String,
-    },
-    /// The record moved under us (another message about the order won the
-    /// race): nothing was done; handle the message again.
-    Raced,
 }
 
 /// Where handling a message starts: has it been handled, and what the
@@ -64,48 +65,27 @@ pub struct Lookup {
     pub record: Option<ProcessingRecord>,
 }
 
-/// What a payment's answer makes of an order awaiting it.
-#[derive(Debug, Clone)]
-struct Verdict {
-    state: ProcessingState,
-    reason: String,
-    payment_id: Option<String>,
-    settled: Settled,
-    event: OutboxEvent,
-}
-
-impl Verdict {
-    fn of(order: &PlacedOrder, authorization: &Authorization) -> Self {
-        match authorization {
-            Authorization::Approved { payment_id } => Self {
-                state: ProcessingState::Confirmed,
-                reason: String::new(),
-                payment_id: Some(payment_id.clone()),
-                settled: Settled::Applied(format!("confirmed, payment {payment_id}")),
-                event: events::order_confirmed(order.order_id, payment_id, &order.correlation_id),
-            },
-            Authorization::Declined { reason } => Self {
-                state: ProcessingState::Rejected,
-                reason: reason.clone(),
-                payment_id: None,
-                settled: Settled::Applied(format!("rejected: {reason}")),
-                event: events::order_rejected(order.order_id, reason, &order.correlation_id),
-            },
-        }
+impl Lookup {
+    /// The record as the machine sees it (a new one when there is none).
+    pub fn machine(&self) -> Record {
+        self.record
+            .as_ref()
+            .map_or_else(Record::new, ProcessingRecord::machine)
     }
 
-    fn inbox_outcome(&self) -> String {
-        inbox_outcome(&self.settled)
+    /// The version a write must find; `None` when there is no record yet.
+    pub fn version(&self) -> Option<i64> {
+        self.record.as_ref().map(|record| record.version)
     }
 }
 
-/// What the inbox row says was done.
-fn inbox_outcome(settled: &Settled) -> String {
-    match settled {
-        Settled::Applied(what) => format!("applied: {what}"),
-        Settled::Ignored(why) => format!("ignored: {why}"),
-        _ => String::new(),
-    }
+/// A record change to write if the record is still at `expected`.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordWrite<'a> {
+    pub order: OrderRef<'a>,
+    /// The version read; `None` when there was no record.
+    pub expected: Option<i64>,
+    pub record: &'a Record,
 }
 
 /// The processor's store.
@@ -136,13 +116,12 @@ impl ProcessingStore {
         }
     }
 
-    /// The record of `order_id`, if the processor has seen it.
+    /// The record of `order_id`, if the processor has one.
     pub async fn processing_get(&self, order_id: Uuid) -> Result<Option<ProcessingRecord>, DbErr> {
         let row = self
             .db
             .query_one_raw(statement(
-                "SELECT order_id, state, attempts, payment_id, refund_id, status_reason, correlation_id, updated_at \
-                 FROM order_processing WHERE order_id = $1",
+                &format!("SELECT {RECORD_COLUMNS} FROM order_processing WHERE order_id = $1"),
                 [order_id.into()],
             ))
             .await?;
@@ -156,7 +135,8 @@ impl ProcessingStore {
             .db
             .query_one_raw(statement(
                 "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS seen, \
-                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, p.correlation_id, p.updated_at \
+                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, \
+                   p.correlation_id, p.updated_at, p.version \
                  FROM (SELECT 1) AS one LEFT JOIN order_processing p ON p.order_id = $3",
                 [INBOX_CONSUMER.into(), message_id.into(), order_id.into()],
             ))
@@ -172,132 +152,87 @@ impl ProcessingStore {
         })
     }
 
-    /// Records the message as handled with no effect, for `why` (one
-    /// statement: the inbox row is all there is to write).
-    pub async fn message_ignore(
-        &self,
-        message: MessageRef<'_>,
-        why: &str,
-    ) -> Result<Settled, DbErr> {
-        let recorded = inbox_record_in_txn(
-            &self.db,
-            INBOX_CONSUMER,
-            message.message_id,
-            message.subject,
-            &format!("ignored: {why}"),
-        )
-        .await?;
-        Ok(if recorded {
-            Settled::Ignored(why.to_owned())
-        } else {
-            Settled::Duplicate
-        })
+    /// Writes a record change decided before a payment call (the intent
+    /// must outlive the message). `false` when the record moved meanwhile.
+    pub async fn record_save(&self, write: RecordWrite<'_>) -> Result<bool, DbErr> {
+        let (sql, values) = record_write_sql(&write, 0);
+        let done = self.db.execute_raw(statement(&sql, values)).await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    /// Settles an `OrderPlaced` whose payment the provider answered.
-    pub async fn placed_settle(
+    /// Settles a message in one statement: the record written (if still at
+    /// the version read), the inbox row, the verdict's event. `None` when
+    /// the record moved meanwhile or a copy of the message got there first:
+    /// read again and decide again.
+    pub async fn message_settle(
         &self,
         message: MessageRef<'_>,
-        order: &PlacedOrder,
-        authorization: &Authorization,
-    ) -> Result<Settled, DbErr> {
-        let verdict = Verdict::of(order, authorization);
-        if let Some(settled) = self.verdict_apply_at_once(message, order, &verdict).await? {
-            return Ok(settled);
-        }
-        // The record was not awaiting payment (or the statement met a
-        // concurrent copy of the message): decide under the record's lock.
-        let txn = self.db.begin().await?;
-        let state = lock_or_create(&txn, order.order_id, &order.correlation_id).await?;
-        let (settled, event) = match (state, authorization) {
-            (ProcessingState::Retrying | ProcessingState::DeadLettered, _) => {
-                update(
-                    &txn,
-                    order.order_id,
-                    verdict.state,
-                    &verdict.reason,
-                    verdict.payment_id.as_deref(),
-                    None,
-                )
-                .await?;
-                (verdict.settled, Some(verdict.event))
-            }
-            (ProcessingState::Cancelled, Authorization::Approved { payment_id }) => {
-                update(
-                    &txn,
-                    order.order_id,
-                    ProcessingState::RefundDue,
-                    "cancelled while its payment was authorized; refunding",
-                    Some(payment_id.as_str()),
-                    None,
-                )
-                .await?;
-                txn.commit().await?;
-                return Ok(Settled::RefundDue {
-                    payment_id: payment_id.clone(),
-                });
-            }
-            (ProcessingState::RefundDue, _) => {
-                let payment_id = payment_of(&txn, order.order_id).await?;
-                txn.rollback().await?;
-                return Ok(Settled::RefundDue { payment_id });
-            }
-            (settled, _) => (
-                Settled::Ignored(format!("order already {}", settled.as_str())),
-                None,
-            ),
-        };
-        self.finish(txn, message, settled, event).await
-    }
-
-    /// The common case in one statement: the record awaits payment (or does
-    /// not exist yet), so move it to the verdict, record the message in the
-    /// inbox and write the event — each only if the one before happened.
-    /// `None` when the record was elsewhere, or a concurrent copy of the
-    /// message holds the inbox key (the statement then fails whole): the
-    /// caller decides under a lock instead.
-    async fn verdict_apply_at_once(
-        &self,
-        message: MessageRef<'_>,
-        order: &PlacedOrder,
-        verdict: &Verdict,
+        write: RecordWrite<'_>,
+        verdict: Option<&Verdict>,
+        outcome: &Outcome,
     ) -> Result<Option<Settled>, DbErr> {
-        let row = OutboxRow::of(self.partitions, &verdict.event);
-        let partition = row.partition;
-        let sql = format!(
-            "WITH moved AS ( \
-               INSERT INTO order_processing (order_id, state, status_reason, payment_id, correlation_id) \
-               VALUES ($1, $2, $3, $4, $5) \
-               ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, \
-                 status_reason = EXCLUDED.status_reason, \
-                 payment_id = coalesce(EXCLUDED.payment_id, order_processing.payment_id), updated_at = now() \
-               WHERE order_processing.state IN ('retrying', 'dead_lettered') \
-               RETURNING order_id), \
-             recorded AS ( \
-               INSERT INTO inbox (consumer, message_id, subject, outcome) \
-               SELECT $6, $7, $8, $9 FROM moved RETURNING message_id) \
-             INSERT INTO outbox ({columns}) SELECT {placeholders} FROM recorded",
-            columns = OutboxRow::COLUMNS,
-            placeholders = row.placeholders(10),
-        );
-        let mut values: Vec<Value> = vec![
-            order.order_id.into(),
-            verdict.state.as_str().into(),
-            verdict.reason.as_str().into(),
-            verdict.payment_id.clone().into(),
-            order.correlation_id.as_str().into(),
+        let (moved, mut values) = record_write_sql(&write, 0);
+        let inbox_at = values.len();
+        values.extend([
             INBOX_CONSUMER.into(),
             message.message_id.into(),
             message.subject.into(),
-            verdict.inbox_outcome().into(),
-        ];
-        values.extend(row.into_values());
-        match self.db.execute_raw(statement(&sql, values)).await {
-            Ok(done) if done.rows_affected() == 1 => {
-                self.nudge(partition);
-                Ok(Some(verdict.settled.clone()))
+            inbox_outcome(outcome).into(),
+        ]);
+        let event = verdict.map(|verdict| verdict_event(write.order, verdict));
+        let mut sql = format!(
+            "WITH moved AS ({moved}), \
+             recorded AS (INSERT INTO inbox (consumer, message_id, subject, outcome) \
+               SELECT ${}, ${}, ${}, ${} FROM moved RETURNING message_id) ",
+            inbox_at + 1,
+            inbox_at + 2,
+            inbox_at + 3,
+            inbox_at + 4,
+        );
+        let partition = match &event {
+            Some(event) => {
+                let row = OutboxRow::of(self.partitions, event);
+                let partition = row.partition;
+                sql.push_str(&format!(
+                    "INSERT INTO outbox ({columns}) SELECT {placeholders} FROM recorded",
+                    columns = OutboxRow::COLUMNS,
+                    placeholders = row.placeholders(values.len() + 1),
+                ));
+                values.extend(row.into_values());
+                Some(partition)
             }
-            Ok(_) => Ok(None),
+            None => {
+                sql.push_str("SELECT count(*) FROM recorded");
+                None
+            }
+        };
+        let settled = match outcome {
+            Outcome::Applied(what) => Settled::Applied(what.clone()),
+            Outcome::Ignored(why) => Settled::Ignored(why.clone()),
+        };
+        let done = match partition {
+            Some(_) => self
+                .db
+                .execute_raw(statement(&sql, values))
+                .await
+                .map(|done| done.rows_affected() == 1),
+            None => self
+                .db
+                .query_one_raw(statement(&sql, values))
+                .await
+                .and_then(|row| {
+                    row.map_or(Ok(0), |row| row.try_get_by_index::<i64>(0))
+                        .map(|count| count == 1)
+                }),
+        };
+        match done {
+            Ok(true) => {
+                if let Some(partition) = partition {
+                    self.nudge(partition);
+                }
+                Ok(Some(settled))
+            }
+            Ok(false) => Ok(None),
             Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Ok(None)
             }
@@ -305,95 +240,71 @@ impl ProcessingStore {
         }
     }
 
-    /// Settles a refund of a cancelled order: refunded, once.
-    pub async fn refund_settle(
+    /// Writes a record change with no message to settle (a purge): the
+    /// record (if still at the version read), the verdict's event, and the
+    /// audit entry, in one transaction. `false` when the record moved.
+    pub async fn record_settle_audited(
         &self,
-        message: MessageRef<'_>,
-        order_id: Uuid,
-        correlation_id: &str,
-        payment_id: &str,
-        refund_id: &str,
-    ) -> Result<Settled, DbErr> {
+        write: RecordWrite<'_>,
+        verdict: Option<&Verdict>,
+        audit: &AuditEntry,
+    ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
-        let state = lock_or_create(&txn, order_id, correlation_id).await?;
-        let (settled, event) = match state {
-            ProcessingState::Confirmed | ProcessingState::RefundDue => {
-                update(
-                    &txn,
-                    order_id,
-                    ProcessingState::Refunded,
-                    "cancelled; payment refunded",
-                    Some(payment_id),
-                    Some(refund_id),
-                )
-                .await?;
-                (
-                    Settled::Applied(format!("refunded, refund {refund_id}")),
-                    Some(events::order_refunded(
-                        order_id,
-                        payment_id,
-                        refund_id,
-                        correlation_id,
-                    )),
-                )
-            }
-            ProcessingState::Refunded => {
-                (Settled::Ignored("order already refunded".to_owned()), None)
-            }
-            _ => {
-                txn.rollback().await?;
-                return Ok(Settled::Raced);
-            }
-        };
-        self.finish(txn, message, settled, event).await
-    }
-
-    /// Settles the cancellation of an order that holds no payment.
-    pub async fn cancel_unpaid(
-        &self,
-        message: MessageRef<'_>,
-        order_id: Uuid,
-        correlation_id: &str,
-    ) -> Result<Settled, DbErr> {
-        let txn = self.db.begin().await?;
-        let state = lock_or_create(&txn, order_id, correlation_id).await?;
-        match state {
-            ProcessingState::Rejected | ProcessingState::DeadLettered => {
-                update(
-                    &txn,
-                    order_id,
-                    ProcessingState::Cancelled,
-                    "cancelled; no payment captured",
-                    None,
-                    None,
-                )
-                .await?;
-                self.finish(
-                    txn,
-                    message,
-                    Settled::Applied("cancelled, nothing to refund".to_owned()),
-                    None,
-                )
-                .await
-            }
-            _ => {
-                txn.rollback().await?;
-                Ok(Settled::Raced)
-            }
+        let (sql, values) = record_write_sql(&write, 0);
+        if txn
+            .execute_raw(statement(&sql, values))
+            .await?
+            .rows_affected()
+            != 1
+        {
+            txn.rollback().await?;
+            return Ok(false);
         }
+        let partition = match verdict {
+            Some(verdict) => Some(
+                ordo_outbox::outbox_insert_in_txn(
+                    &txn,
+                    self.partitions,
+                    &verdict_event(write.order, verdict),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        audit_insert(&txn, audit).await?;
+        txn.commit().await?;
+        if let Some(partition) = partition {
+            self.nudge(partition);
+        }
+        Ok(true)
     }
 
-    /// Appends one entry to the message's error history (and counts it on
-    /// the order's record); returns its attempt number, 1 for the first.
-    pub async fn error_append(
+    /// Appends one entry to the message's error history and writes the
+    /// record change the failure makes (`write`, decided on the version
+    /// read, with one more attempt counted; none for a message about no
+    /// order); returns the entry's attempt number (1 for the first), or
+    /// `None` when the record moved meanwhile.
+    pub async fn attempt_record(
         &self,
         message: MessageRef<'_>,
-        order_id: Option<Uuid>,
         correlation_id: &str,
+        write: Option<RecordWrite<'_>>,
         failure: &Failure,
         instance: &str,
-    ) -> Result<u32, DbErr> {
+    ) -> Result<Option<u32>, DbErr> {
         let txn = self.db.begin().await?;
+        if let Some(write) = write {
+            let (sql, values) = record_write_sql(&write, 1);
+            if txn
+                .execute_raw(statement(&sql, values))
+                .await?
+                .rows_affected()
+                != 1
+            {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+        }
         let row = txn
             .query_one_raw(statement(
                 "INSERT INTO processing_errors (message_id, attempt, order_id, subject, code, message, instance, correlation_id) \
@@ -402,7 +313,7 @@ impl ProcessingStore {
                  RETURNING attempt",
                 [
                     message.message_id.into(),
-                    order_id.into(),
+                    write.map(|write| write.order.order_id).into(),
                     message.subject.into(),
                     failure.code.into(),
                     failure.text.as_str().into(),
@@ -414,49 +325,54 @@ impl ProcessingStore {
         let attempt: i32 = row
             .ok_or_else(|| DbErr::Custom("error history insert returned nothing".to_owned()))?
             .try_get("", "attempt")?;
-        if let Some(order_id) = order_id {
-            txn.execute_raw(statement(
-                "INSERT INTO order_processing (order_id, state, attempts, status_reason) \
-                 VALUES ($1, 'retrying', 1, $2) \
-                 ON CONFLICT (order_id) DO UPDATE SET attempts = order_processing.attempts + 1, \
-                   status_reason = EXCLUDED.status_reason, updated_at = now()",
-                [
-                    order_id.into(),
-                    format!("{}: {}", failure.code, failure.text).into(),
-                ],
-            ))
-            .await?;
-        }
         txn.commit().await?;
-        Ok(u32::try_from(attempt).unwrap_or_default())
+        Ok(Some(u32::try_from(attempt).unwrap_or_default()))
     }
 
-    /// Sets the order's status reason (creating its record, RETRYING, if
-    /// the processor had none), leaving state and attempts alone.
+    /// Sets the order's status reason, leaving everything else alone (a
+    /// deferral: no decision, only a note).
     pub async fn processing_note(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {
         self.db
             .execute_raw(statement(
-                "INSERT INTO order_processing (order_id, state, status_reason) VALUES ($1, 'retrying', $2) \
-                 ON CONFLICT (order_id) DO UPDATE SET status_reason = EXCLUDED.status_reason, updated_at = now()",
+                "UPDATE order_processing SET status_reason = $2, updated_at = now() WHERE order_id = $1",
                 [order_id.into(), reason.into()],
             ))
             .await?;
         Ok(())
     }
 
-    /// Notes on the order's record that a message about it was
-    /// dead-lettered; an unsettled order becomes DEAD_LETTERED.
-    pub async fn dead_lettered_mark(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {
-        self.db
-            .execute_raw(statement(
-                "INSERT INTO order_processing (order_id, state, status_reason) VALUES ($1, 'dead_lettered', $2) \
-                 ON CONFLICT (order_id) DO UPDATE SET \
-                   state = CASE WHEN order_processing.state = 'retrying' THEN 'dead_lettered' ELSE order_processing.state END, \
-                   status_reason = EXCLUDED.status_reason, updated_at = now()",
-                [order_id.into(), format!("dead-lettered: {reason}").into()],
+    /// Records an operator's decision on a dead letter that settled nothing
+    /// in the record (a redrive, a purge with nothing to settle).
+    pub async fn audit_append(&self, audit: &AuditEntry) -> Result<(), DbErr> {
+        audit_insert(&self.db, audit).await
+    }
+
+    /// What operators did about `order_id`, oldest first.
+    pub async fn audit_for_order(&self, order_id: Uuid) -> Result<Vec<AuditEntry>, DbErr> {
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                "SELECT order_id, dead_letter_id, message_id, subject, action, actor, reason, outcome, occurred_at \
+                 FROM processing_audit WHERE order_id = $1 ORDER BY occurred_at, id",
+                [order_id.into()],
             ))
             .await?;
-        Ok(())
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    order_id: row.try_get("", "order_id")?,
+                    dead_letter_id: u64::try_from(row.try_get::<i64>("", "dead_letter_id")?)
+                        .unwrap_or_default(),
+                    message_id: row.try_get("", "message_id")?,
+                    subject: row.try_get("", "subject")?,
+                    action: row.try_get("", "action")?,
+                    actor: row.try_get("", "actor")?,
+                    reason: row.try_get("", "reason")?,
+                    outcome: row.try_get("", "outcome")?,
+                    occurred_at: row.try_get("", "occurred_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Every failed attempt at messages about `order_id`, oldest first.
@@ -496,92 +412,76 @@ impl ProcessingStore {
             })
             .collect()
     }
+}
 
-    /// Records the message in the inbox, writes the event, commits, and
-    /// wakes the relay; a message the inbox has seen rolls everything back.
-    async fn finish(
-        &self,
-        txn: DatabaseTransaction,
-        message: MessageRef<'_>,
-        settled: Settled,
-        event: Option<OutboxEvent>,
-    ) -> Result<Settled, DbErr> {
-        let outcome = inbox_outcome(&settled);
-        if !inbox_record_in_txn(
-            &txn,
-            INBOX_CONSUMER,
-            message.message_id,
-            message.subject,
-            &outcome,
-        )
-        .await?
-        {
-            txn.rollback().await?;
-            return Ok(Settled::Duplicate);
+const RECORD_COLUMNS: &str = "order_id, state, attempts, payment_id, refund_id, status_reason, correlation_id, updated_at, version";
+
+/// The statement writing `write` (compare and bump the version; insert when
+/// there was no record), counting `attempts` more failed attempts, and its
+/// values ($1…). It returns the order id when it wrote.
+fn record_write_sql(write: &RecordWrite<'_>, attempts: i32) -> (String, Vec<Value>) {
+    let record = write.record;
+    let mut values: Vec<Value> = vec![
+        write.order.order_id.into(),
+        record.stage.as_str().into(),
+        record.reason.as_str().into(),
+        record.payment_id.clone().into(),
+        record.refund_id.clone().into(),
+        attempts.into(),
+    ];
+    let sql = match write.expected {
+        None => {
+            values.push(write.order.correlation_id.into());
+            "INSERT INTO order_processing (order_id, state, status_reason, payment_id, refund_id, attempts, correlation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING RETURNING order_id"
         }
-        let partition = match &event {
-            Some(event) => Some(outbox_insert_in_txn(&txn, self.partitions, event).await?),
-            None => None,
-        };
-        txn.commit().await?;
-        if let Some(partition) = partition {
-            self.nudge(partition);
+        Some(version) => {
+            values.push(version.into());
+            "UPDATE order_processing SET state = $2, status_reason = $3, payment_id = $4, refund_id = $5, \
+               attempts = attempts + $6, version = version + 1, updated_at = now() \
+             WHERE order_id = $1 AND version = $7 RETURNING order_id"
         }
-        Ok(settled)
+    };
+    (sql.to_owned(), values)
+}
+
+/// The event announcing `verdict`.
+fn verdict_event(order: OrderRef<'_>, verdict: &Verdict) -> OutboxEvent {
+    match verdict {
+        Verdict::Confirmed { payment_id } => {
+            events::order_confirmed(order.order_id, payment_id, order.correlation_id)
+        }
+        Verdict::Rejected { reason } => {
+            events::order_rejected(order.order_id, reason, order.correlation_id)
+        }
+        Verdict::Refunded {
+            payment_id,
+            refund_id,
+        } => events::order_refunded(order.order_id, payment_id, refund_id, order.correlation_id),
     }
 }
 
-/// The order's state, its row locked for the rest of the transaction (and
-/// created, RETRYING, if this is the first the processor hears of it).
-async fn lock_or_create(
-    txn: &DatabaseTransaction,
-    order_id: Uuid,
-    correlation_id: &str,
-) -> Result<ProcessingState, DbErr> {
-    txn.execute_raw(statement(
-        "INSERT INTO order_processing (order_id, state, correlation_id) VALUES ($1, 'retrying', $2) \
-         ON CONFLICT (order_id) DO NOTHING",
-        [order_id.into(), correlation_id.into()],
-    ))
-    .await?;
-    let row = txn
-        .query_one_raw(statement(
-            "SELECT state FROM order_processing WHERE order_id = $1 FOR UPDATE",
-            [order_id.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("order_processing {order_id}")))?;
-    parse_state(&row.try_get::<String>("", "state")?)
+/// What the inbox row says was done.
+fn inbox_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Applied(what) => format!("applied: {what}"),
+        Outcome::Ignored(why) => format!("ignored: {why}"),
+    }
 }
 
-async fn payment_of(txn: &DatabaseTransaction, order_id: Uuid) -> Result<String, DbErr> {
-    let row = txn
-        .query_one_raw(statement(
-            "SELECT coalesce(payment_id, '') AS payment_id FROM order_processing WHERE order_id = $1",
-            [order_id.into()],
-        ))
-        .await?;
-    row.map_or(Ok(String::new()), |row| row.try_get("", "payment_id"))
-}
-
-async fn update(
-    txn: &DatabaseTransaction,
-    order_id: Uuid,
-    state: ProcessingState,
-    reason: &str,
-    payment_id: Option<&str>,
-    refund_id: Option<&str>,
-) -> Result<(), DbErr> {
-    txn.execute_raw(statement(
-        "UPDATE order_processing SET state = $2, status_reason = $3, \
-           payment_id = coalesce($4, payment_id), refund_id = coalesce($5, refund_id), updated_at = now() \
-         WHERE order_id = $1",
+async fn audit_insert<C: ConnectionTrait>(conn: &C, audit: &AuditEntry) -> Result<(), DbErr> {
+    conn.execute_raw(statement(
+        "INSERT INTO processing_audit (order_id, dead_letter_id, message_id, subject, action, actor, reason, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
-            order_id.into(),
-            state.as_str().into(),
-            reason.into(),
-            payment_id.map(str::to_owned).into(),
-            refund_id.map(str::to_owned).into(),
+            audit.order_id.into(),
+            i64::try_from(audit.dead_letter_id).unwrap_or(i64::MAX).into(),
+            audit.message_id.as_str().into(),
+            audit.subject.as_str().into(),
+            audit.action.as_str().into(),
+            audit.actor.as_str().into(),
+            audit.reason.as_str().into(),
+            audit.outcome.as_str().into(),
         ],
     ))
     .await?;
@@ -589,21 +489,19 @@ async fn update(
 }
 
 fn record_from_row(row: &QueryResult) -> Result<ProcessingRecord, DbErr> {
+    let raw: String = row.try_get("", "state")?;
     Ok(ProcessingRecord {
         order_id: row.try_get("", "order_id")?,
-        state: parse_state(&row.try_get::<String>("", "state")?)?,
+        state: Stage::parse(&raw)
+            .ok_or_else(|| DbErr::Custom(format!("unknown processing state {raw:?}")))?,
         attempts: u32::try_from(row.try_get::<i32>("", "attempts")?).unwrap_or_default(),
         payment_id: row.try_get("", "payment_id")?,
         refund_id: row.try_get("", "refund_id")?,
         status_reason: row.try_get("", "status_reason")?,
         correlation_id: row.try_get("", "correlation_id")?,
         updated_at: row.try_get("", "updated_at")?,
+        version: row.try_get("", "version")?,
     })
-}
-
-fn parse_state(raw: &str) -> Result<ProcessingState, DbErr> {
-    ProcessingState::parse(raw)
-        .ok_or_else(|| DbErr::Custom(format!("unknown processing state {raw:?}")))
 }
 
 fn statement(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {

@@ -12,3 +12,6 @@ pub use list::{ListQuery, PageCursor, PageSize};
 pub use new_order::{CancelReason, Currency, CustomerId, LineDraft, NewOrder, NewOrderDraft, Sku};
 pub use order::{Order, OrderLine, OrderStatus};
 pub use violation::{FieldViolation, Violations};
+
+/// The order's status machine (ordo-lifecycle).
+pub use ordo_lifecycle::order as lifecycle;

@@ -4,14 +4,7 @@ use ordo_proto::events::v1 as events;
 use prost::Message as _;
 
 use crate::domain::OrderId;
-
-/// What the processor decided about an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusChange {
-    Confirmed { payment_id: String },
-    Rejected { reason: String },
-    Refunded { payment_id: String },
-}
+pub use crate::domain::lifecycle::StatusChange;
 
 /// A verdict about one order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,12 +19,13 @@ use sea_orm::{
 
 pub use error::StoreError;
 
+use crate::domain::lifecycle::{self, Change, Decision};
 use crate::domain::{
     CancelReason, CorrelationId, ListQuery, NewOrder, Order, OrderId, OrderLine, OrderStatus,
     PageCursor,
 };
 use crate::events;
-use crate::status::{StatusChange, StatusEvent};
+use crate::status::StatusEvent;
 use entity::{idempotency_keys, order_lines, orders};
 
 /// What PlaceOrder did.
@@ -231,10 +232,10 @@ impl OrderStore {
     ) -> Result<Order, StoreError> {
         let txn = self.db.begin().await?;
         let mut order = order_get_in_txn(&txn, id, true).await?;
-        if !order.status.can_cancel() {
+        let Decision::Move { status, .. } = lifecycle::decide(order.status, &Change::Cancel) else {
             return Err(StoreError::CannotCancel(order.status));
-        }
-        order.status = OrderStatus::Cancelled;
+        };
+        order.status = status;
         order.status_reason = reason.as_str().to_owned();
         order.updated_at = now_micros();
         orders::Entity::update_many()
@@ -311,10 +312,12 @@ impl OrderStore {
         subject: &str,
         event: &StatusEvent,
     ) -> Result<Option<StatusOutcome>, StoreError> {
-        let (status, reason) = match &event.change {
-            StatusChange::Confirmed { .. } => (OrderStatus::Confirmed, ""),
-            StatusChange::Rejected { reason } => (OrderStatus::Rejected, reason.as_str()),
-            StatusChange::Refunded { .. } => return Ok(None),
+        // Decided as if the order were PENDING (the common case); the
+        // statement's WHERE makes sure it still is.
+        let change = Change::Verdict(event.change.clone());
+        let Decision::Move { status, reason } = lifecycle::decide(OrderStatus::Pending, &change)
+        else {
+            return Ok(None);
         };
         let applied = status.as_str().to_lowercase();
         let moved = self
@@ -329,7 +332,7 @@ impl OrderStore {
                 [
                     event.order_id.as_uuid().into(),
                     status.as_str().into(),
-                    reason.into(),
+                    reason.as_str().into(),
                     now_micros().fixed_offset().into(),
                     consumer.into(),
                     message_id.into(),
@@ -368,25 +371,18 @@ async fn status_apply_in_txn(
         }
         Err(err) => return Err(err),
     };
-    let (status, reason) = match (&event.change, order.status) {
-        (StatusChange::Confirmed { .. }, OrderStatus::Pending) => {
-            (OrderStatus::Confirmed, String::new())
-        }
-        (StatusChange::Rejected { reason }, OrderStatus::Pending) => {
-            (OrderStatus::Rejected, reason.clone())
-        }
-        (StatusChange::Refunded { payment_id }, OrderStatus::Cancelled) => {
-            return Ok(StatusOutcome::Applied(format!(
-                "refund of payment {payment_id} recorded"
-            )));
-        }
-        (change, current) => {
-            return Ok(StatusOutcome::Ignored(format!(
-                "order is {}; {change:?} does not apply",
-                current.as_str().to_lowercase()
-            )));
-        }
-    };
+    let (status, reason) =
+        match lifecycle::decide(order.status, &Change::Verdict(event.change.clone())) {
+            Decision::Move { status, reason } => (status, reason),
+            Decision::Note(what) => return Ok(StatusOutcome::Applied(what)),
+            Decision::Ignore(why) => return Ok(StatusOutcome::Ignored(why)),
+            Decision::Refuse => {
+                return Ok(StatusOutcome::Ignored(format!(
+                    "order is {}",
+                    order.status.as_str().to_lowercase()
+                )));
+            }
+        };
     orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status.as_str()))
         .col_expr(orders::Column::StatusReason, Expr::value(reason))

@@ -1,52 +1,63 @@
-//! The bearer token that guards the dead-letter RPCs.
+//! The bearer tokens that guard the dead-letter RPCs, each with a name that
+//! the audit trail records as the actor.
 //!
 //! Tokens are compared through their SHA-256 digests with a comparison
-//! that looks at every byte, so the time taken says nothing about how much
-//! of a guess was right. With no token configured the RPCs are disabled
+//! that looks at every byte of every configured token, so the time taken
+//! says nothing about how much of a guess was right, or which token it was
+//! near. With no token configured the RPCs are disabled
 //! (PERMISSION_DENIED), never open.
 
 use sha2::{Digest, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-/// The configured admin token, if any.
+/// The configured admin tokens, by name.
 #[derive(Clone)]
 pub struct AdminToken {
-    digest: Option<[u8; 32]>,
+    tokens: Vec<(String, [u8; 32])>,
 }
 
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminToken")
-            .field("configured", &self.digest.is_some())
-            .finish()
+        let names: Vec<&str> = self.tokens.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("AdminToken").field("names", &names).finish()
     }
 }
 
 impl AdminToken {
-    pub fn new(token: Option<&str>) -> Self {
+    /// `(name, token)` pairs.
+    pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
-            digest: token.map(digest),
+            tokens: tokens
+                .into_iter()
+                .map(|(name, token)| (name.to_owned(), digest(token)))
+                .collect(),
         }
     }
 
-    /// Lets the call through only with `authorization: Bearer <token>`.
-    pub fn check(&self, metadata: &MetadataMap) -> Result<(), Status> {
-        let Some(expected) = &self.digest else {
+    /// Lets the call through only with `authorization: Bearer <token>` of
+    /// a configured token; the token's name.
+    pub fn check(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        if self.tokens.is_empty() {
             return Err(Status::permission_denied(
                 "the dead-letter API is disabled: start the processor with PROCESSOR_ADMIN_TOKEN",
             ));
-        };
+        }
         let presented = metadata
             .get("authorization")
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        if constant_time_eq(&digest(presented.trim()), expected) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("invalid admin token"))
+        let presented = digest(presented.trim());
+        let mut matched = None;
+        for (name, expected) in &self.tokens {
+            if constant_time_eq(&presented, expected) {
+                matched = Some(name);
+            }
         }
+        matched
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("invalid admin token"))
     }
 }
 
@@ -70,11 +81,21 @@ mod tests {
 
     #[test]
     fn only_the_right_bearer_token_passes() {
-        let token = AdminToken::new(Some("s3cret-s3cret-s3cret"));
-        assert!(
+        let token = AdminToken::new([
+            ("admin", "s3cret-s3cret-s3cret"),
+            ("alice", "alice-token-0123456789"),
+        ]);
+        assert_eq!(
             token
                 .check(&with_authorization("Bearer s3cret-s3cret-s3cret"))
-                .is_ok()
+                .unwrap(),
+            "admin"
+        );
+        assert_eq!(
+            token
+                .check(&with_authorization("Bearer alice-token-0123456789"))
+                .unwrap(),
+            "alice"
         );
         for wrong in [
             "Bearer s3cret-s3cret-s3creT",
@@ -92,7 +113,7 @@ mod tests {
             token.check(&MetadataMap::new()).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
-        let disabled = AdminToken::new(None);
+        let disabled = AdminToken::new([]);
         assert_eq!(
             disabled
                 .check(&with_authorization("Bearer anything"))

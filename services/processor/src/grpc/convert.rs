@@ -2,18 +2,37 @@
 
 use ordo_proto::processor::v1 as api;
 
+use ordo_lifecycle::payment::Stage;
+
 use crate::dead_letter::DeadLetter;
 use crate::events::timestamp;
-use crate::processing::{ErrorEntry, ProcessingRecord, ProcessingState};
+use crate::processing::{AuditEntry, ErrorEntry, ProcessingRecord};
 
-pub fn state_to_proto(state: ProcessingState) -> api::ProcessingState {
-    match state {
-        ProcessingState::Retrying | ProcessingState::RefundDue => api::ProcessingState::Retrying,
-        ProcessingState::Confirmed => api::ProcessingState::Confirmed,
-        ProcessingState::Rejected => api::ProcessingState::Rejected,
-        ProcessingState::DeadLettered => api::ProcessingState::DeadLettered,
-        ProcessingState::Cancelled => api::ProcessingState::Cancelled,
-        ProcessingState::Refunded => api::ProcessingState::Refunded,
+pub fn state_to_proto(stage: Stage) -> api::ProcessingState {
+    match stage {
+        Stage::New | Stage::Authorizing => api::ProcessingState::Retrying,
+        Stage::DeadLettered => api::ProcessingState::DeadLettered,
+        Stage::CancelRequested => api::ProcessingState::CancelRequested,
+        Stage::VoidDue => api::ProcessingState::VoidDue,
+        Stage::Rejecting => api::ProcessingState::Rejecting,
+        Stage::Confirmed => api::ProcessingState::Confirmed,
+        Stage::RefundDue => api::ProcessingState::RefundDue,
+        Stage::Rejected => api::ProcessingState::Rejected,
+        Stage::Cancelled => api::ProcessingState::Cancelled,
+        Stage::Refunded => api::ProcessingState::Refunded,
+    }
+}
+
+pub fn audit_to_proto(entry: AuditEntry) -> api::AuditEntry {
+    api::AuditEntry {
+        action: entry.action,
+        actor: entry.actor,
+        reason: entry.reason,
+        outcome: entry.outcome,
+        dead_letter_id: entry.dead_letter_id,
+        message_id: entry.message_id,
+        subject: entry.subject,
+        occur_time: Some(timestamp(entry.occurred_at)),
     }
 }
 
@@ -33,6 +52,7 @@ pub fn error_to_proto(entry: ErrorEntry) -> api::ErrorEntry {
 pub fn processing_to_proto(
     record: ProcessingRecord,
     history: Vec<ErrorEntry>,
+    audit: Vec<AuditEntry>,
 ) -> api::OrderProcessing {
     api::OrderProcessing {
         order_id: record.order_id.to_string(),
@@ -43,6 +63,7 @@ pub fn processing_to_proto(
         refund_id: record.refund_id.unwrap_or_default(),
         status_reason: record.status_reason,
         update_time: Some(timestamp(record.updated_at)),
+        audit: audit.into_iter().map(audit_to_proto).collect(),
     }
 }
 

@@ -12,24 +12,29 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::dead_letter::DeadLetters;
+use crate::operator::{Decision, Operator, OperatorError};
 use crate::store::ProcessingStore;
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_PAGE_SIZE: u32 = 100;
+/// The longest reason an operator may give.
+const MAX_REASON_CHARS: usize = 512;
 
 /// The gRPC face of the processor.
 #[derive(Debug, Clone)]
 pub struct ProcessorApi {
     store: ProcessingStore,
     dead_letters: DeadLetters,
+    operator: Operator,
     admin: AdminToken,
 }
 
 impl ProcessorApi {
-    pub fn new(store: ProcessingStore, dead_letters: DeadLetters, admin: AdminToken) -> Self {
+    pub fn new(operator: Operator, admin: AdminToken) -> Self {
         Self {
-            store,
-            dead_letters,
+            store: operator.store.clone(),
+            dead_letters: operator.dead_letters.clone(),
+            operator,
             admin,
         }
     }
@@ -57,9 +62,14 @@ impl ProcessorService for ProcessorApi {
             .errors_for_order(order_id)
             .await
             .map_err(unavailable)?;
+        let audit = self
+            .store
+            .audit_for_order(order_id)
+            .await
+            .map_err(unavailable)?;
         let correlation_id = record.correlation_id.clone();
         let mut response = Response::new(api::GetOrderProcessingResponse {
-            processing: Some(convert::processing_to_proto(record, history)),
+            processing: Some(convert::processing_to_proto(record, history, audit)),
         });
         if let Ok(value) = correlation_id.parse() {
             response
@@ -134,18 +144,25 @@ impl ProcessorService for ProcessorApi {
         &self,
         request: Request<api::RedriveDeadLetterRequest>,
     ) -> Result<Response<api::RedriveDeadLetterResponse>, Status> {
-        self.admin.check(request.metadata())?;
-        let id = dead_letter_id(request.into_inner().id)?;
+        let actor = self.admin.check(request.metadata())?;
+        let request = request.into_inner();
+        let id = dead_letter_id(request.id)?;
+        let reason = required_reason(&request.reason)?;
+        let decision = Decision {
+            actor: &actor,
+            reason: &reason,
+        };
         let redriven = self
-            .dead_letters
-            .redrive(id)
+            .operator
+            .redrive(id, decision)
             .await
-            .map_err(nats_unavailable)?
-            .ok_or_else(|| not_found(id))?;
+            .map_err(operator_status)?;
         tracing::info!(
             id,
             subject = redriven.subject,
             message_id = redriven.message_id,
+            actor,
+            reason,
             "dead letter redriven"
         );
         Ok(Response::new(api::RedriveDeadLetterResponse {
@@ -159,18 +176,71 @@ impl ProcessorService for ProcessorApi {
         &self,
         request: Request<api::PurgeDeadLetterRequest>,
     ) -> Result<Response<api::PurgeDeadLetterResponse>, Status> {
-        self.admin.check(request.metadata())?;
-        let id = dead_letter_id(request.into_inner().id)?;
-        if !self
-            .dead_letters
-            .purge(id)
+        let actor = self.admin.check(request.metadata())?;
+        let request = request.into_inner();
+        let id = dead_letter_id(request.id)?;
+        let reason = required_reason(&request.reason)?;
+        let decision = Decision {
+            actor: &actor,
+            reason: &reason,
+        };
+        let purged = self
+            .operator
+            .purge(id, decision)
             .await
-            .map_err(nats_unavailable)?
-        {
-            return Err(not_found(id));
+            .map_err(operator_status)?;
+        Ok(Response::new(api::PurgeDeadLetterResponse {
+            state: purged
+                .stage
+                .map_or(api::ProcessingState::Unspecified, convert::state_to_proto)
+                .into(),
+            outcome: purged.outcome,
+        }))
+    }
+}
+
+/// An operator's reason: required, one line, at most 512 characters.
+fn required_reason(raw: &str) -> Result<String, Status> {
+    let reason = raw.trim();
+    if reason.is_empty() {
+        return Err(invalid(
+            "reason",
+            "required: say why (it is kept in the audit trail)".to_owned(),
+        ));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(invalid(
+            "reason",
+            format!("at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(invalid(
+            "reason",
+            "one line of text, without control characters".to_owned(),
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+fn operator_status(err: OperatorError) -> Status {
+    match err {
+        OperatorError::NotFound(id) => not_found(id),
+        OperatorError::DeadLetters(err) => nats_unavailable(err),
+        OperatorError::Database(err) => unavailable(err),
+        OperatorError::Provider(failure) => {
+            tracing::warn!(
+                code = failure.code,
+                error = failure.text,
+                "purge refused: the payment provider did not answer"
+            );
+            Status::unavailable(format!(
+                "the payment provider could not confirm that nothing stays charged ({}); \
+                 the dead letter is kept: try again later",
+                failure.code
+            ))
         }
-        tracing::info!(id, "dead letter purged");
-        Ok(Response::new(api::PurgeDeadLetterResponse {}))
+        OperatorError::Contention => Status::aborted("the order's record kept changing; try again"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The dead-letter RPCs need the admin bearer token; processing state does not.
 
 use ordo_proto::processor::v1::{
-    GetOrderProcessingRequest, ListDeadLettersRequest, PurgeDeadLetterRequest,
+    GetOrderProcessingRequest, ListDeadLettersRequest, ProcessingState, PurgeDeadLetterRequest,
+    RedriveDeadLetterRequest,
 };
 use tonic::Code;
 use uuid::Uuid;
@@ -26,7 +27,13 @@ async fn dead_letter_rpcs_need_the_right_token() {
         .unwrap_err();
     assert_eq!(wrong.code(), Code::Unauthenticated);
     let purge = client
-        .purge_dead_letter(authorized(PurgeDeadLetterRequest { id: 1 }, "nope"))
+        .purge_dead_letter(authorized(
+            PurgeDeadLetterRequest {
+                id: 1,
+                reason: "test".into(),
+            },
+            "nope",
+        ))
         .await
         .unwrap_err();
     assert_eq!(purge.code(), Code::Unauthenticated);
@@ -81,4 +88,71 @@ async fn processing_state_is_open_and_validates_its_input() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn redrive_and_purge_need_a_reason_and_record_who_gave_it() {
+    let processor = TestProcessor::spawn_with(|mut settings| {
+        settings.consuming.max_attempts = 1;
+        settings.admin_tokens = vec![("alice".into(), "alice-token-0123456789".into())];
+        settings
+    })
+    .await;
+    processor.payments.set_faults(0.0, true).await;
+    let order_id = Uuid::now_v7();
+    processor.publish_placed(order_id, 300).await;
+    processor
+        .wait_for_state(order_id, ProcessingState::DeadLettered)
+        .await;
+    let dead = crate::helpers::dead_letters(&processor).await;
+    for reason in ["", "   ", "two\nlines", &"x".repeat(513)] {
+        for status in [
+            processor.purge(dead[0].id, reason).await.unwrap_err(),
+            processor
+                .client
+                .clone()
+                .redrive_dead_letter(authorized(
+                    RedriveDeadLetterRequest {
+                        id: dead[0].id,
+                        reason: reason.into(),
+                    },
+                    ADMIN_TOKEN,
+                ))
+                .await
+                .unwrap_err(),
+        ] {
+            assert_eq!(status.code(), Code::InvalidArgument, "{reason:?}");
+            assert!(status.message().contains("reason"), "{status:?}");
+        }
+    }
+    assert_eq!(crate::helpers::dead_letters(&processor).await.len(), 1);
+
+    processor.payments.set_faults(0.0, false).await;
+    processor
+        .client
+        .clone()
+        .redrive_dead_letter(authorized(
+            RedriveDeadLetterRequest {
+                id: dead[0].id,
+                reason: "provider recovered".into(),
+            },
+            "alice-token-0123456789",
+        ))
+        .await
+        .unwrap();
+    let record = processor
+        .wait_for_state(order_id, ProcessingState::Confirmed)
+        .await;
+    assert_eq!(record.audit.len(), 1);
+    let entry = &record.audit[0];
+    assert_eq!(
+        (
+            entry.action.as_str(),
+            entry.actor.as_str(),
+            entry.reason.as_str()
+        ),
+        ("redrive", "alice", "provider recovered")
+    );
+    assert_eq!(entry.dead_letter_id, dead[0].id);
+    assert!(entry.outcome.contains("republished"), "{}", entry.outcome);
 }

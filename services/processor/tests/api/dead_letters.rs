@@ -97,7 +97,10 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
         .client
         .clone()
         .redrive_dead_letter(authorized(
-            RedriveDeadLetterRequest { id: dead.id },
+            RedriveDeadLetterRequest {
+                id: dead.id,
+                reason: "the provider is back".into(),
+            },
             ADMIN_TOKEN,
         ))
         .await
@@ -114,7 +117,10 @@ async fn a_message_failing_every_time_is_dead_lettered_after_five_attempts_and_r
         .client
         .clone()
         .redrive_dead_letter(authorized(
-            RedriveDeadLetterRequest { id: dead.id },
+            RedriveDeadLetterRequest {
+                id: dead.id,
+                reason: "the provider is back".into(),
+            },
             ADMIN_TOKEN,
         ))
         .await
@@ -161,7 +167,10 @@ async fn an_undecodable_message_is_dead_lettered_at_once_and_never_retried() {
         .client
         .clone()
         .purge_dead_letter(authorized(
-            PurgeDeadLetterRequest { id: dead.id },
+            PurgeDeadLetterRequest {
+                id: dead.id,
+                reason: "not wanted".into(),
+            },
             ADMIN_TOKEN,
         ))
         .await
@@ -171,7 +180,10 @@ async fn an_undecodable_message_is_dead_lettered_at_once_and_never_retried() {
         .client
         .clone()
         .purge_dead_letter(authorized(
-            PurgeDeadLetterRequest { id: dead.id },
+            PurgeDeadLetterRequest {
+                id: dead.id,
+                reason: "not wanted".into(),
+            },
             ADMIN_TOKEN,
         ))
         .await

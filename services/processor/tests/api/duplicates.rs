@@ -126,16 +126,14 @@ async fn a_message_republished_after_the_duplicate_window_has_one_effect() {
     );
 }
 
-/// The store, on a database of its own, with the two copies of one
-/// message settled at the same moment — both past the inbox check, as on
-/// two replicas — by the one-statement path and its locked fallback.
+/// The store, on a database of its own, with copies of one message
+/// settled at the same moment — all past the inbox check, as on several
+/// replicas — and decisions made on a record that moved meanwhile.
 mod racing_copies {
+    use ordo_lifecycle::payment::{self, Answer, Input, Record, Stage, Then};
     use ordo_outbox::PartitionCount;
     use ordo_testkit::{Schema, TestDatabase};
-    use processor::messages::PlacedOrder;
-    use processor::payments::Authorization;
-    use processor::processing::ProcessingState;
-    use processor::store::{MessageRef, ProcessingStore, Settled};
+    use processor::store::{MessageRef, OrderRef, ProcessingStore, RecordWrite, Settled};
     use sea_orm::ConnectionTrait;
     use uuid::Uuid;
 
@@ -153,15 +151,6 @@ mod racing_copies {
             .unwrap()
     }
 
-    fn placed(order_id: Uuid) -> PlacedOrder {
-        PlacedOrder {
-            order_id,
-            amount_minor: 500,
-            currency: "EUR".into(),
-            correlation_id: "race".into(),
-        }
-    }
-
     async fn store(database: &TestDatabase) -> ProcessingStore {
         let db = ordo_migrations::database::connect(database.url(), 24)
             .await
@@ -169,36 +158,56 @@ mod racing_copies {
         ProcessingStore::new(db, PartitionCount::new(4).unwrap(), None)
     }
 
+    fn approved(payment_id: &str) -> Input {
+        Input::Answer(Answer::Approved {
+            payment_id: payment_id.into(),
+        })
+    }
+
     #[tokio::test]
     async fn twenty_copies_settled_at_once_have_one_effect() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let store = store(&database).await;
         for round in 0..5 {
-            let order = placed(Uuid::now_v7());
+            let order = OrderRef {
+                order_id: Uuid::now_v7(),
+                correlation_id: "race",
+            };
             let message_id = format!("placed-{round}");
-            let approved = Authorization::Approved {
-                payment_id: format!("pay-{round}"),
+            let step = payment::next(&Record::new(), &approved(&format!("pay-{round}")));
+            let Then::Settle { verdict, outcome } = &step.then else {
+                panic!("an approval settles a new order");
             };
             let outcomes = futures::future::join_all((0..20).map(|_| {
-                store.placed_settle(
+                store.message_settle(
                     MessageRef {
                         message_id: &message_id,
                         subject: "orders.placed",
                     },
-                    &order,
-                    &approved,
+                    RecordWrite {
+                        order,
+                        expected: None,
+                        record: &step.record,
+                    },
+                    verdict.as_ref(),
+                    outcome,
                 )
             }))
             .await;
             let applied = outcomes
                 .iter()
-                .filter(|outcome| matches!(outcome, Ok(Settled::Applied(_))))
+                .filter(|outcome| matches!(outcome, Ok(Some(Settled::Applied(_)))))
                 .count();
-            let duplicates = outcomes
+            let refused = outcomes
                 .iter()
-                .filter(|outcome| matches!(outcome, Ok(Settled::Duplicate)))
+                .filter(|outcome| matches!(outcome, Ok(None)))
                 .count();
-            assert_eq!((applied, duplicates), (1, 19), "{outcomes:?}");
+            assert_eq!((applied, refused), (1, 19), "{outcomes:?}");
+            let lookup = store
+                .message_lookup(&message_id, order.order_id)
+                .await
+                .unwrap();
+            assert!(lookup.seen, "a copy that lost reads the message as handled");
         }
         assert_eq!(count(&store, "SELECT count(*) FROM inbox").await, 5);
         assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 5);
@@ -213,67 +222,83 @@ mod racing_copies {
     }
 
     #[tokio::test]
-    async fn a_verdict_for_a_record_not_awaiting_payment_is_decided_under_the_lock() {
+    async fn a_decision_on_a_record_that_moved_is_not_written() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let store = store(&database).await;
-        let order = placed(Uuid::now_v7());
-        let approved = Authorization::Approved {
-            payment_id: "pay-late".into(),
+        let order = OrderRef {
+            order_id: Uuid::now_v7(),
+            correlation_id: "moved",
         };
-        // Cancelled before the authorization came back: a refund is due, no
-        // confirmation is written and the message stays open.
-        store
-            .connection()
-            .execute_unprepared(&format!(
-                "INSERT INTO order_processing (order_id, state) VALUES ('{}', 'cancelled')",
-                order.order_id
-            ))
-            .await
-            .unwrap();
+        // A placement's handler read the record (a failed attempt before).
+        let failed = payment::next(
+            &Record::new(),
+            &Input::Failed {
+                kind: payment::Kind::Placement,
+                reason: "payment_timeout".into(),
+            },
+        );
+        assert!(
+            store
+                .record_save(RecordWrite {
+                    order,
+                    expected: None,
+                    record: &failed.record,
+                })
+                .await
+                .unwrap()
+        );
+        let read = store.processing_get(order.order_id).await.unwrap().unwrap();
+        // Meanwhile the cancellation is recorded.
+        let cancelled = payment::next(&read.machine(), &Input::Cancelled);
+        assert_eq!(cancelled.record.stage, Stage::CancelRequested);
         let message = MessageRef {
-            message_id: "placed-late",
+            message_id: "cancelled-1",
+            subject: "orders.cancelled",
+        };
+        let Then::Settle { verdict, outcome } = &cancelled.then else {
+            panic!("a cancellation is recorded at once");
+        };
+        let write = RecordWrite {
+            order,
+            expected: Some(read.version),
+            record: &cancelled.record,
+        };
+        assert!(
+            store
+                .message_settle(message, write, verdict.as_ref(), outcome)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The placement's approval, decided on the old read, would confirm:
+        // it is not written, and decided again it becomes a refund.
+        let stale = payment::next(&read.machine(), &approved("pay-late"));
+        assert_eq!(stale.record.stage, Stage::Confirmed);
+        let Then::Settle { verdict, outcome } = &stale.then else {
+            panic!("an approval settles");
+        };
+        let placed = MessageRef {
+            message_id: "placed-1",
             subject: "orders.placed",
         };
-        let settled = store
-            .placed_settle(message, &order, &approved)
-            .await
-            .unwrap();
+        let write = RecordWrite {
+            order,
+            expected: Some(read.version),
+            record: &stale.record,
+        };
         assert_eq!(
-            settled,
-            Settled::RefundDue {
-                payment_id: "pay-late".into()
-            }
+            store
+                .message_settle(placed, write, verdict.as_ref(), outcome)
+                .await
+                .unwrap(),
+            None
         );
-        let record = store.processing_get(order.order_id).await.unwrap().unwrap();
-        assert_eq!(record.state, ProcessingState::RefundDue);
+        let now = store.processing_get(order.order_id).await.unwrap().unwrap();
+        assert_eq!(now.state, Stage::CancelRequested);
+        assert_eq!(now.version, read.version + 1);
+        let again = payment::next(&now.machine(), &approved("pay-late"));
+        assert_eq!(again.record.stage, Stage::RefundDue);
         assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 0);
-        assert_eq!(count(&store, "SELECT count(*) FROM inbox").await, 0);
-
-        // A dead-lettered record still awaits payment: a redriven message confirms it.
-        let redriven = placed(Uuid::now_v7());
-        store
-            .dead_lettered_mark(redriven.order_id, "five failures")
-            .await
-            .unwrap();
-        let settled = store
-            .placed_settle(
-                MessageRef {
-                    message_id: "placed-redriven",
-                    subject: "orders.placed",
-                },
-                &redriven,
-                &approved,
-            )
-            .await
-            .unwrap();
-        assert!(matches!(settled, Settled::Applied(_)), "{settled:?}");
-        let record = store
-            .processing_get(redriven.order_id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(record.state, ProcessingState::Confirmed);
-        assert_eq!(record.payment_id.as_deref(), Some("pay-late"));
-        assert_eq!(count(&store, "SELECT count(*) FROM outbox").await, 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM inbox").await, 1);
     }
 }

@@ -12,7 +12,11 @@ use ordo_proto::events::v1 as events;
 use ordo_proto::payments::v1::{
     Faults, GetPaymentCountsRequest, GetPaymentCountsResponse, SetFaultsRequest,
 };
-use ordo_proto::processor::v1::{GetOrderProcessingRequest, OrderProcessing, ProcessingState};
+use ordo_proto::processor::v1::{
+    DeadLetter, GetOrderProcessingRequest, ListDeadLettersRequest, OrderProcessing,
+    ProcessingState, PurgeDeadLetterRequest, PurgeDeadLetterResponse, RedriveDeadLetterRequest,
+    RedriveDeadLetterResponse,
+};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
 use ordo_resilience::Backoff;
 use ordo_testkit::{
@@ -74,7 +78,7 @@ impl Payments {
         .await;
     }
 
-    /// Makes every Authorize and Refund take `latency` before it acts.
+    /// Makes every Authorize, Refund and Void take `latency` before it acts.
     pub async fn set_latency(&self, latency: Duration) {
         self.set(Faults {
             latency_ms: u32::try_from(latency.as_millis()).unwrap(),
@@ -95,7 +99,7 @@ impl Payments {
             .unwrap();
     }
 
-    /// Authorize and Refund calls the simulator received, failed ones included.
+    /// Authorize, Refund and Void calls the simulator received, failed ones included.
     pub async fn calls_received(&self) -> u64 {
         self.client
             .clone()
@@ -335,12 +339,59 @@ impl TestProcessor {
         row.try_get_by_index(0).unwrap()
     }
 
+    /// Redrives dead letter `id` with `reason`.
+    pub async fn redrive(&self, id: u64, reason: &str) -> RedriveDeadLetterResponse {
+        self.client
+            .clone()
+            .redrive_dead_letter(authorized(
+                RedriveDeadLetterRequest {
+                    id,
+                    reason: reason.into(),
+                },
+                ADMIN_TOKEN,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Purges dead letter `id` with `reason`.
+    pub async fn purge(
+        &self,
+        id: u64,
+        reason: &str,
+    ) -> Result<PurgeDeadLetterResponse, tonic::Status> {
+        self.client
+            .clone()
+            .purge_dead_letter(authorized(
+                PurgeDeadLetterRequest {
+                    id,
+                    reason: reason.into(),
+                },
+                ADMIN_TOKEN,
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         (&mut self.server).await?
     }
+}
+
+/// The first page of dead letters.
+pub async fn dead_letters(processor: &TestProcessor) -> Vec<DeadLetter> {
+    processor
+        .client
+        .clone()
+        .list_dead_letters(authorized(ListDeadLettersRequest::default(), ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters
 }
 
 /// `authorization: Bearer <token>` on a request.

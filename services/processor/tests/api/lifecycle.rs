@@ -101,22 +101,36 @@ async fn cancelling_a_confirmed_order_refunds_it_exactly_once_however_often_canc
 }
 
 #[tokio::test]
-async fn a_cancellation_waits_for_the_payment_then_refunds() {
+async fn a_cancellation_during_an_outage_is_recorded_at_once_and_settled_by_a_void() {
     let processor = TestProcessor::spawn().await;
     processor.payments.set_faults(0.0, true).await;
     let order_id = Uuid::now_v7();
     // The cancellation arrives while the placement is failing: it is
-    // deferred, not applied to an order whose payment is still open.
+    // recorded at once (and acked), never deferred.
     processor.publish_placed(order_id, 500).await;
+    processor
+        .wait_for_state(order_id, ProcessingState::Retrying)
+        .await;
     processor.publish_cancelled(order_id).await;
-    // Once the placement is dead-lettered (five attempts, no payment), the
-    // deferred cancellation settles without a refund.
+    processor
+        .wait_for_state(order_id, ProcessingState::CancelRequested)
+        .await;
+    // The placement, unable to void during the outage, is given up: the void
+    // stays due, nothing is assumed.
+    let parked = processor
+        .wait_for_state(order_id, ProcessingState::VoidDue)
+        .await;
+    assert_eq!(parked.attempts, 5);
+    assert!(parked.payment_id.is_empty());
+    // The provider is back; the operator redrives the placement: it voids.
+    processor.payments.set_faults(0.0, false).await;
+    let dead = crate::helpers::dead_letters(&processor).await;
+    assert_eq!(dead.len(), 1);
+    processor.redrive(dead[0].id, "provider back").await;
     let cancelled = processor
         .wait_for_state(order_id, ProcessingState::Cancelled)
         .await;
-    assert_eq!(cancelled.attempts, 5);
     assert!(cancelled.payment_id.is_empty());
-    processor.payments.set_faults(0.0, false).await;
     let counts = processor.payments.counts(order_id).await;
     assert_eq!((counts.authorizations, counts.refunds), (0, 0));
     assert!(processor.emitted("refunded").await.is_empty());

@@ -9,6 +9,7 @@ mod duplicates;
 mod helpers;
 mod lifecycle;
 mod metrics;
+mod money;
 mod outage;
 mod pipeline;
 mod traces;

@@ -1,0 +1,2 @@
+DROP TABLE processing_audit;
+ALTER TABLE order_processing DROP COLUMN version;
