@@ -11,9 +11,6 @@ use crate::payment::{Answer, Call, Input, Outcome, Record, Stage, Step, Then, Ve
 
 pub(super) struct Legacy;
 
-/// The JetStream delivery cap the old logic relied on, within the bound.
-const DELIVERY_CAP: u8 = 3;
-
 fn settle(record: Record, verdict: Option<Verdict>) -> Decision {
     Decision::Step(Step {
         record,
@@ -118,7 +115,7 @@ impl Logic for Legacy {
         true
     }
 
-    fn delivery_cap(&self) -> Option<u8> {
-        Some(DELIVERY_CAP)
+    fn delivery_cap_decides(&self) -> bool {
+        true
     }
 }

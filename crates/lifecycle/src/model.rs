@@ -46,10 +46,10 @@ pub(super) trait Logic: Send + Sync + 'static {
         false
     }
 
-    /// JetStream's delivery cap decides: at this delivery the message is
-    /// dead-lettered, whatever it was doing.
-    fn delivery_cap(&self) -> Option<u8> {
-        None
+    /// JetStream's delivery cap decides: at the last delivery the bound
+    /// allows, the message is dead-lettered, whatever it was doing.
+    fn delivery_cap_decides(&self) -> bool {
+        false
     }
 }
 
@@ -111,7 +111,7 @@ impl Bound {
 
     /// What `./dev test` checks (README and docs/architecture.md state it).
     pub const TESTED: Self = Self {
-        deliveries: 3,
+        deliveries: 2,
         attempts: 2,
         handlers: 2,
         crashes: 1,
@@ -289,11 +289,7 @@ impl<L: Logic> OrderModel<L> {
                 world.handlers.remove(index);
                 return;
             }
-            if self
-                .logic
-                .delivery_cap()
-                .is_some_and(|cap| message.deliveries >= cap)
-            {
+            if self.logic.delivery_cap_decides() && message.deliveries >= self.bound.deliveries {
                 world.handlers[index].phase = Phase::Failed { transient: false };
                 return;
             }
@@ -780,18 +776,61 @@ impl<L: Logic> Model for OrderModel<L> {
     }
 }
 
-/// Runs the checker over `model` to the end; it reports what it found.
-pub(super) fn check<L: Logic>(model: OrderModel<L>) -> impl stateright::Checker<OrderModel<L>> {
+/// Runs the checker over `model` until it has looked at every state within
+/// the bound (or, with `until`, found a counterexample to each of those
+/// properties, on one thread so each is a shortest one).
+pub(super) fn check<L: Logic>(
+    model: OrderModel<L>,
+    until: Option<&[&'static str]>,
+) -> impl stateright::Checker<OrderModel<L>> {
     let limit = std::env::var("ORDO_MODEL_STATES")
         .ok()
         .and_then(|raw| raw.parse().ok())
         .unwrap_or(usize::MAX);
-    model
-        .checker()
-        .threads(2)
-        .target_state_count(limit)
-        .spawn_bfs()
-        .join()
+    let builder = model.checker().target_state_count(limit);
+    match until {
+        Some(properties) => builder
+            .finish_when(stateright::HasDiscoveries::AllOf(
+                properties.iter().copied().collect(),
+            ))
+            .spawn_bfs()
+            .join(),
+        None => builder.threads(2).spawn_bfs().join(),
+    }
+}
+
+/// A counterexample, one step a line, with what each step left behind.
+#[cfg(test)]
+fn describe(path: &[(World, Option<Action>)]) -> String {
+    path.windows(2)
+        .filter_map(|pair| {
+            let action = pair[0].1.as_ref()?;
+            let world = &pair[1].0;
+            Some(format!(
+                "  {action:?} → record {:?}, order {:?}, charged {} refunded {}",
+                world.record.stage, world.order, world.provider.approvals, world.provider.refunds
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Plays `actions` from the start, each of which must be possible.
+#[cfg(test)]
+fn replay<L: Logic>(model: &OrderModel<L>, actions: &[Action]) -> World {
+    let mut world = model.initial();
+    for action in actions {
+        let mut possible = Vec::new();
+        model.actions(&world, &mut possible);
+        assert!(
+            possible.contains(action),
+            "{action:?} is not possible in {world:#?}"
+        );
+        world = model
+            .next_state(&world, action.clone())
+            .unwrap_or_else(|| panic!("{action:?} changed nothing"));
+    }
+    world
 }
 
 #[cfg(test)]
@@ -805,10 +844,13 @@ mod tests {
     fn the_money_invariants_hold_over_every_interleaving_within_the_bound() {
         let bound = Bound::from_env();
         let started = std::time::Instant::now();
-        let checker = check(OrderModel {
-            logic: Machine,
-            bound,
-        });
+        let checker = check(
+            OrderModel {
+                logic: Machine,
+                bound,
+            },
+            None,
+        );
         eprintln!(
             "model checked: {} states ({} unique) within {bound:?} in {:?}",
             checker.state_count(),
@@ -818,20 +860,89 @@ mod tests {
         checker.assert_properties();
     }
 
+    /// A cancellation arrives while the placement's authorization is slow.
     #[test]
-    fn the_checker_finds_the_holes_of_the_logic_it_replaced() {
-        let checker = check(OrderModel {
+    fn a_cancellation_during_a_slow_authorization_charged_the_old_logic_and_is_refunded_now() {
+        use Action::{Advance, Answer, Cancel, Deliver, Purge};
+        let legacy = OrderModel {
             logic: Legacy,
             bound: Bound::TESTED,
-        });
-        for property in [
+        };
+        // The old logic deferred the cancellation until the delivery cap
+        // dead-lettered it (the record with it); the approval then confirmed
+        // the order; the operator's purge dropped the cancellation.
+        let world = replay(
+            &legacy,
+            &[
+                Deliver(0),
+                Advance(0),
+                Advance(0),
+                Cancel,
+                Deliver(1),
+                Advance(1),
+                Deliver(1),
+                Advance(1),
+                Advance(1),
+                Answer(0, true),
+                Advance(0),
+                Advance(0),
+                Purge(1),
+                Advance(0),
+                Advance(0),
+            ],
+        );
+        assert!(OrderModel::<Legacy>::quiescent(&world), "{world:#?}");
+        assert_eq!(world.order, OrderStatus::Cancelled);
+        assert_eq!(world.record.stage, Stage::Confirmed);
+        assert_eq!(world.net_charged(), 1, "charged for a cancelled order");
+
+        // Now: the cancellation is recorded at once; the approval is refunded.
+        let machine = OrderModel {
+            logic: Machine,
+            bound: Bound::TESTED,
+        };
+        let world = replay(
+            &machine,
+            &[
+                Deliver(0),
+                Advance(0),
+                Advance(0),
+                Cancel,
+                Deliver(1),
+                Advance(1),
+                Advance(1),
+                Answer(0, true),
+                Advance(0),
+                Advance(0),
+                Answer(0, true),
+                Advance(0),
+                Advance(0),
+            ],
+        );
+        assert!(OrderModel::<Machine>::quiescent(&world), "{world:#?}");
+        assert_eq!(world.order, OrderStatus::Cancelled);
+        assert_eq!(world.record.stage, Stage::Refunded);
+        assert_eq!(world.net_charged(), 0);
+    }
+
+    #[test]
+    fn the_checker_finds_the_holes_of_the_logic_it_replaced() {
+        let broken = [
             "at rest a cancelled order is charged nothing",
             "only a message that failed every attempt is dead-lettered",
-        ] {
+        ];
+        let checker = check(
+            OrderModel {
+                logic: Legacy,
+                bound: Bound::TESTED,
+            },
+            Some(&broken),
+        );
+        for property in broken {
             let path = checker
                 .discovery(property)
                 .unwrap_or_else(|| panic!("no counterexample to {property:?}"));
-            eprintln!("{property}: {:#?}", path.into_actions());
+            eprintln!("{property}:\n{}", describe(&path.into_vec()));
         }
     }
 }
