@@ -12,4 +12,5 @@ mod metrics;
 mod money;
 mod outage;
 mod pipeline;
+mod store_model;
 mod traces;
