@@ -19,6 +19,12 @@ pub enum Fault {
     RestartPostgres,
     /// The payment simulator fails every call for the downtime.
     FlapPayments,
+    /// Every payment call takes 1.5 s for the downtime (longer than some
+    /// handlers wait): cancellations land while authorizations are in flight.
+    SlowPayments,
+    /// The next 30 payment answers are lost on their way back, after the
+    /// provider acted (a proxy between the processors and the simulator).
+    DropAnswers,
 }
 
 impl fmt::Display for Fault {
@@ -30,6 +36,8 @@ impl fmt::Display for Fault {
             Self::TerminateBackends => write!(f, "pg_terminate_backend all"),
             Self::RestartPostgres => write!(f, "crash and restart PostgreSQL"),
             Self::FlapPayments => write!(f, "payments failing"),
+            Self::SlowPayments => write!(f, "payments slow (1.5 s a call)"),
+            Self::DropAnswers => write!(f, "30 payment answers lost"),
         }
     }
 }
@@ -62,6 +70,10 @@ pub fn plan(seed: u64, replicas: usize) -> Vec<Planned> {
         Fault::FlapPayments,
         Fault::FlapPayments,
         Fault::FlapPayments,
+        Fault::SlowPayments,
+        Fault::SlowPayments,
+        Fault::DropAnswers,
+        Fault::DropAnswers,
     ]);
     let mut planned: Vec<Planned> = faults
         .into_iter()

@@ -125,6 +125,8 @@ async fn run() -> anyhow::Result<bool> {
         &run_dir,
     )
     .await?;
+    // Between the processors and the simulator, so answers can be lost.
+    let payments_proxy = ordo_testkit::TcpProxy::start(payments.addr).await?;
     let mut order_services = Vec::new();
     let mut processors = Vec::new();
     for replica in 0..REPLICAS {
@@ -141,7 +143,7 @@ async fn run() -> anyhow::Result<bool> {
         let mut env = common("ordo_processor");
         env.extend(
             [
-                ("PAYMENTS_URL", format!("http://{}", payments.addr)),
+                ("PAYMENTS_URL", format!("http://{}", payments_proxy.addr())),
                 ("PROCESSOR_ADMIN_TOKEN", ADMIN_TOKEN.into()),
                 ("PROCESSOR_ACK_WAIT", "5s".into()),
                 ("PROCESSOR_BACKOFF_BASE", "100ms".into()),
@@ -228,10 +230,16 @@ async fn run() -> anyhow::Result<bool> {
             }
             Fault::RestartPostgres => postgres.crash_and_restart().await?,
             Fault::FlapPayments => {
-                set_outage(&mut payments_client, true).await?;
+                set_faults(&mut payments_client, true, Duration::ZERO).await?;
                 tokio::time::sleep(downtime).await;
-                set_outage(&mut payments_client, false).await?;
+                set_faults(&mut payments_client, false, Duration::ZERO).await?;
             }
+            Fault::SlowPayments => {
+                set_faults(&mut payments_client, false, Duration::from_millis(1500)).await?;
+                tokio::time::sleep(downtime.max(Duration::from_secs(2))).await;
+                set_faults(&mut payments_client, false, Duration::ZERO).await?;
+            }
+            Fault::DropAnswers => payments_proxy.drop_answers(30),
         }
         let line = format!(
             "{:>7.2}s at {:>5} orders: {} ({} ms)",
@@ -246,11 +254,13 @@ async fn run() -> anyhow::Result<bool> {
     let placed = load.await?;
     let placing = started.elapsed();
     println!(
-        "chaos: {} orders acknowledged in {:.1}s ({} retried calls, {} abandoned)",
+        "chaos: {} orders acknowledged in {:.1}s ({} cancelled, {} retried calls, {} abandoned; {} payment answers lost)",
         placed.orders.len(),
         placing.as_secs_f64(),
+        placed.cancelled.len(),
         placed.retries,
-        placed.abandoned.len()
+        placed.abandoned.len(),
+        payments_proxy.answers_dropped()
     );
 
     let sources = verify::Sources {
@@ -290,6 +300,7 @@ async fn run() -> anyhow::Result<bool> {
     for service in order_services.iter_mut().chain(processors.iter_mut()) {
         let _ = service.kill().await;
     }
+    drop(payments_proxy);
     drop(payments);
     let _ = nats.stop().await;
     postgres.destroy().await;
@@ -299,14 +310,16 @@ async fn run() -> anyhow::Result<bool> {
     Ok(report.violations.is_empty())
 }
 
-async fn set_outage(
+async fn set_faults(
     client: &mut PaymentServiceClient<tonic::transport::Channel>,
     outage: bool,
+    latency: Duration,
 ) -> anyhow::Result<()> {
     client
         .set_faults(SetFaultsRequest {
             faults: Some(Faults {
                 outage,
+                latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
                 decline_above_minor: 1_000_000,
                 ..Faults::default()
             }),

@@ -32,6 +32,15 @@ impl Report {
     }
 }
 
+/// The simulator's books for one order.
+struct Counts {
+    id: String,
+    declined: bool,
+    authorizations: u32,
+    approvals: u32,
+    refunds: u32,
+}
+
 /// Where to look.
 pub struct Sources {
     pub orders_db: String,
@@ -53,7 +62,9 @@ async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
     Ok(row.try_get_by_index(0)?)
 }
 
-/// Waits (up to `deadline`) until no order is PENDING and both outboxes are empty.
+/// Waits (up to `deadline`) until no order is PENDING, the processor has
+/// no payment left open (a refund or void due, a cancellation waiting on
+/// its placement), and both outboxes are empty.
 pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i64, i64, i64)> {
     let orders = Database::connect(&sources.orders_db).await?;
     let processor = Database::connect(&sources.processor_db).await?;
@@ -64,7 +75,14 @@ pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i6
             "SELECT count(*) FROM orders WHERE status = 'PENDING'",
         )
         .await
-        .unwrap_or(-1);
+        .unwrap_or(-1)
+            + count(
+                &processor,
+                "SELECT count(*) FROM order_processing \
+                 WHERE state NOT IN ('confirmed', 'rejected', 'cancelled', 'refunded')",
+            )
+            .await
+            .unwrap_or(-1);
         let outbox = count(&orders, "SELECT count(*) FROM outbox")
             .await
             .unwrap_or(-1);
@@ -128,9 +146,9 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
     }
     report.facts.push(format!("pending orders {pending}, order-service outbox {outbox}, processor outbox {processor_outbox}"));
     if pending != 0 {
-        report
-            .violations
-            .push(format!("{pending} order(s) never reached a terminal state"));
+        report.violations.push(format!(
+            "{pending} order(s) (or their payments) never reached a terminal state"
+        ));
     }
     if outbox != 0 || processor_outbox != 0 {
         report.violations.push(format!(
@@ -215,18 +233,36 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
             continue;
         };
         let kinds: Vec<&str> = events.iter().map(|(_, kind)| kind.as_str()).collect();
-        let placed = kinds.iter().filter(|kind| **kind == "placed").count();
+        let count = |kind: &str| kinds.iter().filter(|other| **other == kind).count();
         let verdicts: Vec<&str> = kinds
             .iter()
             .copied()
             .filter(|kind| *kind == "confirmed" || *kind == "rejected")
             .collect();
-        if placed != 1 || verdicts.len() != 1 {
-            wrong_events.push(format!("{id} {kinds:?}"));
-            continue;
-        }
         if kinds.first() != Some(&"placed") {
             out_of_order.push(format!("{id} {kinds:?}"));
+        }
+        if status == "CANCELLED" {
+            // Cancelled while pending (no verdict, or one that crossed the
+            // cancellation) or after confirmation (then refunded).
+            let refunded = count("refunded");
+            let confirmed = count("confirmed");
+            if count("placed") != 1
+                || count("cancelled") != 1
+                || verdicts.len() > 1
+                || refunded > 1
+                || (refunded == 1 && confirmed == 0 && verdicts.len() == 1)
+            {
+                wrong_events.push(format!("{id} {kinds:?}"));
+            }
+            continue;
+        }
+        if count("placed") != 1
+            || verdicts.len() != 1
+            || count("cancelled") + count("refunded") != 0
+        {
+            wrong_events.push(format!("{id} {kinds:?}"));
+            continue;
         }
         let expected = if verdicts[0] == "confirmed" {
             "CONFIRMED"
@@ -248,14 +284,16 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
     );
     report.violation("an event without an order (invariant 1)", &orphan_events);
     report.violation(
-        "not exactly one OrderPlaced and one verdict (invariants 2, 3)",
+        "not exactly one OrderPlaced and one verdict, or a cancellation's events amiss (invariants 2, 3)",
         &wrong_events,
     );
     report.violation("events out of order (invariant 4)", &out_of_order);
     report.violation("status differs from the verdict", &status_mismatch);
 
-    // Payments: at most one authorization per order; declined ones never charged.
-    let counts: Vec<(String, bool, u32, u32)> = futures::stream::iter(acknowledged.iter().cloned())
+    // Payments, by the simulator's own books: at most one authorization per
+    // order; declined ones never charged; CONFIRMED charged once; CANCELLED
+    // and REJECTED charged nothing in the end.
+    let counts: Vec<Counts> = futures::stream::iter(acknowledged.iter().cloned())
         .map(|(id, declined)| {
             let mut payments = sources.payments.clone();
             async move {
@@ -266,43 +304,89 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
                     .await
                     .map(tonic::Response::into_inner)
                     .unwrap_or_default();
-                (id, declined, counts.authorizations, counts.approvals)
+                Counts {
+                    id,
+                    declined,
+                    authorizations: counts.authorizations,
+                    approvals: counts.approvals,
+                    refunds: counts.refunds,
+                }
             }
         })
         .buffer_unordered(32)
         .collect()
         .await;
-    let charged_twice: Vec<String> = counts
-        .iter()
-        .filter(|c| c.2 > 1 || c.3 > 1)
-        .map(|c| c.0.clone())
-        .collect();
-    report.violation("authorized more than once (invariant 3)", &charged_twice);
-    let wrongly_charged: Vec<String> = counts
-        .iter()
-        .filter(|c| c.1 && c.3 > 0)
-        .map(|c| c.0.clone())
-        .collect();
-    report.violation("charged although declined by design", &wrongly_charged);
-    let unpaid: Vec<String> = counts
-        .iter()
-        .filter(|c| {
-            statuses
-                .get(&c.0)
-                .is_some_and(|status| status == "CONFIRMED")
-                && c.3 != 1
-        })
-        .map(|c| c.0.clone())
-        .collect();
+    let status_of = |counts: &Counts| statuses.get(&counts.id).map(String::as_str);
+    let orders_where = |predicate: &dyn Fn(&Counts) -> bool| -> Vec<String> {
+        counts
+            .iter()
+            .filter(|counts| predicate(counts))
+            .map(|counts| counts.id.clone())
+            .collect()
+    };
     report.violation(
-        "CONFIRMED without exactly one approved authorization",
-        &unpaid,
+        "authorized more than once (invariant 3)",
+        &orders_where(&|c| c.authorizations > 1 || c.approvals > 1),
     );
-    let authorizations: u32 = counts.iter().map(|c| c.2).sum();
+    report.violation(
+        "refunded more than charged (invariant 3)",
+        &orders_where(&|c| c.refunds > c.approvals),
+    );
+    report.violation(
+        "charged although declined by design",
+        &orders_where(&|c| c.declined && c.approvals > 0),
+    );
+    report.violation(
+        "CONFIRMED without exactly one approved authorization, unrefunded",
+        &orders_where(&|c| status_of(c) == Some("CONFIRMED") && (c.approvals, c.refunds) != (1, 0)),
+    );
+    report.violation(
+        "CANCELLED but charged (approvals minus refunds is not 0; invariant 3)",
+        &orders_where(&|c| status_of(c) == Some("CANCELLED") && c.approvals != c.refunds),
+    );
+    report.violation(
+        "REJECTED but charged (invariant 3)",
+        &orders_where(&|c| status_of(c) == Some("REJECTED") && c.approvals != c.refunds),
+    );
+    let authorizations: u32 = counts.iter().map(|c| c.authorizations).sum();
+    let refunds: u32 = counts.iter().map(|c| c.refunds).sum();
+    let cancelled = statuses
+        .values()
+        .filter(|status| *status == "CANCELLED")
+        .count();
     report.facts.push(format!(
-        "{authorizations} authorizations for {} orders",
+        "{authorizations} authorizations and {refunds} refunds for {} orders, {cancelled} of them cancelled",
         counts.len()
     ));
+
+    // The processor's record agrees with the order's status.
+    let processor = Database::connect(&sources.processor_db).await?;
+    let stages: HashMap<String, String> = processor
+        .query_all_raw(Statement::from_string(
+            processor.get_database_backend(),
+            "SELECT order_id::text AS id, state FROM order_processing".to_owned(),
+        ))
+        .await?
+        .iter()
+        .filter_map(|row| Some((row.try_get("", "id").ok()?, row.try_get("", "state").ok()?)))
+        .collect();
+    let disagreeing: Vec<String> = statuses
+        .iter()
+        .filter(|(id, status)| {
+            let stage = stages.get(*id).map(String::as_str);
+            match status.as_str() {
+                "CONFIRMED" => stage != Some("confirmed"),
+                "REJECTED" => stage != Some("rejected"),
+                "CANCELLED" => !matches!(stage, Some("cancelled" | "refunded")),
+                _ => false,
+            }
+        })
+        .map(|(id, status)| format!("{id} {status} / {:?}", stages.get(id)))
+        .collect();
+    report.violation(
+        "the processor's record disagrees with the order's status",
+        &disagreeing,
+    );
 
     Ok(report)
 }
