@@ -126,7 +126,7 @@ async fn run() -> anyhow::Result<bool> {
     )
     .await?;
     // Between the processors and the simulator, so answers can be lost.
-    let payments_proxy = ordo_testkit::TcpProxy::start(payments.addr).await?;
+    let payments_proxy = ordo_testkit::TcpProxy::start_http2(payments.addr).await?;
     let mut order_services = Vec::new();
     let mut processors = Vec::new();
     for replica in 0..REPLICAS {

@@ -5,11 +5,13 @@
 //! closed immediately), as if the target had gone away; `restore()` lets
 //! connections through again.
 //!
-//! `drop_answers(n)` loses the next `n` HTTP/2 (gRPC) answers: the request
-//! reaches the target and is acted on, but when the target's response
-//! headers come back the proxy closes that connection instead of passing
-//! them on — the call's outcome is unknown to the caller, as after a
-//! provider crash or a reset between the provider's commit and its reply.
+//! A proxy started with [`TcpProxy::start_http2`] reads what the target
+//! sends as HTTP/2 frames, so `drop_answers(n)` can lose the next `n`
+//! HTTP/2 (gRPC) answers: the request reaches the target and is acted on,
+//! but when the target's response headers come back the proxy closes that
+//! connection instead of passing them on — the call's outcome is unknown
+//! to the caller, as after a provider crash or a reset between the
+//! provider's commit and its reply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct TcpProxy {
 
 #[derive(Debug)]
 struct Shared {
+    /// The target speaks HTTP/2 (cleartext): answers are forwarded frame by frame.
+    http2: bool,
     open: watch::Sender<bool>,
     answers_to_drop: AtomicU32,
     answers_dropped: AtomicU32,
@@ -56,11 +60,21 @@ impl Shared {
 }
 
 impl TcpProxy {
-    /// Starts forwarding `127.0.0.1:<free port>` to `target`.
+    /// Starts forwarding `127.0.0.1:<free port>` to `target`, any protocol.
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(target, false).await
+    }
+
+    /// Starts forwarding to an HTTP/2 (gRPC) `target`, able to lose answers.
+    pub async fn start_http2(target: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(target, true).await
+    }
+
+    async fn start_with(target: SocketAddr, http2: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            http2,
             open: watch::Sender::new(true),
             answers_to_drop: AtomicU32::new(0),
             answers_dropped: AtomicU32::new(0),
@@ -88,8 +102,13 @@ impl TcpProxy {
         self.shared.open.send_replace(true);
     }
 
-    /// Loses the next `n` HTTP/2 answers after their requests were delivered.
+    /// Loses the next `n` HTTP/2 answers after their requests were
+    /// delivered (a proxy from [`TcpProxy::start_http2`] only).
     pub fn drop_answers(&self, n: u32) {
+        assert!(
+            self.shared.http2,
+            "drop_answers needs TcpProxy::start_http2"
+        );
         self.shared.answers_to_drop.store(n, Ordering::SeqCst);
     }
 
@@ -123,14 +142,21 @@ async fn forward(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
     let mut open = shared.open.subscribe();
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
+    let answers = async {
+        if shared.http2 {
+            copy_answers(upstream_read, client_write, &shared).await
+        } else {
+            copy(upstream_read, client_write).await
+        }
+    };
     tokio::select! {
         _ = copy(client_read, upstream_write) => {}
-        _ = copy_answers(upstream_read, client_write, &shared) => {}
+        _ = answers => {}
         _ = open.wait_for(|open| !*open) => {}
     }
 }
 
-/// Requests go through untouched.
+/// Bytes go through untouched.
 async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) -> std::io::Result<()> {
     tokio::io::copy(&mut from, &mut to).await.map(drop)
 }
@@ -138,8 +164,6 @@ async fn copy(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) -> std::io::Resul
 /// Answers go through frame by frame (the target's side of an HTTP/2
 /// connection is a plain sequence of frames), so a response's HEADERS frame
 /// can be withheld — the connection then ends, taking the answer with it.
-/// Anything that is not HTTP/2 passes through as long as nothing is to be
-/// dropped.
 async fn copy_answers(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,

@@ -177,7 +177,7 @@ impl TestProcessor {
     ) -> Self {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let payments = Payments::spawn().await;
-        let payments_proxy = TcpProxy::start(payments.addr).await.unwrap();
+        let payments_proxy = TcpProxy::start_http2(payments.addr).await.unwrap();
         let nats_url = shared_nats_url();
         let client = async_nats::connect(&nats_url).await.unwrap();
         let jetstream = jetstream::new(client);
