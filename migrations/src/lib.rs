@@ -125,9 +125,22 @@ const PAYMENT_MACHINE: SqlMigration = SqlMigration {
     down: include_str!("../sql/0008_payment_machine.down.sql"),
 };
 
+const OUTBOX_GUARDS: SqlMigration = SqlMigration {
+    name: "m20261201_000009_outbox_guards",
+    up: include_str!("../sql/0009_outbox_guards.up.sql"),
+    down: include_str!("../sql/0009_outbox_guards.down.sql"),
+};
+
 /// The order service's migrations, oldest first. Names are recorded in
 /// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
-const ORDERS: &[SqlMigration] = &[ORDERS_TABLES, OUTBOX, OUTBOX_LEASES, INBOX, JOB_LEASES];
+const ORDERS: &[SqlMigration] = &[
+    ORDERS_TABLES,
+    OUTBOX,
+    OUTBOX_LEASES,
+    INBOX,
+    JOB_LEASES,
+    OUTBOX_GUARDS,
+];
 
 /// The processor's migrations, oldest first; the outbox, inbox and lease
 /// tables are the same SQL as the order service's.
@@ -139,6 +152,7 @@ const PROCESSOR: &[SqlMigration] = &[
     ORDER_PROCESSING,
     ERROR_CORRELATION,
     PAYMENT_MACHINE,
+    OUTBOX_GUARDS,
 ];
 
 /// The order service's migrator (the default of `ordo-migrate`).

@@ -7,6 +7,9 @@
 //! delivered it, and whether or not the re-publish fell inside the stream's
 //! duplicate window.
 //!
+//! [`message_key`] turns whatever a publisher put in `Nats-Msg-Id` into a
+//! key that is safe to store and log.
+//!
 //! Rows cannot be kept forever: [`InboxRetention`] deletes the ones older
 //! than a horizon (which must outlast the duplicate window, or a late
 //! duplicate would find no row) in small batches, run by one replica at a
@@ -19,6 +22,33 @@ mod retention;
 pub use retention::{InboxRetention, RetentionConfig, Sweep};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sha2::{Digest as _, Sha256};
+
+/// The longest `Nats-Msg-Id` used as it is for an inbox key.
+pub const MESSAGE_KEY_MAX_LEN: usize = 200;
+
+/// The inbox key of a message: its `Nats-Msg-Id` when that is 1-200
+/// printable ASCII characters (every id Ordo writes is), a digest of it
+/// otherwise (`sha256:<hex>`, so copies of one message still share a key
+/// and nothing a publisher sends can overflow an index or break a log
+/// line), and `<stream>:<sequence>` for a message with none.
+pub fn message_key(message_id: Option<&str>, stream: &str, sequence: u64) -> String {
+    match message_id {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MESSAGE_KEY_MAX_LEN
+                && id.bytes().all(|byte| byte.is_ascii_graphic()) =>
+        {
+            id.to_owned()
+        }
+        Some(id) if !id.is_empty() => {
+            let digest = Sha256::digest(id.as_bytes());
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+        _ => format!("{stream}:{sequence}"),
+    }
+}
 
 /// Records `message_id` as handled by `consumer`, with what was done.
 /// `Ok(false)` means the inbox already held it: a duplicate, to be rolled
@@ -62,4 +92,26 @@ pub async fn inbox_contains(
         ))
         .await?;
     Ok(row.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keys_are_safe_whatever_the_publisher_sent() {
+        assert_eq!(message_key(Some("0190-abc"), "ORDERS", 7), "0190-abc");
+        assert_eq!(message_key(None, "ORDERS", 7), "ORDERS:7");
+        assert_eq!(message_key(Some(""), "ORDERS", 7), "ORDERS:7");
+        let huge = "x".repeat(100_000);
+        let key = message_key(Some(&huge), "ORDERS", 7);
+        assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
+        assert_eq!(
+            key,
+            message_key(Some(&huge), "ORDERS", 8),
+            "copies share a key"
+        );
+        assert!(message_key(Some("a b"), "S", 1).starts_with("sha256:"));
+        assert!(message_key(Some("naïve"), "S", 1).starts_with("sha256:"));
+    }
 }

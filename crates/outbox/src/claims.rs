@@ -26,13 +26,16 @@ use sea_orm::{
 
 use crate::entity;
 
-/// The claim query: `$1` partition, `$2` owner, `$3` batch size.
+/// The claim query: `$1` partition, `$2` owner, `$3` batch size. Rows of an
+/// aggregate with a parked row wait behind it.
 pub const CLAIM_SQL: &str = "\
 SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
 FROM outbox
 WHERE partition = $1
   AND EXISTS (SELECT 1 FROM outbox_leases
               WHERE partition = $1 AND owner = $2 AND expires_at > now())
+  AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                  WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
 ORDER BY id
 LIMIT $3";
 
@@ -71,6 +74,38 @@ pub async fn outbox_delete(
         ))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Moves row `id` of `partition` out of the outbox into `outbox_parked`,
+/// with the reason it can never be published.
+pub async fn outbox_park(
+    db: &DatabaseConnection,
+    partition: i32,
+    id: i64,
+    reason: &str,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "WITH moved AS (DELETE FROM outbox WHERE partition = $1 AND id = $2 RETURNING *) \
+         INSERT INTO outbox_parked (id, event_id, partition, aggregate_type, aggregate_id, subject, \
+           event_type, payload, headers, created_at, reason) \
+         SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, \
+           headers, created_at, $3 FROM moved",
+        [partition.into(), id.into(), reason.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Rows parked in the outbox.
+pub async fn outbox_parked_count(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM outbox_parked",
+        ))
+        .await?;
+    row.map_or(Ok(0), |row| row.try_get("", "n"))
 }
 
 /// Rows waiting and the age of the oldest, per partition that has any.

@@ -228,11 +228,12 @@ async fn build(
     // NATS may be down at start-up: the relay starts anyway, rows wait in
     // the outbox (publishes fail and are retried, as in any outage), and
     // the stream is ensured as soon as the server answers.
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(&config.nats_url)
-        .await
-        .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
+    let client = ordo_service_kit::nats::connect(
+        &config.nats_url,
+        async_nats::ConnectOptions::new().retry_on_initial_connect(),
+    )
+    .await
+    .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
     let jetstream = jetstream::context::ContextBuilder::new()
         .timeout(config.publish_timeout)
         .ack_timeout(config.publish_timeout)

@@ -30,6 +30,12 @@ pub struct RelayMetrics {
     /// Claim queries run, and those that found no row.
     pub claims: AtomicU64,
     pub empty_claims: AtomicU64,
+    /// Rows this replica parked (unpublishable), and the rows parked in
+    /// the table as last measured.
+    pub parked: AtomicU64,
+    pub parked_rows: AtomicI64,
+    /// Rounds abandoned because the partition's lease ran out under them.
+    pub fenced_rounds: AtomicU64,
     pub commit_to_ack: LatencyHistogram,
 }
 
@@ -46,6 +52,9 @@ impl RelayMetrics {
             actor_restarts: AtomicU64::new(0),
             claims: AtomicU64::new(0),
             empty_claims: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+            parked_rows: AtomicI64::new(0),
+            fenced_rounds: AtomicU64::new(0),
             commit_to_ack: LatencyHistogram::default(),
         }
     }
@@ -158,6 +167,21 @@ impl RelayMetrics {
             "ordo_outbox_leases_held",
             "Outbox partitions this replica holds.",
             [(none, self.leases_held.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_outbox_parked_total",
+            "Rows this replica parked: they can never be published as they are (see ListParkedEvents).",
+            [(none, self.parked.load(Relaxed) as f64)],
+        );
+        out.gauge(
+            "ordo_outbox_parked_rows",
+            "Rows parked in the outbox_parked table (as last measured); their aggregates wait behind them.",
+            [(none, self.parked_rows.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_outbox_fenced_rounds_total",
+            "Relay rounds abandoned because the partition's lease ran out under them (a pause, a lost database).",
+            [(none, self.fenced_rounds.load(Relaxed) as f64)],
         );
         out.counter(
             "ordo_outbox_actor_restarts_total",

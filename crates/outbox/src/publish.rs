@@ -1,13 +1,20 @@
 //! Publishing one event to JetStream, as a tower [`Service`], so timeouts,
 //! backoff and circuit breakers wrap it from outside without touching the
 //! actors.
+//!
+//! An event that can never be published — a header NATS cannot carry (a
+//! line break in a value, a name with control characters or a colon), a
+//! message over the server's max payload — fails with
+//! [`ordo_resilience::classify::Permanent`] before anything is sent; the
+//! relay parks it. Nothing an event carries can make publishing panic.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
+use ordo_resilience::classify::Permanent;
 use tower::{BoxError, Service};
 
 /// An outbox row on its way to JetStream.
@@ -59,9 +66,15 @@ impl Service<OutboundEvent> for JetStreamPublisher {
     fn call(&mut self, event: OutboundEvent) -> Self::Future {
         let jetstream = self.jetstream.clone();
         Box::pin(async move {
-            let mut headers = HeaderMap::new();
-            for (name, value) in &event.headers {
-                headers.insert(name.as_str(), value.as_str());
+            let headers =
+                headers_of(&event).map_err(|why| -> BoxError { Box::new(Permanent(why)) })?;
+            let max_payload = jetstream.client().server_info().max_payload;
+            let size = message_size(&event);
+            if max_payload > 0 && size > max_payload {
+                let too_large: BoxError = Box::new(Permanent(format!(
+                    "a message of {size} bytes is over the server's max payload of {max_payload}"
+                )));
+                return Err(too_large);
             }
             let message = jetstream::message::PublishMessage::build()
                 .payload(event.payload)
@@ -74,6 +87,9 @@ impl Service<OutboundEvent> for JetStreamPublisher {
                 .map_err(|err| -> BoxError {
                     match err.kind() {
                         PublishErrorKind::TimedOut => "publish ack timed out".into(),
+                        _ if err.to_string().contains("maximum payload exceeded") => {
+                            Box::new(Permanent(err.to_string()))
+                        }
                         _ => Box::new(err),
                     }
                 })?;
@@ -82,5 +98,84 @@ impl Service<OutboundEvent> for JetStreamPublisher {
                 duplicate: ack.duplicate,
             })
         })
+    }
+}
+
+/// The event's headers as NATS headers, or why they cannot be.
+pub fn headers_of(event: &OutboundEvent) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &event.headers {
+        let header_name = name
+            .parse::<HeaderName>()
+            .ok()
+            .filter(|_| is_header_name(name))
+            .ok_or_else(|| format!("header name {:?} is not a NATS header name", shown(name)))?;
+        let header_value = value.parse::<HeaderValue>().map_err(|_| {
+            format!(
+                "header {name} has a line break in its value {:?}",
+                shown(value)
+            )
+        })?;
+        headers.insert(header_name, header_value);
+    }
+    Ok(headers)
+}
+
+/// What NATS accepts as a header name: printable ASCII, no colon.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b':')
+}
+
+/// At most 64 characters of `text`, for an error message.
+fn shown(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// Bytes the message takes on the wire, close enough to compare with the
+/// server's max payload (which counts headers and payload).
+fn message_size(event: &OutboundEvent) -> usize {
+    let headers: usize = event
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    // NATS/1.0 line, Nats-Msg-Id, and the blank line that ends the headers.
+    headers + event.event_id.len() + 32 + event.payload.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(headers: &[(&str, &str)]) -> OutboundEvent {
+        OutboundEvent {
+            subject: "orders.placed".into(),
+            event_id: "e-1".into(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            payload: Bytes::from_static(b"x"),
+            aggregate_id: "a".into(),
+        }
+    }
+
+    #[test]
+    fn headers_nats_cannot_carry_are_refused_not_panicked_on() {
+        assert!(headers_of(&event(&[("x-correlation-id", "abc")])).is_ok());
+        for bad in [
+            event(&[("x-correlation-id", "a\r\nNats-Msg-Id: forged")]),
+            event(&[("x-correlation-id", "line\nbreak")]),
+            event(&[("bad:name", "v")]),
+            event(&[("bad name", "v")]),
+            event(&[("", "v")]),
+            event(&[("naïve", "v")]),
+        ] {
+            let why = headers_of(&bad).unwrap_err();
+            assert!(why.contains("header"), "{why}");
+        }
     }
 }

@@ -6,6 +6,13 @@
 //! concurrently (at most `max_in_flight` at once), and a chain stops at its
 //! first failed publish, so an aggregate's later events never overtake an
 //! earlier one. Rows not acked stay for the next round.
+//!
+//! A row that can never be published (a permanent failure: a header NATS
+//! cannot carry, a message over the server's max payload) is parked —
+//! moved to `outbox_parked` with the reason — so it stops costing the
+//! partition a failed publish every round; its aggregate's later rows stay
+//! behind it (the claim skips them) until an operator redrives or discards
+//! it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,11 +20,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
+use ordo_resilience::classify::Permanent;
 use sea_orm::{DatabaseConnection, DbErr};
 use tower::{Service as _, ServiceExt as _};
 use tracing::Instrument as _;
 
-use crate::claims::{outbox_claim_batch, outbox_delete};
+use crate::claims::{outbox_claim_batch, outbox_delete, outbox_park};
 use crate::config::StreamSettings;
 use crate::entity;
 use crate::faults::Faults;
@@ -31,6 +39,7 @@ pub struct RoundReport {
     pub published: usize,
     pub duplicates: usize,
     pub failed: usize,
+    pub parked: usize,
 }
 
 impl RoundReport {
@@ -89,14 +98,27 @@ impl PartitionRelay {
             ..RoundReport::default()
         };
         let mut acked = Vec::with_capacity(claimed);
+        let mut parked = Vec::new();
         for outcome in outcomes {
             report.published += outcome.acked.len();
             report.duplicates += outcome.duplicates;
             report.failed += usize::from(outcome.failed);
             acked.extend(outcome.acked);
+            parked.extend(outcome.parked);
         }
         Faults::strike(&self.faults.panic_before_delete, "panic before delete");
         outbox_delete(&self.db, self.partition, acked).await?;
+        for (id, reason) in parked {
+            outbox_park(&self.db, self.partition, id, &reason).await?;
+            self.metrics.parked.fetch_add(1, Relaxed);
+            report.parked += 1;
+            tracing::error!(
+                partition = self.partition,
+                id,
+                reason,
+                "row parked: it can never be published as it is; its aggregate waits behind it"
+            );
+        }
         Ok(report)
     }
 
@@ -144,6 +166,10 @@ impl PartitionRelay {
                         outcome.duplicates += 1;
                     }
                     outcome.acked.push(id);
+                }
+                Err(err) if err.is::<Permanent>() => {
+                    outcome.parked = Some((id, err.to_string()));
+                    break;
                 }
                 Err(err) => {
                     self.metrics.failed.fetch_add(1, Relaxed);
@@ -217,6 +243,8 @@ struct ChainOutcome {
     acked: Vec<i64>,
     duplicates: usize,
     failed: bool,
+    /// The row that can never be published, and why.
+    parked: Option<(i64, String)>,
 }
 
 /// Splits rows (in id order) into per-aggregate chains, each in id order,

@@ -65,6 +65,25 @@ pub use order::v1::order_service_client::OrderServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;
 pub use processor::v1::processor_service_client::ProcessorServiceClient;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_keeps_what_fits_and_at_least_one() {
+        let items: Vec<events::v1::OrderRejected> = (0..10)
+            .map(|_| events::v1::OrderRejected {
+                reason: "x".repeat(1000),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(items_within(&items, 1 << 20), 10);
+        assert_eq!(items_within(&items, 3500), 3);
+        assert_eq!(items_within(&items, 10), 1);
+        assert_eq!(items_within::<events::v1::OrderRejected>(&[], 10), 0);
+    }
+}
+
 /// A protobuf timestamp from a UTC time (what every `*_time` field carries).
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -72,6 +91,24 @@ pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
         // Always below 10^9, so it fits.
         nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or_default(),
     }
+}
+
+/// Most bytes of items one page of a list RPC carries: under the 4 MiB every
+/// gRPC client accepts by default, with room for the rest of the answer.
+pub const MAX_PAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// How many of `items`, from the first, fit in `max_bytes` once encoded
+/// (always at least one, so a page always moves on).
+pub fn items_within<T: prost::Message>(items: &[T], max_bytes: usize) -> usize {
+    let mut total = 0;
+    for (kept, item) in items.iter().enumerate() {
+        // Each item is a length-delimited field: a tag byte and a length.
+        total += item.encoded_len() + 1 + prost::length_delimiter_len(item.encoded_len());
+        if total > max_bytes && kept > 0 {
+            return kept;
+        }
+    }
+    items.len()
 }
 
 /// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.

@@ -98,9 +98,23 @@ impl std::fmt::Display for CircuitOpen {
 
 impl std::error::Error for CircuitOpen {}
 
+/// A failure no retry can cure (the request itself cannot be carried out,
+/// e.g. a message the broker will never accept): not transient, and no
+/// sign of the other side being unwell, so breakers do not count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permanent(pub String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
 impl Failure for BoxError {
     fn is_transient(&self) -> bool {
-        !self.is::<CircuitOpen>()
+        !self.is::<CircuitOpen>() && !self.is::<Permanent>()
     }
 
     fn timed_out(after: Duration) -> Self {
@@ -156,9 +170,11 @@ mod tests {
     }
 
     #[test]
-    fn boxed_errors_are_transient_unless_a_breaker_refused() {
+    fn boxed_errors_are_transient_unless_a_breaker_refused_or_permanent() {
         let failed: BoxError = "connection reset".into();
         assert!(failed.is_transient());
+        let permanent: BoxError = Box::new(Permanent("header value has a line break".into()));
+        assert!(!permanent.is_transient());
         assert!(BoxError::timed_out(Duration::from_secs(1)).is_transient());
         let open = BoxError::circuit_open("nats", Duration::from_secs(2));
         assert!(!open.is_transient());

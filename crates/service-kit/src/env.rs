@@ -96,13 +96,11 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     /// A comma-separated list of `nats://` (or `tls://`) URLs; `default` when unset.
     pub fn nats_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
         Ok(self
-            .parse(name, "a nats:// URL", |raw| {
-                raw.split(',')
-                    .all(|url| {
-                        url.trim().starts_with("nats://") || url.trim().starts_with("tls://")
-                    })
-                    .then(|| raw.to_owned())
-            })?
+            .parse(
+                name,
+                "nats:// or tls:// URLs, comma-separated (e.g. nats://a:4222,nats://b:4222)",
+                |raw| crate::nats::servers(raw).ok().map(|_| raw.to_owned()),
+            )?
             .unwrap_or_else(|| default.to_owned()))
     }
 

@@ -7,6 +7,7 @@
 //!   `ordo-telemetry`.
 //! - [`metrics`]: metric families shared by services (consumer outcomes,
 //!   breaker state).
+//! - [`nats`]: connecting to one NATS server or a list of cluster seeds.
 //! - [`resilience`]: backoff and circuit-breaker settings under names each
 //!   caller chooses.
 //! - [`serving`]: server reflection over every descriptor a client meets,
@@ -17,6 +18,7 @@
 pub mod env;
 pub mod health;
 pub mod metrics;
+pub mod nats;
 pub mod resilience;
 pub mod serving;
 

@@ -118,7 +118,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_owned();
+        // The path is the caller's to choose: bounded in spans, and only a
+        // method the server knows (not UNIMPLEMENTED) becomes a metric label.
+        let method = crate::safe_text(request.uri().path().trim_start_matches('/'), 128);
         let housekeeping =
             method.starts_with("grpc.health.") || method.starts_with("grpc.reflection.");
         let span = if housekeeping {
@@ -138,6 +140,7 @@ where
             .headers()
             .get(crate::CORRELATION_HEADER)
             .and_then(|value| value.to_str().ok())
+            .and_then(crate::valid_correlation_id)
         {
             span.record(crate::CORRELATION_ID, correlation_id);
         }
@@ -159,7 +162,12 @@ where
                 Err(_) => "TRANSPORT_ERROR",
             };
             span.record("rpc.grpc.status_code", code);
-            metrics.record(&method, code, started.elapsed());
+            let label = if code == "UNIMPLEMENTED" {
+                "unknown"
+            } else {
+                method.as_str()
+            };
+            metrics.record(label, code, started.elapsed());
             response
         })
     }

@@ -25,3 +25,57 @@ pub use subscriber::{LogFormat, Telemetry, TelemetryConfig, init};
 pub const CORRELATION_ID: &str = "correlation_id";
 /// The gRPC metadata key and NATS header of the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The longest correlation id accepted.
+pub const CORRELATION_ID_MAX_LEN: usize = 128;
+
+/// The rule for a correlation id, wherever one enters (a request's metadata,
+/// a message's header or payload): 1-128 printable ASCII characters, no
+/// spaces — so it can travel in any header, label or log line as it is.
+pub fn correlation_id_rule(raw: &str) -> Result<(), String> {
+    if raw.is_empty() || raw.len() > CORRELATION_ID_MAX_LEN {
+        return Err(format!("must be 1-{CORRELATION_ID_MAX_LEN} characters"));
+    }
+    if !raw.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".to_owned());
+    }
+    Ok(())
+}
+
+/// Text from outside (a message field, a dependency's error) made safe to
+/// store, log and echo: control characters (NUL, line breaks) become
+/// spaces, and it is cut to `max_chars` characters (an ellipsis marks the
+/// cut).
+pub fn safe_text(raw: &str, max_chars: usize) -> String {
+    let mut text: String = raw
+        .chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if raw.chars().nth(max_chars).is_some() {
+        text.push('…');
+    }
+    text
+}
+
+/// `raw` if it keeps [`correlation_id_rule`], else `None`.
+pub fn valid_correlation_id(raw: &str) -> Option<&str> {
+    correlation_id_rule(raw).ok().map(|()| raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_text_is_one_bounded_line() {
+        assert_eq!(safe_text("a\0b\r\nc", 10), "a b  c");
+        assert_eq!(safe_text("abcdef", 3), "abc…");
+        assert_eq!(safe_text("", 3), "");
+        assert!(correlation_id_rule("ok-1").is_ok());
+        for bad in ["", "a b", "a\nb", "é"] {
+            assert!(correlation_id_rule(bad).is_err(), "{bad:?}");
+        }
+        assert!(correlation_id_rule(&"x".repeat(129)).is_err());
+    }
+}

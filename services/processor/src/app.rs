@@ -64,11 +64,12 @@ impl Application {
             settings.relay.partitions,
             relay.as_ref().map(RelayHandle::nudger),
         );
-        let nats = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(&settings.relay.nats_url)
-            .await
-            .context("cannot connect to NATS at NATS_URL")?;
+        let nats = ordo_service_kit::nats::connect(
+            &settings.relay.nats_url,
+            async_nats::ConnectOptions::new().retry_on_initial_connect(),
+        )
+        .await
+        .context("cannot connect to NATS at NATS_URL")?;
         let jetstream = async_nats::jetstream::new(nats);
         let dead_letters = DeadLetters::new(jetstream.clone(), settings.relay.stream.clone());
         let handler = Handler {

@@ -202,8 +202,9 @@ impl OrderConsumer {
             .headers
             .as_ref()
             .and_then(|headers| headers.get(ordo_telemetry::CORRELATION_HEADER))
-            .map(|value| value.as_str().to_owned())
-            .unwrap_or_default();
+            .and_then(|value| ordo_telemetry::valid_correlation_id(value.as_str()))
+            .unwrap_or_default()
+            .to_owned();
         let span = tracing::info_span!(
             "processor.handle",
             otel.name = %format!("handle {}", message.subject),
@@ -236,12 +237,15 @@ impl OrderConsumer {
                 .max_deliver
                 .is_some_and(|max_deliver| delivered >= max_deliver),
         };
-        let message_id = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_else(|| format!("{}:{stream_sequence}", self.stream.name));
+        let message_id = ordo_inbox::message_key(
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(async_nats::HeaderValue::as_str),
+            &self.stream.name,
+            stream_sequence,
+        );
         let at = MessageRef {
             message_id: &message_id,
             subject: &subject,

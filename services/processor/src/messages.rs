@@ -1,5 +1,11 @@
 //! NATS message → what the processor must do: decode by the subject's last
 //! token and the protobuf payload, checking what the payment call needs.
+//!
+//! Every field that travels on — into headers, metric labels, log lines,
+//! error texts — is checked here, where it enters: an order id must be a
+//! UUID, a currency three upper-case letters, and a correlation id that
+//! breaks the correlation id rule is dropped (the order is still handled;
+//! only the link to its request is lost), never carried on.
 
 use ordo_lifecycle::payment::Kind;
 use ordo_proto::events::v1 as events;
@@ -70,17 +76,18 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Incoming, String> {
             if event.total_minor < 0 {
                 return Err(format!("total_minor {} is negative", event.total_minor));
             }
-            if event.currency.len() != 3 {
+            if event.currency.len() != 3 || !event.currency.bytes().all(|b| b.is_ascii_uppercase())
+            {
                 return Err(format!(
                     "currency {:?} is not a 3-letter code",
-                    event.currency
+                    shown(&event.currency)
                 ));
             }
             Ok(Incoming::Placed(PlacedOrder {
                 order_id: order_id(&event.order_id)?,
                 amount_minor: event.total_minor,
                 currency: event.currency,
-                correlation_id: event.correlation_id,
+                correlation_id: correlation_id(event.correlation_id),
             }))
         }
         "cancelled" => {
@@ -88,17 +95,36 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<Incoming, String> {
                 .map_err(|err| format!("not an OrderCancelled: {err}"))?;
             Ok(Incoming::Cancelled(CancelledOrder {
                 order_id: order_id(&event.order_id)?,
-                correlation_id: event.correlation_id,
+                correlation_id: correlation_id(event.correlation_id),
             }))
         }
         other => Err(format!(
-            "the processor does not handle subject kind {other:?}"
+            "the processor does not handle subject kind {:?}",
+            shown(other)
         )),
     }
 }
 
 fn order_id(raw: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(raw).map_err(|err| format!("order_id {raw:?} is not a UUID: {err}"))
+    Uuid::parse_str(raw).map_err(|err| format!("order_id {:?} is not a UUID: {err}", shown(raw)))
+}
+
+/// The correlation id if it keeps the rule; empty otherwise.
+fn correlation_id(raw: String) -> String {
+    if ordo_telemetry::valid_correlation_id(&raw).is_some() {
+        raw
+    } else {
+        String::new()
+    }
+}
+
+/// At most 64 characters of `raw`, for an error text: input is echoed, but bounded.
+pub fn shown(raw: &str) -> String {
+    if raw.chars().count() <= 64 {
+        raw.to_owned()
+    } else {
+        format!("{}…", raw.chars().take(64).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +160,45 @@ mod tests {
                 .order_id(),
             order_id
         );
+    }
+
+    #[test]
+    fn a_correlation_id_that_breaks_the_rule_is_dropped_not_carried_on() {
+        let order_id = Uuid::now_v7();
+        for bad in [
+            "a\r\nNats-Msg-Id: forged",
+            "with space",
+            &"x".repeat(129),
+            "naïve",
+        ] {
+            let placed = events::OrderPlaced {
+                order_id: order_id.to_string(),
+                currency: "EUR".into(),
+                total_minor: 1,
+                correlation_id: bad.into(),
+                ..Default::default()
+            };
+            assert_eq!(
+                decode("orders.placed", &placed.encode_to_vec())
+                    .unwrap()
+                    .correlation_id(),
+                "",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let huge = "z".repeat(4 << 20);
+        let placed = events::OrderPlaced {
+            order_id: huge.clone(),
+            currency: "EUR".into(),
+            ..Default::default()
+        };
+        let why = decode("orders.placed", &placed.encode_to_vec()).unwrap_err();
+        assert!(why.len() < 512, "{} bytes", why.len());
+        assert!(decode(&format!("orders.{huge}"), b"").unwrap_err().len() < 512);
     }
 
     #[test]

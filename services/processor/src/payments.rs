@@ -173,11 +173,11 @@ impl PaymentGateway {
         let authorization = match self.service.clone().oneshot(call).await.map_err(classify) {
             Ok(PaymentAnswer::Authorized(response)) if response.approved => {
                 Ok(Authorization::Approved {
-                    payment_id: response.payment_id,
+                    payment_id: provider_text(&response.payment_id),
                 })
             }
             Ok(PaymentAnswer::Authorized(response)) => Ok(Authorization::Declined {
-                reason: response.decline_reason,
+                reason: provider_text(&response.decline_reason),
             }),
             Ok(_) => Err(mismatch()),
             Err(failure) => Err(failure),
@@ -206,7 +206,7 @@ impl PaymentGateway {
             correlation_id.to_owned(),
         );
         let refund = match self.service.clone().oneshot(call).await.map_err(classify) {
-            Ok(PaymentAnswer::Refunded(response)) => Ok(response.refund_id),
+            Ok(PaymentAnswer::Refunded(response)) => Ok(provider_text(&response.refund_id)),
             Ok(_) => Err(mismatch()),
             Err(failure) => Err(failure),
         };
@@ -233,8 +233,8 @@ impl PaymentGateway {
             Ok(PaymentAnswer::Voided(response)) => match response.outcome() {
                 VoidOutcome::NeverAuthorized | VoidOutcome::Declined => Ok(Voided::NothingCharged),
                 VoidOutcome::Refunded => Ok(Voided::Refunded {
-                    payment_id: response.payment_id,
-                    refund_id: response.refund_id,
+                    payment_id: provider_text(&response.payment_id),
+                    refund_id: provider_text(&response.refund_id),
                 }),
                 VoidOutcome::Unspecified => Err(mismatch()),
             },
@@ -322,6 +322,11 @@ fn outgoing<T>(message: T, correlation_id: &str) -> tonic::Request<T> {
     }
     deadline::set_grpc_timeout(&mut request);
     request
+}
+
+/// An id or reason from the provider, safe to store and announce.
+fn provider_text(raw: &str) -> String {
+    ordo_telemetry::safe_text(raw, 256)
 }
 
 fn mismatch() -> Failure {

@@ -79,11 +79,19 @@ pub struct Failure {
     pub defer_for: Option<std::time::Duration>,
 }
 
+/// The longest failure text kept (history, dead letters, logs).
+const MAX_FAILURE_TEXT: usize = 1024;
+
+/// A failure's text, safe to store and log, whatever it echoes.
+fn failure_text(text: impl Into<String>) -> String {
+    ordo_telemetry::safe_text(&text.into(), MAX_FAILURE_TEXT)
+}
+
 impl Failure {
     pub fn transient(code: &'static str, text: impl Into<String>) -> Self {
         Self {
             code,
-            text: text.into(),
+            text: failure_text(text),
             transient: true,
             defer_for: None,
         }
@@ -96,7 +104,7 @@ impl Failure {
     ) -> Self {
         Self {
             code,
-            text: text.into(),
+            text: failure_text(text),
             transient: true,
             defer_for: Some(after),
         }
@@ -105,7 +113,7 @@ impl Failure {
     pub fn permanent(code: &'static str, text: impl Into<String>) -> Self {
         Self {
             code,
-            text: text.into(),
+            text: failure_text(text),
             transient: false,
             defer_for: None,
         }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::nudge::NudgeBoard;
 use super::relay_actor::{Pacing, RelayActor, StopRelay};
-use crate::claims::outbox_backlog;
+use crate::claims::{outbox_backlog, outbox_parked_count};
 use crate::config::RelayConfig;
 use crate::lease::{LeaseRound, Leases};
 use crate::metrics::RelayMetrics;
@@ -188,6 +188,9 @@ impl Supervisor {
                         }
                     }
                     Err(err) => tracing::debug!(error = %err, "backlog query failed"),
+                }
+                if let Ok(parked) = outbox_parked_count(&db).await {
+                    metrics.parked_rows.store(parked, Relaxed);
                 }
                 in_flight.store(false, Ordering::SeqCst);
             }

@@ -8,3 +8,4 @@ mod delivery;
 mod helpers;
 mod leases;
 mod ordering;
+mod poison;

@@ -14,9 +14,12 @@ impl OrderId {
 
     /// Parses any UUID in its hyphenated, simple or URN form.
     pub fn parse(raw: &str) -> Result<Self, String> {
-        Uuid::parse_str(raw.trim())
-            .map(Self)
-            .map_err(|_| format!("must be a UUID, got {raw:?}"))
+        Uuid::parse_str(raw.trim()).map(Self).map_err(|_| {
+            format!(
+                "must be a UUID, got {:?}",
+                ordo_telemetry::safe_text(raw, 64)
+            )
+        })
     }
 
     pub fn from_uuid(uuid: Uuid) -> Self {
@@ -66,20 +69,16 @@ impl IdempotencyKey {
 pub struct CorrelationId(String);
 
 impl CorrelationId {
-    pub const MAX_LEN: usize = 128;
+    pub const MAX_LEN: usize = ordo_telemetry::CORRELATION_ID_MAX_LEN;
 
     /// A fresh random id for a request that brought none.
     pub fn generate() -> Self {
         Self(Uuid::new_v4().to_string())
     }
 
+    /// Checks the rule every Ordo process applies ([`ordo_telemetry::correlation_id_rule`]).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() || raw.len() > Self::MAX_LEN {
-            return Err(format!("must be 1-{} characters", Self::MAX_LEN));
-        }
-        if !raw.bytes().all(|byte| byte.is_ascii_graphic()) {
-            return Err("must be printable ASCII without spaces".to_owned());
-        }
+        ordo_telemetry::correlation_id_rule(raw)?;
         Ok(Self(raw.to_owned()))
     }
 

@@ -14,7 +14,9 @@ use tracing::Instrument as _;
 pub use correlation::METADATA_KEY as CORRELATION_ID_METADATA;
 pub use error::ApiError;
 
-use crate::domain::{CancelReason, CorrelationId, ListQuery, NewOrder, OrderId, Violations};
+use crate::domain::{
+    CancelReason, CorrelationId, ListQuery, NewOrder, OrderId, PageCursor, Violations,
+};
 use crate::store::{OrderStore, Placement};
 
 /// The gRPC face of the order store.
@@ -68,10 +70,23 @@ impl OrderApi {
             &request.page_token,
         )?;
         let page = self.store.order_list(&query).await?;
+        let mut orders: Vec<proto::Order> =
+            page.orders.iter().map(convert::order_to_proto).collect();
+        // A page of large orders is cut short before it outgrows what a
+        // client accepts; the token then continues after the last one sent.
+        let kept = ordo_proto::items_within(&orders, ordo_proto::MAX_PAGE_BYTES);
+        let next = if kept < orders.len() {
+            orders.truncate(kept);
+            page.orders.get(kept - 1).map(|last| PageCursor {
+                created_at: last.created_at,
+                id: last.id,
+            })
+        } else {
+            page.next
+        };
         Ok(proto::ListOrdersResponse {
-            orders: page.orders.iter().map(convert::order_to_proto).collect(),
-            next_page_token: page
-                .next
+            orders,
+            next_page_token: next
                 .map(|cursor| query.next_page_token(cursor))
                 .unwrap_or_default(),
         })

@@ -58,10 +58,11 @@ impl StatusConsumer {
     }
 
     async fn consume(&self) -> Result<(), async_nats::Error> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect(&self.nats_url)
-            .await?;
+        let client = ordo_service_kit::nats::connect(
+            &self.nats_url,
+            async_nats::ConnectOptions::new().retry_on_initial_connect(),
+        )
+        .await?;
         let jetstream = jetstream::new(client);
         let stream = jetstream.get_stream(&self.stream.name).await?;
         let mut feeds = Vec::new();
@@ -102,8 +103,9 @@ impl StatusConsumer {
             .headers
             .as_ref()
             .and_then(|headers| headers.get(ordo_telemetry::CORRELATION_HEADER))
+            .and_then(|value| ordo_telemetry::valid_correlation_id(value.as_str()))
         {
-            span.record(ordo_telemetry::CORRELATION_ID, correlation_id.as_str());
+            span.record(ordo_telemetry::CORRELATION_ID, correlation_id);
         }
         ordo_telemetry::propagation::set_parent(
             &span,
@@ -114,18 +116,15 @@ impl StatusConsumer {
 
     async fn handle_in_span(&self, message: jetstream::Message) {
         let subject = message.subject.to_string();
-        let message_id = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|id| id.as_str().to_owned())
-            .or_else(|| {
-                message
-                    .info()
-                    .ok()
-                    .map(|info| format!("seq-{}", info.stream_sequence))
-            })
-            .unwrap_or_default();
+        let message_id = ordo_inbox::message_key(
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(async_nats::HeaderValue::as_str),
+            &self.stream.name,
+            message.info().map_or(0, |info| info.stream_sequence),
+        );
         let event = decode(&subject, &message.payload);
         match self
             .store

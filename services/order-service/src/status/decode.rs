@@ -22,13 +22,13 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<StatusEvent, String> {
             (
                 event.order_id,
                 StatusChange::Confirmed {
-                    payment_id: event.payment_id,
+                    payment_id: ordo_telemetry::safe_text(&event.payment_id, 256),
                 },
             )
         }
         "rejected" => {
             let event = events::OrderRejected::decode(payload).map_err(|err| err.to_string())?;
-            let reason: String = event.reason.chars().take(512).collect();
+            let reason = ordo_telemetry::safe_text(&event.reason, 512);
             (event.order_id, StatusChange::Rejected { reason })
         }
         "refunded" => {
@@ -36,13 +36,19 @@ pub fn decode(subject: &str, payload: &[u8]) -> Result<StatusEvent, String> {
             (
                 event.order_id,
                 StatusChange::Refunded {
-                    payment_id: event.payment_id,
+                    payment_id: ordo_telemetry::safe_text(&event.payment_id, 256),
                 },
             )
         }
-        other => return Err(format!("no status change on subject kind {other:?}")),
+        other => {
+            return Err(format!(
+                "no status change on subject kind {:?}",
+                ordo_telemetry::safe_text(other, 64)
+            ));
+        }
     };
-    let order_id = OrderId::parse(&order_id).map_err(|err| format!("order_id {err}"))?;
+    let order_id = OrderId::parse(&order_id)
+        .map_err(|err| format!("order_id {}", ordo_telemetry::safe_text(&err, 128)))?;
     Ok(StatusEvent { order_id, change })
 }
 

@@ -47,8 +47,12 @@ impl ProcessorService for ProcessorApi {
         request: Request<api::GetOrderProcessingRequest>,
     ) -> Result<Response<api::GetOrderProcessingResponse>, Status> {
         let raw = request.into_inner().order_id;
-        let order_id = Uuid::parse_str(raw.trim())
-            .map_err(|_| invalid("order_id", format!("{raw:?} is not a UUID")))?;
+        let order_id = Uuid::parse_str(raw.trim()).map_err(|_| {
+            invalid(
+                "order_id",
+                format!("{:?} is not a UUID", ordo_telemetry::safe_text(&raw, 64)),
+            )
+        })?;
         let record = self
             .store
             .processing_get(order_id)
@@ -113,13 +117,22 @@ impl ProcessorService for ProcessorApi {
             .list(from, usize::try_from(page_size).unwrap_or(20))
             .await
             .map_err(nats_unavailable)?;
+        let mut dead_letters: Vec<api::DeadLetter> = page
+            .dead_letters
+            .into_iter()
+            .map(convert::dead_letter_to_proto)
+            .collect();
+        // Dead letters carry their payloads (up to 1 MiB each): a page is cut
+        // short before it outgrows what a client accepts.
+        let kept = ordo_proto::items_within(&dead_letters, ordo_proto::MAX_PAGE_BYTES);
+        let next = match dead_letters.get(kept) {
+            Some(first_left_out) => Some(first_left_out.id),
+            None => page.next,
+        };
+        dead_letters.truncate(kept);
         Ok(Response::new(api::ListDeadLettersResponse {
-            dead_letters: page
-                .dead_letters
-                .into_iter()
-                .map(convert::dead_letter_to_proto)
-                .collect(),
-            next_page_token: page.next.map(|next| next.to_string()).unwrap_or_default(),
+            dead_letters,
+            next_page_token: next.map(|next| next.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -1,0 +1,2 @@
+DROP TABLE outbox_settings;
+DROP TABLE outbox_parked;
