@@ -65,25 +65,6 @@ pub use order::v1::order_service_client::OrderServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;
 pub use processor::v1::processor_service_client::ProcessorServiceClient;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_page_keeps_what_fits_and_at_least_one() {
-        let items: Vec<events::v1::OrderRejected> = (0..10)
-            .map(|_| events::v1::OrderRejected {
-                reason: "x".repeat(1000),
-                ..Default::default()
-            })
-            .collect();
-        assert_eq!(items_within(&items, 1 << 20), 10);
-        assert_eq!(items_within(&items, 3500), 3);
-        assert_eq!(items_within(&items, 10), 1);
-        assert_eq!(items_within::<events::v1::OrderRejected>(&[], 10), 0);
-    }
-}
-
 /// A protobuf timestamp from a UTC time (what every `*_time` field carries).
 pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -114,3 +95,22 @@ pub fn items_within<T: prost::Message>(items: &[T], max_bytes: usize) -> usize {
 /// Encoded `FileDescriptorSet` of every Ordo proto file and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ordo_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_keeps_what_fits_and_at_least_one() {
+        let items: Vec<events::v1::OrderRejected> = (0..10)
+            .map(|_| events::v1::OrderRejected {
+                reason: "x".repeat(1000),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(items_within(&items, 1 << 20), 10);
+        assert_eq!(items_within(&items, 3500), 3);
+        assert_eq!(items_within(&items, 10), 1);
+        assert_eq!(items_within::<events::v1::OrderRejected>(&[], 10), 0);
+    }
+}
