@@ -20,7 +20,7 @@ use crate::claims::{lease_pool, relay_pool};
 use crate::config::RelayConfig;
 use crate::config::StreamSettings;
 use crate::faults::Faults;
-use crate::lease::Leases;
+use crate::lease::{LeaseView, Leases};
 use crate::metrics::RelayMetrics;
 use crate::publish::{JetStreamPublisher, PublishService};
 use crate::relay::PartitionRelay;
@@ -276,6 +276,7 @@ async fn build(
         metrics: Arc::clone(&metrics),
         faults: Arc::clone(&faults),
         breaker: Arc::clone(&breaker),
+        lease_view: Arc::new(LeaseView::new(partitions)),
     };
     let supervisor = Supervisor::new(
         leases,

@@ -21,21 +21,82 @@
 //!
 //! Failure modes, and why none of them publishes out of order:
 //! - The owner dies: its leases expire and others take them, as above.
-//! - The owner stalls past its expiry (a pause, a lost database): its
-//!   supervisor stops every actor a margin before its own view of the lease
-//!   runs out (measured from before the renewal was sent, so never later
-//!   than the database's expiry), and every claim re-checks the lease in
-//!   SQL. What a stopping actor still publishes, and a stalled publish that
-//!   lands after the new owner republished the same rows, carry the same
-//!   `Nats-Msg-Id`: JetStream drops them inside its duplicate window.
+//! - The owner stalls past its expiry (a pause — SIGSTOP, a VM pause, a
+//!   stall — or a lost database): publishing is fenced by the lease. Every
+//!   claim re-checks the lease in SQL (database time), and every publish of
+//!   a round first checks the replica's [`LeaseView`] of that partition —
+//!   measured from before the renewal was sent, so never later than the
+//!   database's expiry — and the round is abandoned the moment the view has
+//!   run out (a margin early). A round paused after its claim therefore
+//!   publishes nothing more when it resumes, however long the pause, and a
+//!   partition taken away has its round in flight aborted, not waited for.
+//!   What is left is the span between that check and the bytes leaving the
+//!   process (microseconds); a publish caught there lands as a duplicate
+//!   that JetStream drops inside its window, and consumers' inboxes
+//!   outside it.
 //! - Clocks: expiry is compared with the database's `now()` only; the local
-//!   view uses a monotonic clock.
+//!   view uses a monotonic clock, which goes on while a process is stopped.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use tokio::time::Instant;
+
+/// This replica's view of its partition leases: until when each is
+/// certainly its own (on the monotonic clock), or not at all. The
+/// supervisor keeps it; every publish of a round asks it.
+#[derive(Debug)]
+pub struct LeaseView {
+    base: Instant,
+    /// Per partition: nanoseconds after `base` until which it is held; 0 for not held.
+    until: Vec<AtomicU64>,
+}
+
+impl LeaseView {
+    pub fn new(partitions: u32) -> Self {
+        Self {
+            base: Instant::now(),
+            until: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, partition: i32) -> Option<&AtomicU64> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|partition| self.until.get(partition))
+    }
+
+    /// `partition` is held until `until`.
+    pub fn hold(&self, partition: i32, until: Instant) {
+        if let Some(slot) = self.slot(partition) {
+            let nanos = until.saturating_duration_since(self.base).as_nanos();
+            slot.store(
+                u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    /// `partition` is no longer held (lost, handed back, or unsure).
+    pub fn drop_partition(&self, partition: i32) {
+        if let Some(slot) = self.slot(partition) {
+            slot.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `partition` is certainly held for at least `margin` more.
+    pub fn holds(&self, partition: i32, margin: Duration) -> bool {
+        let Some(until) = self.slot(partition).map(|slot| slot.load(Ordering::SeqCst)) else {
+            return false;
+        };
+        until != 0 && {
+            let now = (Instant::now() + margin).saturating_duration_since(self.base);
+            u128::from(until) > now.as_nanos()
+        }
+    }
+}
 
 /// What one heartbeat found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,5 +276,29 @@ impl Leases {
             .into_iter()
             .map(|row| row.try_get::<i32>("", "partition"))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_view_says_held_only_until_its_deadline_less_the_margin() {
+        let view = LeaseView::new(4);
+        assert!(!view.holds(1, Duration::ZERO), "nothing held at first");
+        view.hold(1, Instant::now() + Duration::from_secs(10));
+        assert!(view.holds(1, Duration::from_secs(1)));
+        assert!(!view.holds(1, Duration::from_secs(11)));
+        assert!(!view.holds(2, Duration::ZERO));
+        view.drop_partition(1);
+        assert!(!view.holds(1, Duration::ZERO));
+        view.hold(3, Instant::now());
+        assert!(
+            !view.holds(3, Duration::ZERO),
+            "a deadline passed is not held"
+        );
+        assert!(!view.holds(99, Duration::ZERO));
+        assert!(!view.holds(-1, Duration::ZERO));
     }
 }

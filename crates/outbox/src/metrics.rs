@@ -34,7 +34,7 @@ pub struct RelayMetrics {
     /// the table as last measured.
     pub parked: AtomicU64,
     pub parked_rows: AtomicI64,
-    /// Rounds abandoned because the partition's lease ran out under them.
+    /// Rounds abandoned (lease view run out) or aborted (lease lost) mid-way.
     pub fenced_rounds: AtomicU64,
     pub commit_to_ack: LatencyHistogram,
 }
@@ -180,7 +180,7 @@ impl RelayMetrics {
         );
         out.counter(
             "ordo_outbox_fenced_rounds_total",
-            "Relay rounds abandoned because the partition's lease ran out under them (a pause, a lost database).",
+            "Relay rounds abandoned or aborted because the partition's lease ran out under them or was lost (a pause, a lost database).",
             [(none, self.fenced_rounds.load(Relaxed) as f64)],
         );
         out.counter(

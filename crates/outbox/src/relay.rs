@@ -7,6 +7,11 @@
 //! first failed publish, so an aggregate's later events never overtake an
 //! earlier one. Rows not acked stay for the next round.
 //!
+//! Publishing is fenced by the lease: before each publish the round asks
+//! the replica's [`LeaseView`] whether the partition is still certainly
+//! its own, and abandons the rest of the round when it is not (see
+//! [`crate::lease`]).
+//!
 //! A row that can never be published (a permanent failure: a header NATS
 //! cannot carry, a message over the server's max payload) is parked —
 //! moved to `outbox_parked` with the reason — so it stops costing the
@@ -29,6 +34,7 @@ use crate::claims::{outbox_claim_batch, outbox_delete, outbox_park};
 use crate::config::StreamSettings;
 use crate::entity;
 use crate::faults::Faults;
+use crate::lease::LeaseView;
 use crate::metrics::RelayMetrics;
 use crate::publish::{OutboundEvent, PublishService};
 
@@ -40,7 +46,12 @@ pub struct RoundReport {
     pub duplicates: usize,
     pub failed: usize,
     pub parked: usize,
+    /// The lease ran out under the round: it published nothing more.
+    pub fenced: bool,
 }
+
+/// A round stops publishing this long before the lease view runs out.
+pub const FENCE_MARGIN: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl RoundReport {
     /// The batch was full: more rows are probably waiting.
@@ -63,6 +74,8 @@ pub struct PartitionRelay {
     pub faults: Arc<Faults>,
     /// The publish breaker (inside `publisher`), asked before each round.
     pub breaker: Arc<ordo_resilience::CircuitBreaker>,
+    /// Until when this replica certainly holds each partition's lease.
+    pub lease_view: Arc<LeaseView>,
 }
 
 impl std::fmt::Debug for PartitionRelay {
@@ -86,6 +99,7 @@ impl PartitionRelay {
             return Ok(RoundReport::default());
         }
         let claimed = rows.len();
+        self.faults.freeze_point().await;
         let chains = chains_by_aggregate(rows);
         let outcomes: Vec<ChainOutcome> = futures::stream::iter(chains)
             .map(|chain| self.publish_chain(chain))
@@ -103,8 +117,16 @@ impl PartitionRelay {
             report.published += outcome.acked.len();
             report.duplicates += outcome.duplicates;
             report.failed += usize::from(outcome.failed);
+            report.fenced |= outcome.fenced;
             acked.extend(outcome.acked);
             parked.extend(outcome.parked);
+        }
+        if report.fenced {
+            self.metrics.fenced_rounds.fetch_add(1, Relaxed);
+            tracing::warn!(
+                partition = self.partition,
+                "the partition's lease ran out under the round; its other rows are left to the next owner"
+            );
         }
         Faults::strike(&self.faults.panic_before_delete, "panic before delete");
         outbox_delete(&self.db, self.partition, acked).await?;
@@ -127,6 +149,10 @@ impl PartitionRelay {
         let mut outcome = ChainOutcome::default();
         let mut publisher = self.publisher.clone();
         for row in chain {
+            if !self.lease_view.holds(self.partition, FENCE_MARGIN) {
+                outcome.fenced = true;
+                break;
+            }
             let id = row.id;
             let created_at = row.created_at;
             let mut event = self.outbound(row);
@@ -245,6 +271,8 @@ struct ChainOutcome {
     failed: bool,
     /// The row that can never be published, and why.
     parked: Option<(i64, String)>,
+    /// Stopped because the lease view ran out.
+    fenced: bool,
 }
 
 /// Splits rows (in id order) into per-aggregate chains, each in id order,

@@ -18,7 +18,8 @@
 //! claims — a query each — off a busy database.
 //!
 //! ```text
-//! StopRelay: finish the round in flight, then stop.
+//! StopRelay: finish the round in flight, then stop (a partition handed back, shutdown).
+//! AbortRelay: abort the round in flight at once, then stop (the lease is lost).
 //! Publish breaker OPEN: no round; wait out its cool-down (PAUSED).
 //! ```
 //!
@@ -46,6 +47,11 @@ pub struct Nudge;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct StopRelay;
+
+/// The partition's lease is lost: abort the round in flight, then stop.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AbortRelay;
 
 /// How a relay actor paces its rounds.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +92,8 @@ pub struct RelayActor {
     round_nudged: bool,
     stopping: bool,
     timer: Option<SpawnHandle>,
+    /// The round in flight, to abort when the lease is lost.
+    round: Option<tokio::task::AbortHandle>,
     pending: Arc<AtomicBool>,
     _running_flag: Option<RunningFlag>,
 }
@@ -95,6 +103,7 @@ enum RoundOutcome {
     Done(RoundReport),
     Failed(String),
     Panicked,
+    Aborted,
 }
 
 impl RelayActor {
@@ -109,6 +118,7 @@ impl RelayActor {
             round_nudged: false,
             stopping: false,
             timer: None,
+            round: None,
             pending,
             _running_flag: None,
         }
@@ -141,23 +151,32 @@ impl RelayActor {
             self.pacing.round_timeout,
             async move { relay.round().await },
         ));
+        self.round = Some(round.abort_handle());
         ctx.spawn(
             async move {
                 match round.await {
                     Ok(Ok(Ok(report))) => RoundOutcome::Done(report),
                     Ok(Ok(Err(err))) => RoundOutcome::Failed(err.to_string()),
                     Ok(Err(_)) => RoundOutcome::Failed("round timed out".to_owned()),
+                    Err(err) if err.is_cancelled() => RoundOutcome::Aborted,
                     Err(_) => RoundOutcome::Panicked,
                 }
             }
             .into_actor(self)
             .map(|outcome, actor, ctx| {
                 actor.running = false;
+                actor.round = None;
+                if matches!(outcome, RoundOutcome::Aborted) {
+                    actor.relay.metrics.fenced_rounds.fetch_add(1, Ordering::Relaxed);
+                    ctx.stop();
+                    return;
+                }
                 if actor.stopping {
                     ctx.stop();
                     return;
                 }
                 let delay = match outcome {
+                    RoundOutcome::Aborted => return,
                     RoundOutcome::Panicked => {
                         tracing::error!(partition = actor.relay.partition, "relay round panicked; stopping the actor");
                         ctx.stop();
@@ -234,6 +253,24 @@ impl Handler<Nudge> for RelayActor {
             self.nudged = true;
         } else {
             self.run_round(ctx, true);
+        }
+    }
+}
+
+impl Handler<AbortRelay> for RelayActor {
+    type Result = ();
+
+    fn handle(&mut self, _: AbortRelay, ctx: &mut Self::Context) {
+        self.stopping = true;
+        match self.round.take() {
+            Some(round) => {
+                tracing::warn!(
+                    partition = self.relay.partition,
+                    "lease lost; aborting the round in flight"
+                );
+                round.abort();
+            }
+            None => ctx.stop(),
         }
     }
 }

@@ -9,8 +9,10 @@
 //! so no heartbeat can restart it meanwhile. Every 100 ms it checks its
 //! children: one that died (a panic) is started again after a backoff of
 //! 100 ms doubling to 10 s (reset once a child has lived 30 s). If its own
-//! view of the leases runs out before a renewal succeeds, it stops every
-//! actor.
+//! view of the leases runs out before a renewal succeeds, it aborts every
+//! actor's round and stops it; a partition lost to another replica has its
+//! round aborted the same way. The view ([`LeaseView`]) is what every
+//! publish checks first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,10 +25,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::nudge::NudgeBoard;
-use super::relay_actor::{Pacing, RelayActor, StopRelay};
+use super::relay_actor::{AbortRelay, Pacing, RelayActor, StopRelay};
 use crate::claims::{outbox_backlog, outbox_parked_count};
 use crate::config::RelayConfig;
-use crate::lease::{LeaseRound, Leases};
+use crate::lease::{LeaseRound, LeaseView, Leases};
 use crate::metrics::RelayMetrics;
 use crate::relay::PartitionRelay;
 
@@ -143,7 +145,14 @@ impl Supervisor {
             .collect()
     }
 
+    fn view(&self) -> &LeaseView {
+        &self.template.lease_view
+    }
+
     fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.template.faults.frozen() {
+            return;
+        }
         if self.shutting_down || self.heartbeat_in_flight.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -209,8 +218,11 @@ impl Supervisor {
             .map(|(partition, _)| *partition)
             .collect();
         for partition in lost {
-            tracing::warn!(partition, "lease lost; stopping its relay");
-            self.drop_child(partition);
+            tracing::warn!(partition, "lease lost; aborting its relay");
+            self.abort_child(partition);
+        }
+        for partition in &round.held {
+            self.view().hold(*partition, round.valid_until);
         }
         for partition in &round.held {
             if !self.children.contains_key(partition) {
@@ -251,18 +263,20 @@ impl Supervisor {
         child.restart_at = None;
     }
 
-    /// Forgets a partition: its actor finishes its round and stops.
-    fn drop_child(&mut self, partition: i32) {
+    /// Forgets a partition whose lease is lost: its round in flight is
+    /// aborted and its actor stops.
+    fn abort_child(&mut self, partition: i32) {
+        self.view().drop_partition(partition);
         if let Some(child) = self.children.remove(&partition)
             && let Some(actor) = child.actor
         {
-            actor.do_send(StopRelay);
+            actor.do_send(AbortRelay);
         }
         self.board.post(partition, None);
     }
 
     fn check_children(&mut self, ctx: &mut Context<Self>) {
-        if self.shutting_down {
+        if self.shutting_down || self.template.faults.frozen() {
             return;
         }
         let now = Instant::now();
@@ -271,10 +285,10 @@ impl Supervisor {
             .is_some_and(|until| now + VALIDITY_MARGIN >= until)
             && !self.children.is_empty()
         {
-            tracing::warn!("leases not renewed in time; stopping every relay");
+            tracing::warn!("leases not renewed in time; aborting every relay");
             let partitions: Vec<i32> = self.children.keys().copied().collect();
             for partition in partitions {
-                self.drop_child(partition);
+                self.abort_child(partition);
             }
             self.valid_until = None;
             self.publish_held();
@@ -327,6 +341,7 @@ impl Supervisor {
     fn release(&mut self, partitions: BTreeSet<i32>, ctx: &mut Context<Self>) {
         for partition in &partitions {
             self.board.post(*partition, None);
+            self.view().drop_partition(*partition);
         }
         let leases = self.leases.clone();
         ctx.spawn(
@@ -403,6 +418,9 @@ impl Handler<Shutdown> for Supervisor {
             }
             .into_actor(self)
             .map(|(), supervisor, ctx| {
+                for partition in supervisor.children.keys() {
+                    supervisor.template.lease_view.drop_partition(*partition);
+                }
                 supervisor.children.clear();
                 supervisor.publish_held();
                 tracing::info!("outbox supervisor stopped; leases released");

@@ -53,9 +53,21 @@ impl Harness {
     }
 
     /// Writes `per_aggregate` events for each of `aggregates` aggregates,
-    /// interleaved (round by round), `per_txn` events per transaction.
+    /// interleaved (round by round), 100 events per transaction.
     pub async fn write(
         &self,
+        prefix: &str,
+        aggregates: usize,
+        per_aggregate: usize,
+    ) -> Vec<Written> {
+        self.write_in(PartitionCount::default(), prefix, aggregates, per_aggregate)
+            .await
+    }
+
+    /// [`Harness::write`] for a relay running `partitions` partitions.
+    pub async fn write_in(
+        &self,
+        partitions: PartitionCount,
         prefix: &str,
         aggregates: usize,
         per_aggregate: usize,
@@ -70,7 +82,7 @@ impl Harness {
         for chunk in events.chunks(100) {
             let txn = self.db.begin().await.unwrap();
             for (aggregate, seq) in chunk {
-                written.push(write_event_in_txn(&txn, aggregate, *seq).await);
+                written.push(write_event_in_partitions(&txn, partitions, aggregate, *seq).await);
             }
             txn.commit().await.unwrap();
         }

@@ -137,3 +137,55 @@ async fn three_replicas_share_sixteen_partitions_and_take_over_from_the_fallen()
         .await
         .unwrap();
 }
+
+/// A replica paused after its claim (SIGSTOP, a VM pause, a stall) for
+/// longer than its lease and the duplicate window publishes nothing of
+/// that round when it resumes: the partition was taken over meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_paused_past_its_lease_and_the_duplicate_window_publishes_nothing_stale() {
+    let harness = Harness::new().await;
+    let mut config = harness.config();
+    // One partition, so the paused round holds every aggregate's events.
+    config.partitions = ordo_outbox::PartitionCount::new(1).unwrap();
+    config.stream.duplicate_window = Duration::from_secs(1);
+    let paused = RelayHandle::start(config.clone()).await.unwrap();
+    eventually(
+        "the first replica holds the partition",
+        Duration::from_secs(5),
+        || async { paused.held_partitions().len() == 1 },
+    )
+    .await;
+    // Its next round that finds rows freezes after its claim for 5.5 s: past
+    // its lease, past the duplicate window after the survivor's publishes,
+    // within its round's timeout.
+    paused.faults().freeze_after_claim_ms.store(5_500, Relaxed);
+    let written = harness.write_in(config.partitions, "paused-", 30, 3).await;
+    assert_eq!(
+        written.len(),
+        90,
+        "one transaction: one claim takes them all"
+    );
+    eventually(
+        "the paused replica's claim",
+        Duration::from_secs(5),
+        || async { paused.faults().freeze_after_claim_ms.load(Relaxed) == 0 },
+    )
+    .await;
+    // Its lease runs out; another replica takes the partition and
+    // publishes everything; then the duplicate window passes.
+    let survivor = RelayHandle::start(ordo_outbox::RelayConfig {
+        owner: format!("{}-survivor", config.owner),
+        ..config
+    })
+    .await
+    .unwrap();
+    harness.drained(Duration::from_secs(20)).await;
+    harness.assert_stream_holds_exactly(&written).await;
+    // The paused replica wakes up with its claimed batch in hand.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    harness.assert_stream_holds_exactly(&written).await;
+    assert_eq!(paused.metrics().published.load(Relaxed), 0);
+    assert!(paused.metrics().fenced_rounds.load(Relaxed) >= 1);
+    survivor.shutdown(Duration::from_secs(5)).await.unwrap();
+    paused.abort().await.unwrap();
+}
