@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod logs;
 mod placing;
+mod poison;
 mod properties;
 mod reading;
 mod status;

@@ -12,5 +12,6 @@ mod metrics;
 mod money;
 mod outage;
 mod pipeline;
+mod poison;
 mod store_model;
 mod traces;
