@@ -87,6 +87,14 @@ bad_setting() {
 }
 check "a bad setting stops start-up with one line" bad_setting
 
+partitions_changed() {
+  local out code
+  out=$(GRPC_LISTEN_ADDR=127.0.0.1:0 DATABASE_URL=$url METRICS_LISTEN_ADDR=off OUTBOX_PARTITIONS=4 \
+    timeout 30 "$bin/order-service" 2>&1); code=$?
+  [ "$code" = 1 ] && contains "$out" 'OUTBOX_PARTITIONS is 4' && contains "$out" 'ordo-migrate repartition'
+}
+check "another partition count is refused at start-up (exit 1, naming OUTBOX_PARTITIONS)" partitions_changed
+
 payments_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 payments="127.0.0.1:$payments_port"
 GRPC_LISTEN_ADDR=$payments METRICS_LISTEN_ADDR=off "$bin/payments-sim" >/dev/null 2>&1 &

@@ -131,6 +131,18 @@ const OUTBOX_GUARDS: SqlMigration = SqlMigration {
     down: include_str!("../sql/0009_outbox_guards.down.sql"),
 };
 
+const IDEMPOTENCY_KEY_RETENTION: SqlMigration = SqlMigration {
+    name: "m20261201_000010_idempotency_key_retention",
+    up: include_str!("../sql/0010_idempotency_key_retention.up.sql"),
+    down: include_str!("../sql/0010_idempotency_key_retention.down.sql"),
+};
+
+const ERROR_HISTORY_RETENTION: SqlMigration = SqlMigration {
+    name: "m20261201_000011_error_history_retention",
+    up: include_str!("../sql/0011_error_history_retention.up.sql"),
+    down: include_str!("../sql/0011_error_history_retention.down.sql"),
+};
+
 /// The order service's migrations, oldest first. Names are recorded in
 /// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
 const ORDERS: &[SqlMigration] = &[
@@ -140,6 +152,7 @@ const ORDERS: &[SqlMigration] = &[
     INBOX,
     JOB_LEASES,
     OUTBOX_GUARDS,
+    IDEMPOTENCY_KEY_RETENTION,
 ];
 
 /// The processor's migrations, oldest first; the outbox, inbox and lease
@@ -153,6 +166,7 @@ const PROCESSOR: &[SqlMigration] = &[
     ERROR_CORRELATION,
     PAYMENT_MACHINE,
     OUTBOX_GUARDS,
+    ERROR_HISTORY_RETENTION,
 ];
 
 /// The order service's migrator (the default of `ordo-migrate`).

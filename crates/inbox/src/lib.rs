@@ -19,7 +19,9 @@
 pub mod lease;
 mod retention;
 
-pub use retention::{InboxRetention, RetentionConfig, Sweep};
+pub use retention::{
+    INBOX_RETENTION, InboxRetention, Retention, RetentionConfig, RetentionJob, Sweep,
+};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use sha2::{Digest as _, Sha256};

@@ -1,11 +1,16 @@
-//! Sweeping old inbox rows away.
+//! Sweeping old rows away, so that no table only grows: the inbox here, and
+//! any table a service names with a [`RetentionJob`] (error histories,
+//! idempotency keys).
 //!
-//! [`InboxRetention::activate`] is one idempotent sweep: take (or renew) the
-//! `inbox-retention` lease; if held, delete rows older than the horizon in
-//! batches of `batch_size`, each its own short transaction that skips rows
-//! another transaction has locked, renewing the lease between batches; stop
-//! at a batch smaller than the limit. [`InboxRetention::run`] activates it on
-//! a timer until told to stop; the next run is the retry of a failed one.
+//! [`Retention::activate`] is one idempotent sweep: take (or renew) the
+//! job's lease; if held, delete rows older than the horizon in batches of
+//! `batch_size`, each its own short transaction that skips rows another
+//! transaction has locked, renewing the lease between batches; stop at a
+//! batch smaller than the limit. [`Retention::run`] activates it on a
+//! timer until told to stop; the next run is the retry of a failed one.
+//! What a job may delete is its own statement's business: a job never
+//! deletes a row something still needs (an error history of an order whose
+//! payment is still open, say).
 
 use std::time::Duration;
 
@@ -14,10 +19,27 @@ use tokio::sync::watch;
 
 use crate::lease::{job_lease_acquire, job_lease_release};
 
-/// The lease's name in `job_leases`.
-pub const RETENTION_JOB: &str = "inbox-retention";
+/// A table swept by age: the lease's name in `job_leases`, and the DELETE
+/// of at most `$2` rows older than `$1` milliseconds (skipping locked rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionJob {
+    pub name: &'static str,
+    /// Named in logs: what the rows are.
+    pub rows: &'static str,
+    pub delete_batch_sql: &'static str,
+}
 
-/// How long inbox rows are kept and how they are swept.
+/// The inbox's sweep.
+pub const INBOX_RETENTION: RetentionJob = RetentionJob {
+    name: "inbox-retention",
+    rows: "inbox rows",
+    delete_batch_sql: "DELETE FROM inbox WHERE (consumer, message_id) IN ( \
+       SELECT consumer, message_id FROM inbox \
+       WHERE received_at < now() - $1 * interval '1 millisecond' \
+       ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+};
+
+/// How long rows are kept and how they are swept.
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
     /// Rows older than this go. Keep it above the stream's duplicate window.
@@ -53,16 +75,26 @@ pub enum Sweep {
     Deleted(u64),
 }
 
-/// The inbox sweeper of one replica.
+/// One replica's sweeper of one table.
 #[derive(Debug, Clone)]
-pub struct InboxRetention {
+pub struct Retention {
     db: DatabaseConnection,
+    job: RetentionJob,
     config: RetentionConfig,
 }
 
-impl InboxRetention {
+/// The inbox's sweeper.
+pub type InboxRetention = Retention;
+
+impl Retention {
+    /// The inbox's sweeper.
     pub fn new(db: DatabaseConnection, config: RetentionConfig) -> Self {
-        Self { db, config }
+        Self::of(db, INBOX_RETENTION, config)
+    }
+
+    /// The sweeper of `job`.
+    pub fn of(db: DatabaseConnection, job: RetentionJob, config: RetentionConfig) -> Self {
+        Self { db, job, config }
     }
 
     /// One sweep, if this replica holds (or can take) the lease.
@@ -70,7 +102,7 @@ impl InboxRetention {
         let config = &self.config;
         let mut deleted = 0;
         loop {
-            if !job_lease_acquire(&self.db, RETENTION_JOB, &config.owner, config.lease_ttl).await? {
+            if !job_lease_acquire(&self.db, self.job.name, &config.owner, config.lease_ttl).await? {
                 return Ok(if deleted == 0 {
                     Sweep::NotLeader
                 } else {
@@ -89,18 +121,25 @@ impl InboxRetention {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             match self.activate().await {
-                Ok(Sweep::Deleted(rows)) if rows > 0 => {
-                    tracing::info!(rows, "inbox retention swept old rows")
+                Ok(Sweep::Deleted(deleted)) if deleted > 0 => {
+                    tracing::info!(
+                        job = self.job.name,
+                        deleted,
+                        "retention swept old {}",
+                        self.job.rows
+                    )
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "inbox retention sweep failed"),
+                Err(err) => {
+                    tracing::warn!(job = self.job.name, error = %err, "retention sweep failed")
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(self.config.interval) => {}
                 _ = stop.changed() => {}
             }
         }
-        let _ = job_lease_release(&self.db, RETENTION_JOB, &self.config.owner).await;
+        let _ = job_lease_release(&self.db, self.job.name, &self.config.owner).await;
     }
 
     async fn delete_batch(&self) -> Result<u64, DbErr> {
@@ -109,10 +148,7 @@ impl InboxRetention {
             .db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "DELETE FROM inbox WHERE (consumer, message_id) IN ( \
-                   SELECT consumer, message_id FROM inbox \
-                   WHERE received_at < now() - $1 * interval '1 millisecond' \
-                   ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                self.job.delete_batch_sql,
                 [horizon_ms.into(), i64::from(self.config.batch_size).into()],
             ))
             .await?

@@ -18,7 +18,20 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// Stream replicas (1 on a single server, 3 on a JetStream cluster).
     pub replicas: usize,
+    /// Messages older than this are removed (`ZERO`: kept for ever). Far
+    /// longer than any consumer may lag: alert on lag long before.
+    pub max_age: Duration,
+    /// The stream's size cap in bytes (`None`: no cap). When it is full,
+    /// new publishes are refused (discard policy `new`): the relay's rows
+    /// wait in the outbox, visibly, rather than old messages vanishing.
+    pub max_bytes: Option<i64>,
+    /// The dead-letter stream's size cap, refused the same way (its
+    /// messages never age out: each waits for an operator).
+    pub dead_letter_max_bytes: Option<i64>,
 }
+
+/// One gibibyte.
+pub const GIB: i64 = 1 << 30;
 
 impl Default for StreamSettings {
     fn default() -> Self {
@@ -27,17 +40,24 @@ impl Default for StreamSettings {
             subject_prefix: String::new(),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: Some(10 * GIB),
+            dead_letter_max_bytes: Some(GIB),
         }
     }
 }
 
 impl StreamSettings {
     /// The default settings for a stream of another name whose subjects
-    /// carry `subject_prefix` (tests and benchmarks sharing one server).
+    /// carry `subject_prefix` (tests and benchmarks sharing one server), with
+    /// no size caps: a server reserves what a stream's cap names, and many
+    /// short-lived streams would reserve more than it has.
     pub fn isolated(name: impl Into<String>, subject_prefix: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             subject_prefix: subject_prefix.into(),
+            max_bytes: None,
+            dead_letter_max_bytes: None,
             ..Self::default()
         }
     }

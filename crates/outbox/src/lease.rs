@@ -174,6 +174,18 @@ impl Leases {
                 "DELETE FROM outbox_relay_members WHERE expires_at < now() - interval '1 minute'",
             )
             .await?;
+        // Registered as alive (a repartition must wait for it). A count
+        // changed under a running replica (`ordo-migrate
+        // repartition`): renew nothing, so its actors stop.
+        if let Some(recorded) = crate::repartition::outbox_partitions_recorded(&self.db).await?
+            && recorded != self.partitions
+        {
+            return Err(DbErr::Custom(format!(
+                "the outbox is now written with {recorded} partitions, this replica runs {}: \
+                 renewing nothing (restart it with OUTBOX_PARTITIONS={recorded})",
+                self.partitions
+            )));
+        }
         let members = self
             .db
             .query_one_raw(self.statement(

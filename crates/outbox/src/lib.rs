@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod partition;
 pub mod publish;
 pub mod relay;
+pub mod repartition;
 pub mod settings;
 pub mod stream;
 
@@ -67,6 +68,7 @@ pub use handle::{NatsReachability, PublisherLayer, RelayError, RelayHandle};
 pub use metrics::RelayMetrics;
 pub use partition::{PartitionCount, PartitionCountError};
 pub use publish::{OutboundEvent, PublishService, Published};
+pub use repartition::{PartitionsError, outbox_partitions_record, outbox_repartition};
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 

@@ -10,8 +10,9 @@ use crate::{PartitionCount, RelayConfig, StreamSettings};
 
 /// `OUTBOX_PARTITIONS`, `OUTBOX_BATCH`, `OUTBOX_POLL_INTERVAL`,
 /// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
-/// `NATS_STREAM_REPLICAS`, `NATS_PUBLISH_TIMEOUT` and the publish breaker's
-/// `NATS_BREAKER_*` over `base`'s values.
+/// `NATS_STREAM_REPLICAS`, `NATS_STREAM_MAX_AGE`, `NATS_STREAM_MAX_BYTES`,
+/// `NATS_DEADLETTER_MAX_BYTES`, `NATS_PUBLISH_TIMEOUT` and the publish
+/// breaker's `NATS_BREAKER_*` over `base`'s values.
 pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
     env: &Lookup<'_, F>,
     base: RelayConfig,
@@ -50,10 +51,70 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
                     raw.parse().ok().filter(|n| [1, 3, 5].contains(n))
                 })?
                 .unwrap_or(base.stream.replicas),
+            max_age: env
+                .parse(
+                    "NATS_STREAM_MAX_AGE",
+                    "a duration such as 7d, or unlimited",
+                    |raw| match raw {
+                        "unlimited" => Some(Duration::ZERO),
+                        raw => ordo_service_kit::parse_duration(raw),
+                    },
+                )?
+                .unwrap_or(base.stream.max_age),
+            max_bytes: env
+                .parse("NATS_STREAM_MAX_BYTES", BYTES, parse_bytes)?
+                .unwrap_or(base.stream.max_bytes),
+            dead_letter_max_bytes: env
+                .parse("NATS_DEADLETTER_MAX_BYTES", BYTES, parse_bytes)?
+                .unwrap_or(base.stream.dead_letter_max_bytes),
             ..base.stream.clone()
         },
         ..base
     })
+    .and_then(checked)
+}
+
+const BYTES: &str = "a size such as 10GiB, 512MiB or 1000000 (bytes), or unlimited";
+
+/// `10GiB`, `512MiB`, `64KiB`, a number of bytes, or `unlimited` (`None`).
+fn parse_bytes(raw: &str) -> Option<Option<i64>> {
+    if raw == "unlimited" {
+        return Some(None);
+    }
+    let (number, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, ""),
+    };
+    let scale: i64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .and_then(|number| number.checked_mul(scale))
+        .filter(|bytes| *bytes >= 1 << 20)
+        .map(Some)
+}
+
+/// Settings that cannot work together.
+fn checked(config: RelayConfig) -> Result<RelayConfig, SettingsError> {
+    let stream = &config.stream;
+    if !stream.max_age.is_zero() && stream.max_age < stream.duplicate_window {
+        return Err(SettingsError {
+            name: "NATS_STREAM_MAX_AGE",
+            value: humantime::format_duration(stream.max_age).to_string(),
+            expected: format!(
+                "at least OUTBOX_DEDUP_WINDOW ({}): JetStream drops duplicates only of messages it still holds",
+                humantime::format_duration(stream.duplicate_window)
+            ),
+        });
+    }
+    Ok(config)
 }
 
 const NATS_BREAKER: BreakerVars = BreakerVars {
@@ -63,3 +124,19 @@ const NATS_BREAKER: BreakerVars = BreakerVars {
     cool_down: "NATS_BREAKER_COOL_DOWN",
     half_open_probes: "NATS_BREAKER_HALF_OPEN_PROBES",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(parse_bytes("10GiB"), Some(Some(10 << 30)));
+        assert_eq!(parse_bytes("512MiB"), Some(Some(512 << 20)));
+        assert_eq!(parse_bytes("2000000"), Some(Some(2_000_000)));
+        assert_eq!(parse_bytes("unlimited"), Some(None));
+        assert_eq!(parse_bytes("10GB"), None);
+        assert_eq!(parse_bytes("1KiB"), None, "below 1 MiB is a typo");
+        assert_eq!(parse_bytes("-5"), None);
+    }
+}

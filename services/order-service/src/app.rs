@@ -43,6 +43,7 @@ impl Application {
             migrate(&settings.database_url).await?;
         }
         let db = connect(&settings.database_url, settings.database_max_connections).await?;
+        ordo_outbox::outbox_partitions_record(&db, settings.relay.partitions).await?;
         let health_probe = connect(&settings.database_url, 1).await?;
         let relay = if settings.outbox_relay {
             Some(RelayHandle::start(settings.relay_config()).await?)
@@ -153,6 +154,14 @@ impl Application {
                 .run(consumer_stop.clone()),
             )
         });
+        let key_retention = tokio::spawn(
+            ordo_inbox::Retention::of(
+                self.store.connection().clone(),
+                crate::store::IDEMPOTENCY_KEY_RETENTION,
+                self.settings.idempotency_key_retention.clone(),
+            )
+            .run(consumer_stop.clone()),
+        );
         let consumer = self.settings.status_consumer.then(|| {
             tokio::spawn(
                 crate::status::StatusConsumer {
@@ -175,6 +184,7 @@ impl Application {
         if let Some(retention) = retention {
             let _ = tokio::time::timeout(deadline, retention).await;
         }
+        let _ = tokio::time::timeout(deadline, key_retention).await;
         if let Some(relay) = relay {
             relay.shutdown(deadline).await?;
         }

@@ -48,6 +48,10 @@ pub struct Settings {
     /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
     /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
     pub inbox_retention: RetentionConfig,
+    /// `IDEMPOTENCY_KEY_RETENTION` (default 7 days): PlaceOrder's
+    /// idempotency keys are forgotten after this (a retry later places a new
+    /// order); swept every `INBOX_RETENTION_INTERVAL`.
+    pub idempotency_key_retention: RetentionConfig,
 }
 
 /// Defaults that run on one machine with no configuration at all.
@@ -75,6 +79,11 @@ impl Default for Settings {
             },
             outbox_relay: true,
             status_consumer: true,
+            idempotency_key_retention: RetentionConfig {
+                horizon: Duration::from_secs(7 * 24 * 3600),
+                owner: owner.clone(),
+                ..RetentionConfig::default()
+            },
             inbox_retention: RetentionConfig {
                 owner,
                 ..RetentionConfig::default()
@@ -122,6 +131,14 @@ impl Settings {
             )?,
             ..defaults.inbox_retention
         };
+        let idempotency_key_retention = RetentionConfig {
+            horizon: env.duration(
+                "IDEMPOTENCY_KEY_RETENTION",
+                Duration::from_secs(60),
+                defaults.idempotency_key_retention.horizon,
+            )?,
+            ..inbox_retention.clone()
+        };
         if inbox_retention.horizon < relay.stream.duplicate_window {
             return Err(SettingsError {
                 name: "INBOX_RETENTION",
@@ -133,6 +150,7 @@ impl Settings {
             });
         }
         Ok(Self {
+            idempotency_key_retention,
             database_url: env.postgres_url("DATABASE_URL", &defaults.database_url)?,
             database_max_connections: env.number(
                 "DATABASE_MAX_CONNECTIONS",

@@ -26,6 +26,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     api: PaymentApi,
+    ledger: Arc<Ledger>,
     metrics: Arc<SimMetrics>,
     metrics_endpoint: MetricsEndpoint,
     settings: Settings,
@@ -55,8 +56,9 @@ impl MetricsSource for SimMetrics {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let ledger = Arc::new(Ledger::default());
         let api = PaymentApi::new(
-            Arc::new(Ledger::default()),
+            Arc::clone(&ledger),
             Arc::new(FaultSwitch::new(settings.faults)),
         );
         let metrics = Arc::new(SimMetrics {
@@ -71,6 +73,7 @@ impl Application {
             listener,
             local_addr,
             api,
+            ledger,
             metrics,
             metrics_endpoint,
             settings,
@@ -97,6 +100,10 @@ impl Application {
             .await;
         ordo_service_kit::health::alive(&reporter).await;
         let api = self.api;
+        let sweeper = tokio::spawn(forget_old_entries(
+            Arc::clone(&self.ledger),
+            self.settings.ledger_retention,
+        ));
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = async move {
             shutdown.await;
@@ -127,7 +134,26 @@ impl Application {
         )
         .await
         .context("gRPC server failed")?;
+        sweeper.abort();
         self.metrics_endpoint.stop().await;
         Ok(())
+    }
+}
+
+/// Forgets ledger entries older than `retention`, every minute (or every
+/// `retention`, when shorter).
+async fn forget_old_entries(ledger: Arc<Ledger>, retention: std::time::Duration) {
+    let every = retention.min(std::time::Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Some(horizon) = std::time::Instant::now().checked_sub(retention) {
+            let forgotten = ledger.forget_before(horizon);
+            if forgotten > 0 {
+                tracing::info!(
+                    forgotten,
+                    "ledger entries past PAYMENTS_LEDGER_RETENTION forgotten"
+                );
+            }
+        }
     }
 }

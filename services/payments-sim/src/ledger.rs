@@ -9,9 +9,14 @@
 //! before anything was authorized, after which an authorization under it is
 //! declined with [`DECLINE_VOIDED`]. A void is how a caller that lost an
 //! answer makes sure, whatever happened, that nothing stays charged.
+//!
+//! Nothing is kept for ever: [`Ledger::forget_before`] drops every entry
+//! last touched before a moment (`PAYMENTS_LEDGER_RETENTION`), as a
+//! provider's idempotency keys expire.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -102,6 +107,7 @@ struct Payment {
     order_id: String,
     approved: bool,
     refund: Option<Uuid>,
+    touched: Instant,
 }
 
 /// What an authorization key holds.
@@ -113,18 +119,38 @@ enum KeyUse {
     Voided(Authorization),
 }
 
+/// A value and when it was last touched.
+#[derive(Debug, Clone)]
+struct Kept<T> {
+    value: T,
+    touched: Instant,
+}
+
+impl<T> Kept<T> {
+    fn now(value: T) -> Self {
+        Self {
+            value,
+            touched: Instant::now(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     payments: HashMap<Uuid, Payment>,
-    authorize_keys: HashMap<String, KeyUse>,
-    refund_keys: HashMap<String, (Uuid, Refund)>,
-    counts: HashMap<String, Counts>,
+    authorize_keys: HashMap<String, Kept<KeyUse>>,
+    refund_keys: HashMap<String, Kept<(Uuid, Refund)>>,
+    counts: HashMap<String, Kept<Counts>>,
 }
 
 impl State {
     /// Refunds an approved payment once under `key`, or replays that refund.
     fn refund(&mut self, payment_id: Uuid, key: &str) -> Result<Refund, LedgerError> {
-        if let Some((first, refund)) = self.refund_keys.get(key) {
+        if let Some(Kept {
+            value: (first, refund),
+            ..
+        }) = self.refund_keys.get(key)
+        {
             return if *first == payment_id {
                 Ok(*refund)
             } else {
@@ -146,11 +172,22 @@ impl State {
             payment_id,
         };
         payment.refund = Some(refund.refund_id);
+        payment.touched = Instant::now();
         let order_id = payment.order_id.clone();
-        self.counts.entry(order_id).or_default().refunds += 1;
+        self.count(order_id).refunds += 1;
         self.refund_keys
-            .insert(key.to_owned(), (payment_id, refund));
+            .insert(key.to_owned(), Kept::now((payment_id, refund)));
         Ok(refund)
+    }
+
+    /// The order's counts, touched now.
+    fn count(&mut self, order_id: String) -> &mut Counts {
+        let kept = self
+            .counts
+            .entry(order_id)
+            .or_insert_with(|| Kept::now(Counts::default()));
+        kept.touched = Instant::now();
+        &mut kept.value
     }
 }
 
@@ -169,7 +206,7 @@ impl Ledger {
     ) -> Result<Authorization, LedgerError> {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let fingerprint = charge.fingerprint();
-        match state.authorize_keys.get(key) {
+        match state.authorize_keys.get(key).map(|kept| &kept.value) {
             Some(KeyUse::Decided(first, decision)) => {
                 return if *first == fingerprint {
                     Ok(decision.clone())
@@ -190,7 +227,7 @@ impl Ledger {
                 DECLINE_AMOUNT_ABOVE_LIMIT.to_owned()
             },
         };
-        let counts = state.counts.entry(charge.order_id.clone()).or_default();
+        let counts = state.count(charge.order_id.clone());
         counts.authorizations += 1;
         counts.approvals += u32::from(approved);
         state.payments.insert(
@@ -199,11 +236,12 @@ impl Ledger {
                 order_id: charge.order_id,
                 approved,
                 refund: None,
+                touched: Instant::now(),
             },
         );
         state.authorize_keys.insert(
             key.to_owned(),
-            KeyUse::Decided(fingerprint, decision.clone()),
+            Kept::now(KeyUse::Decided(fingerprint, decision.clone())),
         );
         Ok(decision)
     }
@@ -212,16 +250,21 @@ impl Ledger {
     /// an approved payment (under `refund_key`), or closes an unused key.
     pub fn void(&self, authorization_key: &str, refund_key: &str) -> Result<Voided, LedgerError> {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let decision = match state.authorize_keys.get(authorization_key) {
+        let decision = match state
+            .authorize_keys
+            .get(authorization_key)
+            .map(|kept| &kept.value)
+        {
             None => {
                 let closed = Authorization {
                     payment_id: Uuid::new_v4(),
                     approved: false,
                     decline_reason: DECLINE_VOIDED.to_owned(),
                 };
-                state
-                    .authorize_keys
-                    .insert(authorization_key.to_owned(), KeyUse::Voided(closed));
+                state.authorize_keys.insert(
+                    authorization_key.to_owned(),
+                    Kept::now(KeyUse::Voided(closed)),
+                );
                 return Ok(Voided::NeverAuthorized);
             }
             Some(KeyUse::Voided(_)) => return Ok(Voided::NeverAuthorized),
@@ -250,7 +293,11 @@ impl Ledger {
     /// What `authorization_key` led to.
     pub fn payment(&self, authorization_key: &str) -> PaymentStatus {
         let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match state.authorize_keys.get(authorization_key) {
+        match state
+            .authorize_keys
+            .get(authorization_key)
+            .map(|kept| &kept.value)
+        {
             None => PaymentStatus::None,
             Some(KeyUse::Voided(_)) => PaymentStatus::Voided,
             Some(KeyUse::Decided(_, decision)) if !decision.approved => PaymentStatus::Declined {
@@ -282,7 +329,34 @@ impl Ledger {
     /// Effects recorded for `order_id` (zeros when none).
     pub fn counts(&self, order_id: &str) -> Counts {
         let state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        state.counts.get(order_id).copied().unwrap_or_default()
+        state
+            .counts
+            .get(order_id)
+            .map(|kept| kept.value)
+            .unwrap_or_default()
+    }
+
+    /// Forgets every payment, key and count last touched before `horizon`;
+    /// how many entries went.
+    pub fn forget_before(&self, horizon: Instant) -> usize {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = state.payments.len()
+            + state.authorize_keys.len()
+            + state.refund_keys.len()
+            + state.counts.len();
+        state
+            .payments
+            .retain(|_, payment| payment.touched >= horizon);
+        state
+            .authorize_keys
+            .retain(|_, kept| kept.touched >= horizon);
+        state.refund_keys.retain(|_, kept| kept.touched >= horizon);
+        state.counts.retain(|_, kept| kept.touched >= horizon);
+        let after = state.payments.len()
+            + state.authorize_keys.len()
+            + state.refund_keys.len()
+            + state.counts.len();
+        before - after
     }
 }
 
@@ -368,6 +442,24 @@ mod tests {
             }
         );
         assert_eq!(ledger.counts("o-1").refunds, 0);
+    }
+
+    #[test]
+    fn entries_are_forgotten_after_the_retention_and_kept_before() {
+        let ledger = Ledger::default();
+        let paid = ledger.authorize(charge(100), "k", 1000).unwrap();
+        ledger.refund(paid.payment_id, "r").unwrap();
+        ledger.void("never-used", "r2").unwrap();
+        let long_ago = Instant::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(ledger.forget_before(long_ago), 0);
+        assert_eq!(ledger.counts("o-1").refunds, 1);
+        let forgotten = ledger.forget_before(Instant::now() + std::time::Duration::from_secs(1));
+        assert_eq!(
+            forgotten, 5,
+            "a payment, two keys, a refund key, the counts"
+        );
+        assert_eq!(ledger.counts("o-1"), Counts::default());
+        assert_eq!(ledger.payment("k"), PaymentStatus::None);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct Settings {
     /// `METRICS_LISTEN_ADDR` (default `0.0.0.0:9103`; `off` for none):
     /// where Prometheus scrapes `/metrics`.
     pub metrics_listen_addr: Option<SocketAddr>,
+    /// `PAYMENTS_LEDGER_RETENTION` (default 24h): payments, idempotency keys
+    /// and counts are forgotten this long after they were last touched, as
+    /// a provider's keys expire; swept every minute.
+    pub ledger_retention: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +44,7 @@ impl Default for Settings {
             limits: ServerLimits::default(),
             telemetry: TelemetryConfig::new("payments-sim", "info,h2=warn,tower=warn"),
             metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9103))),
+            ledger_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -104,6 +109,11 @@ impl Settings {
                 &env,
                 defaults.metrics_listen_addr,
             )?,
+            ledger_retention: env.duration(
+                "PAYMENTS_LEDGER_RETENTION",
+                Duration::from_secs(1),
+                defaults.ledger_retention,
+            )?,
         })
     }
 }
@@ -142,6 +152,7 @@ mod tests {
             ("PAYMENTS_OUTAGE", "sometimes"),
             ("PAYMENTS_DECLINE_ABOVE_MINOR", "-1"),
             ("GRPC_LISTEN_ADDR", "nowhere"),
+            ("PAYMENTS_LEDGER_RETENTION", "forever"),
         ] {
             assert_eq!(settings(&[(name, bad)]).unwrap_err().name, name);
         }

@@ -54,6 +54,7 @@ impl Application {
             migrate(&settings.database_url).await?;
         }
         let db = connect(&settings.database_url, settings.database_max_connections).await?;
+        ordo_outbox::outbox_partitions_record(&db, settings.relay.partitions).await?;
         let relay = if settings.outbox_relay {
             Some(RelayHandle::start(settings.relay_config()).await?)
         } else {
@@ -156,6 +157,7 @@ impl Application {
             self.settings.health_probe_interval,
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx_history = stop_rx.clone();
         let consumer = self.settings.consumer.then(|| {
             tokio::spawn(
                 OrderConsumer {
@@ -176,6 +178,14 @@ impl Application {
                 self.settings.inbox_retention.clone(),
             )
             .run(stop_rx),
+        );
+        let history_retention = tokio::spawn(
+            ordo_inbox::Retention::of(
+                self.store.connection().clone(),
+                crate::store::ERROR_HISTORY_RETENTION,
+                self.settings.error_history_retention.clone(),
+            )
+            .run(stop_rx_history),
         );
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
@@ -221,6 +231,7 @@ impl Application {
             let _ = tokio::time::timeout(deadline, consumer).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), retention).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), history_retention).await;
         if let Some(relay) = self.relay {
             relay.shutdown(deadline).await?;
         }

@@ -107,10 +107,16 @@ impl DeadLetters {
         Self { jetstream, source }
     }
 
-    /// Creates the dead-letter stream if missing (file storage, the source's
-    /// duplicate window and replicas).
+    /// Creates the dead-letter stream if missing, or brings it in line with
+    /// the settings (file storage, the source's duplicate window and
+    /// replicas, its own size cap, no age limit).
     pub async fn ensure(&self) -> Result<(), DeadLetterError> {
-        self.stream().await.map(drop)
+        ordo_outbox::stream::ensure_stream_config(
+            &self.jetstream,
+            ordo_outbox::stream::dead_letter_stream_config(&self.source),
+        )
+        .await
+        .map(drop)
     }
 
     /// Publishes a dead letter and waits for JetStream to store it; its id.
@@ -301,14 +307,7 @@ impl DeadLetters {
     async fn stream(&self) -> Result<stream::Stream, DeadLetterError> {
         Ok(self
             .jetstream
-            .get_or_create_stream(stream::Config {
-                name: self.source.dead_letter_name(),
-                subjects: self.source.dead_letter_subjects(),
-                storage: stream::StorageType::File,
-                duplicate_window: self.source.duplicate_window,
-                num_replicas: self.source.replicas,
-                ..Default::default()
-            })
+            .get_or_create_stream(ordo_outbox::stream::dead_letter_stream_config(&self.source))
             .await?)
     }
 }

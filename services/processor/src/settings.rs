@@ -60,6 +60,11 @@ pub struct Settings {
     /// `INBOX_RETENTION` (at least the stream's duplicate window),
     /// `INBOX_RETENTION_INTERVAL`: the inbox sweep.
     pub inbox_retention: RetentionConfig,
+    /// `ERROR_HISTORY_RETENTION` (default 30 days): failed attempts are
+    /// forgotten after this once their order's payment is settled (never
+    /// while it is open, nor while its message waits as a dead letter);
+    /// swept every `INBOX_RETENTION_INTERVAL`.
+    pub error_history_retention: RetentionConfig,
 }
 
 /// How the durable consumers take and retry messages.
@@ -175,6 +180,11 @@ impl Default for Settings {
             },
             admin_token: None,
             admin_tokens: Vec::new(),
+            error_history_retention: RetentionConfig {
+                horizon: Duration::from_secs(30 * 24 * 3600),
+                owner: instance.clone(),
+                ..RetentionConfig::default()
+            },
             inbox_retention: RetentionConfig {
                 owner: instance,
                 ..RetentionConfig::default()
@@ -365,6 +375,20 @@ impl Settings {
                     parse_named_tokens,
                 )?
                 .unwrap_or_default(),
+            error_history_retention: RetentionConfig {
+                horizon: env.duration(
+                    "ERROR_HISTORY_RETENTION",
+                    Duration::from_secs(60),
+                    defaults.error_history_retention.horizon,
+                )?,
+                interval: env.duration(
+                    "INBOX_RETENTION_INTERVAL",
+                    Duration::ZERO,
+                    defaults.inbox_retention.interval,
+                )?,
+                owner: instance.clone(),
+                ..defaults.error_history_retention
+            },
             inbox_retention: RetentionConfig {
                 horizon: retention_horizon,
                 interval: env.duration(

@@ -32,6 +32,20 @@ use crate::processing::{AuditEntry, ErrorEntry, Failure, ProcessingRecord};
 /// This consumer's name in the inbox.
 pub const INBOX_CONSUMER: &str = "processor";
 
+/// The sweep of failed attempts older than `ERROR_HISTORY_RETENTION` whose
+/// order's payment is settled (an open one, or one whose message waits as
+/// a dead letter, keeps its history).
+pub const ERROR_HISTORY_RETENTION: ordo_inbox::RetentionJob = ordo_inbox::RetentionJob {
+    name: "error-history-retention",
+    rows: "error history entries",
+    delete_batch_sql: "DELETE FROM processing_errors WHERE (message_id, attempt) IN ( \
+       SELECT e.message_id, e.attempt FROM processing_errors e \
+       WHERE e.occurred_at < now() - $1 * interval '1 millisecond' \
+         AND NOT EXISTS (SELECT 1 FROM order_processing p WHERE p.order_id = e.order_id \
+               AND p.state NOT IN ('confirmed', 'rejected', 'cancelled', 'refunded')) \
+       ORDER BY e.occurred_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED)",
+};
+
 /// Which message is being settled.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageRef<'a> {

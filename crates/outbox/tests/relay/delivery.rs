@@ -7,6 +7,8 @@ use ordo_outbox::RelayHandle;
 use ordo_outbox::stream::ensure_stream;
 use ordo_testkit::{eventually, nats::stream_config};
 
+use ordo_outbox::PartitionCount;
+
 use crate::helpers::{Harness, write_event_in_partitions, write_event_in_txn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,10 +131,80 @@ async fn stream_setup_is_idempotent_and_follows_the_settings() {
         async_nats::jetstream::stream::StorageType::File
     );
 
+    assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(
+        config.discard,
+        async_nats::jetstream::stream::DiscardPolicy::New,
+        "a full stream refuses new messages rather than dropping old ones"
+    );
+
     settings.duplicate_window = Duration::from_secs(30);
+    settings.max_age = Duration::from_secs(3600);
+    settings.max_bytes = Some(64 << 20);
     ensure_stream(&jetstream, &settings).await.unwrap();
     let config = stream_config(&harness.nats_url, &settings.name)
         .await
         .unwrap();
     assert_eq!(config.duplicate_window, Duration::from_secs(30));
+    assert_eq!(config.max_age, Duration::from_secs(3600));
+    assert_eq!(config.max_bytes, 64 << 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_refuses_publishes_and_the_rows_wait_until_there_is_room() {
+    let harness = Harness::new().await;
+    let mut config = harness.config();
+    // Room for a few messages only (the smallest cap a server takes).
+    config.stream.max_bytes = Some(1 << 20);
+    let client = async_nats::connect(&harness.nats_url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    ensure_stream(&jetstream, &config.stream).await.unwrap();
+    let mut written = Vec::new();
+    for n in 0..40 {
+        let event = ordo_outbox::OutboxEvent::new(
+            "/ordo/test",
+            "order",
+            format!("full-{n}"),
+            "orders.placed",
+            "ordo.test.Event",
+            chrono::Utc::now(),
+            "corr-test",
+        )
+        .with_payload(format!("full-{n}:0{}", " ".repeat(60_000)).into_bytes());
+        ordo_outbox::outbox_insert_in_txn(&harness.db, PartitionCount::default(), &event)
+            .await
+            .unwrap();
+        written.push(event.event_id.to_string());
+    }
+    let relay = RelayHandle::start(config.clone()).await.unwrap();
+    // The stream fills up; the rest is refused, and waits in the outbox.
+    eventually("the stream full", Duration::from_secs(20), || async {
+        relay
+            .metrics()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    })
+    .await;
+    let stored = harness.messages().await;
+    assert!(stored.len() < written.len(), "{} stored", stored.len());
+    assert_eq!(
+        harness.outbox_len().await,
+        (written.len() - stored.len()) as i64,
+        "every row not stored waits"
+    );
+    // Room again: every row reaches the stream, none dropped, none twice.
+    config.stream.max_bytes = Some(64 << 20);
+    ensure_stream(&jetstream, &config.stream).await.unwrap();
+    harness.drained(Duration::from_secs(30)).await;
+    let mut ids: Vec<String> = harness
+        .messages()
+        .await
+        .into_iter()
+        .map(|message| message.message_id)
+        .collect();
+    ids.sort();
+    written.sort();
+    assert_eq!(ids, written);
+    relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -8,4 +8,5 @@ mod delivery;
 mod helpers;
 mod leases;
 mod ordering;
+mod partitions;
 mod poison;

@@ -259,6 +259,17 @@ impl OrderStore {
     }
 }
 
+/// The sweep of PlaceOrder's idempotency keys older than
+/// `IDEMPOTENCY_KEY_RETENTION` (their orders stay).
+pub const IDEMPOTENCY_KEY_RETENTION: ordo_inbox::RetentionJob = ordo_inbox::RetentionJob {
+    name: "idempotency-key-retention",
+    rows: "idempotency keys",
+    delete_batch_sql: "DELETE FROM idempotency_keys WHERE key IN ( \
+       SELECT key FROM idempotency_keys \
+       WHERE created_at < now() - $1 * interval '1 millisecond' \
+       ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+};
+
 impl OrderStore {
     /// Applies one status message in one transaction: locks the order,
     /// moves it (PENDING → CONFIRMED or REJECTED) or ignores a message it

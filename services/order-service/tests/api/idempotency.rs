@@ -65,3 +65,38 @@ async fn distinct_keys_and_no_key_make_distinct_orders() {
     assert_ne!(a.into_inner().order, b.into_inner().order);
     assert_eq!(app.written().await, [4, 8, 2, 4]);
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_their_retention_and_their_orders_stay() {
+    let database = ordo_testkit::TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let app = TestApp::spawn_on(database, url, |mut settings| {
+        settings.outbox_relay = false;
+        settings.idempotency_key_retention.interval = std::time::Duration::from_millis(100);
+        settings
+    })
+    .await;
+    let mut old = valid_request();
+    old.idempotency_key = "old-key-1".into();
+    let mut recent = valid_request();
+    recent.idempotency_key = "recent-key-1".into();
+    let old_order = app.client.clone().place_order(old.clone()).await.unwrap();
+    app.client.clone().place_order(recent).await.unwrap();
+    app.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '8 days' WHERE key = 'old-key-1'",
+    )
+    .await;
+    ordo_testkit::eventually(
+        "the old key swept",
+        std::time::Duration::from_secs(10),
+        || async { app.count("idempotency_keys").await == 1 },
+    )
+    .await;
+    assert_eq!(app.count("orders").await, 2, "orders stay");
+    // Past its retention the key is free: a retry places a new order.
+    let again = app.client.clone().place_order(old).await.unwrap();
+    assert_ne!(
+        again.into_inner().order.unwrap().order_id,
+        old_order.into_inner().order.unwrap().order_id
+    );
+}

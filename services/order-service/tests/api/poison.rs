@@ -145,8 +145,11 @@ async fn echoed_input_is_bounded_in_every_error() {
 async fn a_page_of_large_orders_fits_a_client_and_the_next_page_goes_on() {
     let app = TestApp::spawn().await;
     let customer = format!("big-{}", noise(8));
+    // Each SKU its full 64 characters, four bytes each: 500 orders of 100
+    // such lines are over 12 MB.
+    let wide = "\u{1D54F}".repeat(60);
     let lines: Vec<_> = (0..100)
-        .map(|n| line(&format!("{n:02}-{}", noise(60)), 1, 100))
+        .map(|n| line(&format!("{n:02}-{wide}"), 1, 100))
         .collect();
     let mut placed: Vec<String> = futures::stream::iter(0..500)
         .map(|_| {
@@ -189,7 +192,10 @@ async fn a_page_of_large_orders_fits_a_client_and_the_next_page_goes_on() {
         }
         token = page.next_page_token;
     }
-    assert!(pages >= 2, "500 orders of 100 lines do not fit one page");
+    assert!(
+        pages >= 4,
+        "13 MB of orders take several pages, not {pages}"
+    );
     listed.sort();
     placed.sort();
     assert_eq!(listed, placed, "every order listed exactly once");

@@ -7,6 +7,7 @@ use ordo_proto::processor::v1::{
     DeadLetter, GetDeadLetterRequest, ListDeadLettersRequest, ProcessingState,
     PurgeDeadLetterRequest, RedriveDeadLetterRequest,
 };
+use sea_orm::ConnectionTrait as _;
 use uuid::Uuid;
 
 use crate::helpers::{ADMIN_TOKEN, TestProcessor, authorized};
@@ -229,4 +230,59 @@ async fn dead_letters_page_oldest_first() {
     expected.sort();
     assert_eq!(sorted, expected);
     assert_eq!(seen.len(), 5);
+}
+
+#[tokio::test]
+async fn old_error_histories_are_swept_only_once_their_orders_are_settled() {
+    let processor = TestProcessor::spawn_with(|mut settings| {
+        settings.error_history_retention.interval = Duration::from_millis(100);
+        settings
+    })
+    .await;
+    processor.payments.set_faults(0.0, true).await;
+    let open_order = Uuid::now_v7();
+    processor.publish_placed(open_order, 100).await;
+    processor
+        .wait_for_state(open_order, ProcessingState::DeadLettered)
+        .await;
+    processor.payments.set_faults(0.0, false).await;
+    let settled = Uuid::now_v7();
+    processor.publish_placed(settled, 100).await;
+    processor
+        .wait_for_state(settled, ProcessingState::Confirmed)
+        .await;
+    // Both histories, and one of an order the processor never knew, are old.
+    processor
+        .db
+        .execute_unprepared(&format!(
+            "INSERT INTO processing_errors (message_id, attempt, order_id, subject, code, message, instance) \
+             VALUES ('settled-1', 1, '{settled}', 'orders.placed', 'payment_timeout', 'slow', 'test'), \
+                    ('unknown-1', 1, NULL, 'orders.placed', 'undecodable', 'junk', 'test'); \
+             UPDATE processing_errors SET occurred_at = now() - interval '40 days'"
+        ))
+        .await
+        .unwrap();
+    ordo_testkit::eventually("the settled histories swept", Duration::from_secs(10), || async {
+        processor
+            .count("SELECT count(*) FROM processing_errors WHERE order_id IS DISTINCT FROM NULL AND order_id <> '00000000-0000-0000-0000-000000000000'")
+            .await
+            == 5
+            && processor
+                .count("SELECT count(*) FROM processing_errors WHERE message_id = 'unknown-1'")
+                .await
+                == 0
+    })
+    .await;
+    let left: i64 = processor
+        .count(&format!(
+            "SELECT count(*) FROM processing_errors WHERE order_id = '{open_order}'"
+        ))
+        .await;
+    assert_eq!(left, 5, "the dead-lettered order keeps its whole history");
+    assert_eq!(
+        processor
+            .count("SELECT count(*) FROM processing_errors")
+            .await,
+        5
+    );
 }

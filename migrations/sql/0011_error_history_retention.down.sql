@@ -1,0 +1,1 @@
+DROP INDEX processing_errors_occurred_idx;
