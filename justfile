@@ -33,7 +33,7 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests, the grpcurl smoke test, the Helm and API checks, the client examples, the chaos suite (bounded)
+# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test, the Helm and API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
@@ -42,7 +42,7 @@ test: deps
     scripts/helm-check.sh
     scripts/proto-check.sh
     scripts/clients.sh
-    "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000
+    "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000 --nats-nodes 3
 
 # buf lint (STANDARD, COMMENTS) and buf breaking against the released API (proto/released/)
 proto-check:

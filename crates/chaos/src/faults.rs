@@ -11,7 +11,8 @@ pub enum Fault {
     KillOrderService(usize),
     /// `kill -9` a processor replica, restart it after the downtime.
     KillProcessor(usize),
-    /// Kill nats-server (SIGKILL) and start it again on the same store.
+    /// Kill nats-server (SIGKILL) and start it again on the same store; in
+    /// a cluster, the node leading the ORDERS stream.
     RestartNats,
     /// `pg_terminate_backend` every connection of Ordo's databases.
     TerminateBackends,
@@ -25,6 +26,17 @@ pub enum Fault {
     /// The next 30 payment answers are lost on their way back, after the
     /// provider acted (a proxy between the processors and the simulator).
     DropAnswers,
+    /// SIGSTOP an order-service replica for longer than its lease, then SIGCONT.
+    PauseOrderService(usize),
+    /// SIGSTOP a processor replica for longer than its lease, then SIGCONT.
+    PauseProcessor(usize),
+    /// Messages no Ordo service wrote, on every subject: bytes that are not
+    /// protobuf, ids that are not UUIDs, a correlation id with a line break,
+    /// a Nats-Msg-Id of 20 KB, text PostgreSQL cannot store.
+    Poison,
+    /// An order-service started with another OUTBOX_PARTITIONS: it must
+    /// refuse to start.
+    ChangePartitions,
 }
 
 impl fmt::Display for Fault {
@@ -32,12 +44,21 @@ impl fmt::Display for Fault {
         match self {
             Self::KillOrderService(replica) => write!(f, "kill -9 order-service #{replica}"),
             Self::KillProcessor(replica) => write!(f, "kill -9 processor #{replica}"),
-            Self::RestartNats => write!(f, "restart nats-server"),
+            Self::RestartNats => write!(
+                f,
+                "kill and restart nats-server (in a cluster: the stream's leader)"
+            ),
             Self::TerminateBackends => write!(f, "pg_terminate_backend all"),
             Self::RestartPostgres => write!(f, "crash and restart PostgreSQL"),
             Self::FlapPayments => write!(f, "payments failing"),
             Self::SlowPayments => write!(f, "payments slow (1.5 s a call)"),
             Self::DropAnswers => write!(f, "30 payment answers lost"),
+            Self::PauseOrderService(replica) => write!(f, "SIGSTOP order-service #{replica}"),
+            Self::PauseProcessor(replica) => write!(f, "SIGSTOP processor #{replica}"),
+            Self::Poison => write!(f, "poison messages on every subject"),
+            Self::ChangePartitions => {
+                write!(f, "start an order-service with another partition count")
+            }
         }
     }
 }
@@ -75,12 +96,23 @@ pub fn plan(seed: u64, replicas: usize) -> Vec<Planned> {
         Fault::DropAnswers,
         Fault::DropAnswers,
     ]);
+    faults.extend([
+        Fault::PauseOrderService(0),
+        Fault::PauseProcessor(replicas - 1),
+        Fault::Poison,
+        Fault::Poison,
+        Fault::ChangePartitions,
+    ]);
     let mut planned: Vec<Planned> = faults
         .into_iter()
         .map(|fault| Planned {
             at: 0.05 + rng.f64() * 0.85,
             fault,
-            downtime_ms: rng.u64(200..=2_000),
+            downtime_ms: match fault {
+                // Longer than the chaos run's 3 s lease.
+                Fault::PauseOrderService(_) | Fault::PauseProcessor(_) => rng.u64(4_000..=6_000),
+                _ => rng.u64(200..=2_000),
+            },
         })
         .collect();
     planned.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -114,5 +146,20 @@ mod tests {
             .filter(|(_, fault, _)| matches!(fault, Fault::KillOrderService(_)))
             .count();
         assert_eq!(kills, 5);
+        for kind in [
+            Fault::Poison,
+            Fault::ChangePartitions,
+            Fault::PauseProcessor(1),
+        ] {
+            assert!(one.iter().any(|(_, fault, _)| *fault == kind), "{kind}");
+        }
+        let pause = one
+            .iter()
+            .find(|(_, fault, _)| matches!(fault, Fault::PauseOrderService(_)))
+            .map(|(_, _, downtime)| *downtime);
+        assert!(
+            pause.is_some_and(|ms| ms > 3_000),
+            "a pause outlasts the lease"
+        );
     }
 }

@@ -3,16 +3,22 @@
 //! schedule kills and restarts everything; then every invariant is checked.
 //!
 //! ```text
-//! ordo-chaos [--orders 20000] [--seed N] [--concurrency 16] [--bin-dir DIR]
+//! ordo-chaos [--orders 20000] [--seed N] [--concurrency 16] [--nats-nodes 1|3] [--bin-dir DIR]
 //! ```
+//!
+//! With `--nats-nodes 3` NATS is a three-node JetStream cluster on loopback
+//! (the ORDERS stream replicated three times, every service given all three
+//! URLs), and restarting NATS means killing the stream's leader.
 //!
 //! - [`postgres`] and `ordo_testkit::NatsServer` are the infrastructure;
 //!   [`services`] the processes; [`load`] the client; [`faults`] the
-//!   schedule; [`verify`] the checks. Exit status 1 on any violation.
+//!   schedule; [`poison`] the messages no service wrote; [`verify`] the
+//!   checks. Exit status 1 on any violation.
 #![forbid(unsafe_code)]
 
 mod faults;
 mod load;
+mod poison;
 mod postgres;
 mod services;
 mod verify;
@@ -38,6 +44,7 @@ struct Options {
     orders: usize,
     seed: u64,
     concurrency: usize,
+    nats_nodes: usize,
     bin_dir: PathBuf,
 }
 
@@ -46,6 +53,7 @@ fn options() -> anyhow::Result<Options> {
         orders: 20_000,
         seed: fastrand::u64(..),
         concurrency: 16,
+        nats_nodes: 1,
         bin_dir: PathBuf::from(
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
         )
@@ -63,8 +71,15 @@ fn options() -> anyhow::Result<Options> {
                 options.concurrency = value.parse().context("--concurrency: a whole number")?
             }
             "--bin-dir" => options.bin_dir = PathBuf::from(value),
+            "--nats-nodes" => {
+                options.nats_nodes = match value.as_str() {
+                    "1" => 1,
+                    "3" => 3,
+                    _ => anyhow::bail!("--nats-nodes: 1 or 3"),
+                }
+            }
             other => anyhow::bail!(
-                "unknown flag {other}; flags: --orders --seed --concurrency --bin-dir"
+                "unknown flag {other}; flags: --orders --seed --concurrency --nats-nodes --bin-dir"
             ),
         }
     }
@@ -102,11 +117,22 @@ async fn run() -> anyhow::Result<bool> {
     let run_dir = std::env::temp_dir().join(format!("ordo-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
     let postgres = postgres::Postgres::start(services::free_port()?).await?;
-    let mut nats = ordo_testkit::NatsServer::start().await?;
+    let mut nats = if options.nats_nodes == 1 {
+        vec![ordo_testkit::NatsServer::start().await?]
+    } else {
+        ordo_testkit::NatsServer::start_cluster(options.nats_nodes).await?
+    };
+    let nats_urls = nats
+        .iter()
+        .map(ordo_testkit::NatsServer::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let replicas = options.nats_nodes.to_string();
     let common = |database: &str| -> Vec<(String, String)> {
         [
             ("DATABASE_URL", postgres.url(database)),
-            ("NATS_URL", nats.url()),
+            ("NATS_URL", nats_urls.clone()),
+            ("NATS_STREAM_REPLICAS", replicas.clone()),
             ("OUTBOX_LEASE_TTL", "3s".into()),
             ("OUTBOX_POLL_INTERVAL", "200ms".into()),
             ("HEALTH_PROBE_INTERVAL", "500ms".into()),
@@ -171,7 +197,7 @@ async fn run() -> anyhow::Result<bool> {
     println!(
         "chaos: PostgreSQL on {}, NATS on {}, logs in {}",
         postgres.port,
-        nats.url(),
+        nats_urls,
         run_dir.display()
     );
 
@@ -195,6 +221,8 @@ async fn run() -> anyhow::Result<bool> {
     ));
 
     let mut injected = Vec::new();
+    let mut phantoms = Vec::new();
+    let mut refusals = Vec::new();
     for planned in &plan {
         let threshold = (planned.at * options.orders as f64) as usize;
         while progress.load(Ordering::Relaxed) < threshold && !load.is_finished() {
@@ -214,9 +242,32 @@ async fn run() -> anyhow::Result<bool> {
                 processors[replica].spawn().await?;
             }
             Fault::RestartNats => {
-                nats.stop().await?;
+                let node = stream_leader(&nats, &nats_urls).await;
+                nats[node].stop().await?;
                 tokio::time::sleep(downtime).await;
-                nats.restart().await?;
+                nats[node].restart().await?;
+            }
+            Fault::PauseOrderService(replica) => order_services[replica].pause(downtime).await?,
+            Fault::PauseProcessor(replica) => processors[replica].pause(downtime).await?,
+            Fault::Poison => {
+                phantoms.extend(poison::inject(&nats_urls, injected.len()).await?);
+            }
+            Fault::ChangePartitions => {
+                let refused = order_services[0]
+                    .start_expecting_refusal(&[("OUTBOX_PARTITIONS", "7")], Duration::from_secs(30))
+                    .await?;
+                refusals.push(match refused {
+                    Some((status, log))
+                        if !status.success() && log.contains("OUTBOX_PARTITIONS is 7") =>
+                    {
+                        Ok(format!("an order-service with OUTBOX_PARTITIONS=7 refused to start ({status})"))
+                    }
+                    Some((status, log)) => Err(format!(
+                        "an order-service with OUTBOX_PARTITIONS=7 ended with {status} without naming the setting: {}",
+                        log.lines().last().unwrap_or_default()
+                    )),
+                    None => Err("an order-service with OUTBOX_PARTITIONS=7 started and ran".to_owned()),
+                });
             }
             Fault::TerminateBackends => {
                 let admin = Database::connect(postgres.url("postgres")).await?;
@@ -266,13 +317,20 @@ async fn run() -> anyhow::Result<bool> {
     let sources = verify::Sources {
         orders_db: postgres.url("ordo"),
         processor_db: postgres.url("ordo_processor"),
-        nats_url: nats.url(),
+        nats_url: nats[0].url(),
+        phantoms: phantoms.iter().cloned().collect(),
         payments: payments_client.clone(),
         processor: ProcessorServiceClient::connect(format!("http://{}", processors[0].addr))
             .await?,
         admin_token: ADMIN_TOKEN.to_owned(),
     };
     let mut report = verify::verify(&sources, &placed.orders).await?;
+    for refusal in refusals {
+        match refusal {
+            Ok(fact) => report.facts.push(fact),
+            Err(violation) => report.violations.push(violation),
+        }
+    }
     if !placed.abandoned.is_empty() {
         report.violations.push(format!(
             "{} order(s) never acknowledged: {:?}",
@@ -302,12 +360,38 @@ async fn run() -> anyhow::Result<bool> {
     }
     drop(payments_proxy);
     drop(payments);
-    let _ = nats.stop().await;
+    for node in &mut nats {
+        let _ = node.stop().await;
+    }
     postgres.destroy().await;
     if report.violations.is_empty() {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     Ok(report.violations.is_empty())
+}
+
+/// The node that leads the ORDERS stream (the only node alone).
+async fn stream_leader(nats: &[ordo_testkit::NatsServer], urls: &str) -> usize {
+    if nats.len() == 1 {
+        return 0;
+    }
+    let leader = async {
+        let client = ordo_service_kit::nats::connect(urls, async_nats::ConnectOptions::new())
+            .await
+            .ok()?;
+        let mut stream = async_nats::jetstream::new(client)
+            .get_stream("ORDERS")
+            .await
+            .ok()?;
+        stream.info().await.ok()?.cluster.clone()?.leader
+    }
+    .await;
+    leader
+        .and_then(|leader| {
+            nats.iter()
+                .position(|node| node.name() == Some(leader.as_str()))
+        })
+        .unwrap_or(0)
 }
 
 async fn set_faults(

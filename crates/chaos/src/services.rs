@@ -58,6 +58,19 @@ impl ServiceProcess {
         Ok(())
     }
 
+    /// SIGSTOP for `pause`, then SIGCONT: a frozen process (a VM pause, a
+    /// long stall) that wakes up as if nothing happened.
+    pub async fn pause(&self, pause: Duration) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .with_context(|| format!("{} is not running", self.name))?;
+        signal(pid, "-STOP").await?;
+        tokio::time::sleep(pause).await;
+        signal(pid, "-CONT").await
+    }
+
     /// Starts it again with the same settings and address.
     pub async fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
@@ -81,6 +94,37 @@ impl ServiceProcess {
         self.wait_alive().await
     }
 
+    /// Starts it once more with `extra` settings on top, expecting it to
+    /// refuse: its exit status and what it logged, or `None` if it was still
+    /// running after `within` (then it is killed).
+    pub async fn start_expecting_refusal(
+        &self,
+        extra: &[(&str, &str)],
+        within: Duration,
+    ) -> anyhow::Result<Option<(std::process::ExitStatus, String)>> {
+        let log = self.log.with_extension("refused.log");
+        let mut child = Command::new(&self.binary)
+            .envs(
+                self.env
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
+            .envs(extra.iter().copied())
+            .env("GRPC_LISTEN_ADDR", "127.0.0.1:0")
+            .env("METRICS_LISTEN_ADDR", "off")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()?;
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(status) => Ok(Some((status?, std::fs::read_to_string(&log)?))),
+            Err(_) => {
+                child.kill().await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Waits until `ordo.liveness` answers SERVING.
     async fn wait_alive(&self) -> anyhow::Result<()> {
         for _ in 0..300 {
@@ -93,4 +137,15 @@ impl ServiceProcess {
         }
         bail!("{} did not come up; see {}", self.name, self.log.display())
     }
+}
+
+async fn signal(pid: u32, which: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill {which} {pid} failed");
+    }
+    Ok(())
 }

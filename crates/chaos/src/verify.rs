@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use ordo_proto::payments::v1::GetPaymentCountsRequest;
-use ordo_proto::processor::v1::{DeadLetter, ListDeadLettersRequest, RedriveDeadLetterRequest};
+use ordo_proto::processor::v1::{
+    DeadLetter, ListDeadLettersRequest, PurgeDeadLetterRequest, RedriveDeadLetterRequest,
+};
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
 use ordo_testkit::TestStream;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -46,6 +48,8 @@ pub struct Sources {
     pub orders_db: String,
     pub processor_db: String,
     pub nats_url: String,
+    /// Orders only poison messages named: never placed, left out.
+    pub phantoms: HashSet<String>,
     pub payments: PaymentServiceClient<Channel>,
     pub processor: ProcessorServiceClient<Channel>,
     pub admin_token: String,
@@ -64,10 +68,22 @@ async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
 
 /// Waits (up to `deadline`) until no order is PENDING, the processor has
 /// no payment left open (a refund or void due, a cancellation waiting on
-/// its placement), and both outboxes are empty.
+/// its placement — phantoms aside), and both outboxes are empty.
 pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i64, i64, i64)> {
     let orders = Database::connect(&sources.orders_db).await?;
     let processor = Database::connect(&sources.processor_db).await?;
+    let phantoms = sources
+        .phantoms
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .chain(["'00000000-0000-0000-0000-000000000000'".to_owned()])
+        .collect::<Vec<_>>()
+        .join(",");
+    let open_payments = format!(
+        "SELECT count(*) FROM order_processing \
+         WHERE state NOT IN ('confirmed', 'rejected', 'cancelled', 'refunded') \
+           AND order_id::text NOT IN ({phantoms})"
+    );
     let started = tokio::time::Instant::now();
     loop {
         let pending = count(
@@ -76,13 +92,7 @@ pub async fn settle(sources: &Sources, deadline: Duration) -> anyhow::Result<(i6
         )
         .await
         .unwrap_or(-1)
-            + count(
-                &processor,
-                "SELECT count(*) FROM order_processing \
-                 WHERE state NOT IN ('confirmed', 'rejected', 'cancelled', 'refunded')",
-            )
-            .await
-            .unwrap_or(-1);
+            + count(&processor, &open_payments).await.unwrap_or(-1);
         let outbox = count(&orders, "SELECT count(*) FROM outbox")
             .await
             .unwrap_or(-1);
@@ -121,8 +131,33 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         "a dead letter without its complete history (invariant 5)",
         &incomplete,
     );
+    let mut poisoned = 0;
     for letter in &dead {
         let reason = letter.reason.clone();
+        let poison = letter
+            .headers
+            .contains_key(&crate::poison::MARKER.to_lowercase())
+            || letter.headers.contains_key(crate::poison::MARKER)
+            || sources.phantoms.contains(&letter.order_id);
+        if poison {
+            // Nothing to redrive: purged, as an operator would, with a reason.
+            poisoned += 1;
+            let mut request = tonic::Request::new(PurgeDeadLetterRequest {
+                id: letter.id,
+                reason: "chaos: poison, never placed".into(),
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", sources.admin_token).parse()?,
+            );
+            if let Err(status) = sources.processor.clone().purge_dead_letter(request).await {
+                report.violations.push(format!(
+                    "the purge of poison dead letter {} failed: {status:?}",
+                    letter.id
+                ));
+            }
+            continue;
+        }
         report.facts.push(format!(
             "dead letter {} (order {}): {reason}; redriven",
             letter.id, letter.order_id
@@ -140,6 +175,11 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
             .clone()
             .redrive_dead_letter(request)
             .await?;
+    }
+    if poisoned > 0 {
+        report
+            .facts
+            .push(format!("{poisoned} poison dead letters purged"));
     }
     if !dead.is_empty() {
         (pending, outbox, processor_outbox) = settle(sources, Duration::from_secs(120)).await?;
@@ -203,7 +243,19 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
     let mut ids = HashSet::new();
     let mut duplicated = Vec::new();
     let mut per_order: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-    for message in &messages {
+    let poison = messages
+        .iter()
+        .filter(|message| message.header(crate::poison::MARKER).is_some())
+        .count();
+    if poison > 0 {
+        report.facts.push(format!(
+            "{poison} poison messages in the stream, left out of the checks below"
+        ));
+    }
+    for message in messages
+        .iter()
+        .filter(|message| message.header(crate::poison::MARKER).is_none())
+    {
         if !ids.insert(message.message_id.clone()) {
             duplicated.push(message.message_id.clone());
         }
@@ -275,7 +327,7 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
     }
     let orphan_events: Vec<String> = per_order
         .keys()
-        .filter(|id| !statuses.contains_key(*id))
+        .filter(|id| !statuses.contains_key(*id) && !sources.phantoms.contains(*id))
         .cloned()
         .collect();
     report.violation(

@@ -13,6 +13,9 @@ pub fn servers(url_list: &str) -> Result<Vec<ServerAddr>, String> {
         .map(str::trim)
         .filter(|url| !url.is_empty())
         .map(|url| {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(format!("{url:?} is not a nats:// or tls:// URL"));
+            }
             url.parse::<ServerAddr>()
                 .map_err(|err| format!("{url:?} is not a NATS server URL: {err}"))
         })
@@ -46,5 +49,10 @@ mod tests {
         assert_eq!(parsed[1].port(), 4223);
         assert!(servers("nats://127.0.0.1:4222,not a url:x").is_err());
         assert!(servers(" , ").is_err());
+        assert!(servers("0").is_err());
+        assert!(
+            servers("127.0.0.1:4222").is_err(),
+            "the scheme says what is meant"
+        );
     }
 }

@@ -153,30 +153,86 @@ async fn delete_stale_streams(jetstream: &jetstream::Context) {
 }
 
 /// A nats-server of the test's own, on a free loopback port, with its
-/// JetStream store in a temporary directory kept across restarts.
+/// JetStream store in a temporary directory kept across restarts — alone,
+/// or one node of a cluster ([`NatsServer::start_cluster`]).
 #[derive(Debug)]
 pub struct NatsServer {
     port: u16,
     store: PathBuf,
+    cluster: Option<ClusterNode>,
     child: Option<Child>,
+}
+
+/// A node's place in a cluster: its name, its route port, every route.
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    routes: String,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn fresh_store() -> std::io::Result<PathBuf> {
+    let store = std::env::temp_dir().join(format!("ordo-nats-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&store)?;
+    Ok(store)
 }
 
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub async fn start() -> std::io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let store =
-            std::env::temp_dir().join(format!("ordo-nats-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&store)?;
         let mut server = Self {
-            port,
-            store,
+            port: free_port()?,
+            store: fresh_store()?,
+            cluster: None,
             child: None,
         };
         server.restart().await?;
         Ok(server)
+    }
+
+    /// Starts `nodes` servers forming one JetStream cluster on loopback
+    /// (named `n0`, `n1`, …), and waits until every one accepts clients.
+    pub async fn start_cluster(nodes: usize) -> std::io::Result<Vec<Self>> {
+        let route_ports = (0..nodes)
+            .map(|_| free_port())
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::with_capacity(nodes);
+        for (n, route_port) in route_ports.into_iter().enumerate() {
+            servers.push(Self {
+                port: free_port()?,
+                store: fresh_store()?,
+                cluster: Some(ClusterNode {
+                    name: format!("n{n}"),
+                    port: route_port,
+                    routes: routes.clone(),
+                }),
+                child: None,
+            });
+        }
+        // Started together: a JetStream node waits for its peers.
+        for server in &mut servers {
+            server.spawn()?;
+        }
+        for server in &servers {
+            server.wait_accepting().await?;
+        }
+        Ok(servers)
+    }
+
+    /// The node's server name in its cluster (`n0`, …); `None` alone.
+    pub fn name(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|node| node.name.as_str())
     }
 
     pub fn url(&self) -> String {
@@ -198,7 +254,13 @@ impl NatsServer {
     /// Starts the server again on the same port and store.
     pub async fn restart(&mut self) -> std::io::Result<()> {
         self.stop().await?;
-        let child = Command::new(nats_server_binary())
+        self.spawn()?;
+        self.wait_accepting().await
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let mut command = Command::new(nats_server_binary());
+        command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -207,12 +269,29 @@ impl NatsServer {
                 "-js",
                 "-sd",
             ])
-            .arg(&self.store)
+            .arg(&self.store);
+        if let Some(node) = &self.cluster {
+            command.args([
+                "-n",
+                &node.name,
+                "--cluster_name",
+                "ordo-test",
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", node.port),
+                "--routes",
+                &node.routes,
+            ]);
+        }
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_accepting(&self) -> std::io::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(self.addr()).await.is_err() {
             if tokio::time::Instant::now() > deadline {

@@ -33,6 +33,10 @@ COMBINATIONS: dict[str, dict] = {
         "postgresql": {"enabled": True},
         "nats": {"enabled": True, "replicas": 3},
     },
+    "self-contained, one NATS node": {
+        "postgresql": {"enabled": True},
+        "nats": {"enabled": True, "replicas": 1},
+    },
     "production": {
         "existingSecret": "ordo-env",
         "paymentsSim": {"enabled": False},
@@ -210,6 +214,21 @@ def _replicas():
     env = {v["name"]: v.get("value") for v in containers(production["processor"])[0]["env"]}
     assert env["PAYMENTS_URL"] == "https://payments.example.com"
     assert "replicas" not in production["processor"]["spec"], "the HPA owns replicas"
+
+
+@check("the in-chart NATS makes an ack durable: three nodes by default, one node fsyncs every ack")
+def _durable_acks():
+    def nats_conf(combination: str) -> str:
+        documents = rendered[combination]
+        config = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-nats"))
+        return config["data"]["nats.conf"]
+
+    default = next(
+        d for d in rendered["self-contained"] if d["kind"] == "StatefulSet" and component(d) == "nats"
+    )
+    assert default["spec"]["replicas"] == 3, "the default in-chart NATS is a cluster"
+    assert "sync_interval: always" not in nats_conf("self-contained")
+    assert "sync_interval: always" in nats_conf("self-contained, one NATS node")
 
 
 @check("a 3-node NATS cluster gives the stream 3 replicas")

@@ -187,14 +187,12 @@ async fn a_failure_on_the_last_delivery_is_not_lost() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The stream comes back (listing dead letters creates it again).
-    let listed = processor
+    processor
         .client
         .clone()
         .list_dead_letters(authorized(ListDeadLettersRequest::default(), ADMIN_TOKEN))
         .await
-        .unwrap()
-        .into_inner();
-    assert!(listed.dead_letters.is_empty());
+        .unwrap();
     ordo_testkit::eventually(
         "the message dead-lettered once the stream is back",
         Duration::from_secs(30),
