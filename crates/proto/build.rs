@@ -9,6 +9,7 @@ const PROTO_FILES: &[&str] = &[
     "ordo/events/v1/events.proto",
     "ordo/payments/v1/payments.proto",
     "ordo/processor/v1/processor.proto",
+    "ordo/outbox/v1/outbox.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

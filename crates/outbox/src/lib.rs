@@ -35,6 +35,11 @@
 //!        └─ …  one per leased partition; a dead one is restarted with backoff
 //! ```
 //!
+//! A row that can never be published is parked (moved to `outbox_parked`
+//! with the reason; its aggregate waits behind it); [`parked`] lists,
+//! redrives and discards them, also over gRPC (`OutboxAdminService`).
+//! The partition count is recorded with the outbox ([`repartition`]).
+//!
 //! Leases and their failure modes are described in [`lease`]; the
 //! scheduling of rounds in [`actors`]'s relay actor; publishing is a tower
 //! service ([`publish`]) so timeouts and breakers wrap it from outside.
@@ -54,6 +59,7 @@ pub mod faults;
 pub mod handle;
 pub mod lease;
 pub mod metrics;
+pub mod parked;
 pub mod partition;
 pub mod publish;
 pub mod relay;

@@ -9,6 +9,8 @@
 //!   provider the processor calls (a simulator ships with Ordo).
 //! - [`processor::v1`]: `ordo.processor.v1.ProcessorService`, processing
 //!   state and the dead-letter admin API ([`ProcessorServiceClient`]).
+//! - [`outbox::v1`]: `ordo.outbox.v1.OutboxAdminService`, the events a
+//!   service's outbox relay parked ([`OutboxAdminServiceClient`]).
 //! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
 //!
 //! ```no_run
@@ -61,7 +63,17 @@ pub mod processor {
     }
 }
 
+/// `ordo.outbox.v1`: the outbox's parked events, for operators.
+pub mod outbox {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.outbox.v1");
+    }
+}
+
 pub use order::v1::order_service_client::OrderServiceClient;
+pub use outbox::v1::outbox_admin_service_client::OutboxAdminServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;
 pub use processor::v1::processor_service_client::ProcessorServiceClient;
 

@@ -1,6 +1,8 @@
 //! What every Ordo service shares, so each service's own code is only what
 //! makes it different:
 //!
+//! - [`admin`]: the named bearer tokens of the admin RPCs, and the reason
+//!   every operator's decision takes.
 //! - [`env`]: reading settings by name, one line naming a bad one.
 //! - [`health`]: `grpc.health.v1` per dependency, following probes.
 //! - [`telemetry`]: the `LOG_FORMAT`, `RUST_LOG` and `OTEL_*` settings of
@@ -15,6 +17,7 @@
 //!   enforces ([`serving::ServerLimits`]: load shedding, request deadline).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod env;
 pub mod health;
 pub mod metrics;

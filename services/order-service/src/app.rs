@@ -6,6 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use ordo_outbox::parked::OutboxAdmin;
+use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
+use ordo_service_kit::admin::AdminToken;
+
+/// The admin service every service with an outbox serves.
+const OUTBOX_ADMIN: &str = "ordo.outbox.v1.OutboxAdminService";
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
@@ -109,11 +115,9 @@ impl Application {
             self.settings.health_probe_interval,
         );
 
-        let reflection_v1 =
-            ordo_service_kit::serving::reflection(&["ordo.order.v1.OrderService"]).build_v1()?;
-        let reflection_v1alpha =
-            ordo_service_kit::serving::reflection(&["ordo.order.v1.OrderService"])
-                .build_v1alpha()?;
+        let served = ["ordo.order.v1.OrderService", OUTBOX_ADMIN];
+        let reflection_v1 = ordo_service_kit::serving::reflection(&served).build_v1()?;
+        let reflection_v1alpha = ordo_service_kit::serving::reflection(&served).build_v1alpha()?;
 
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let stop_accepting = {
@@ -140,6 +144,10 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(OrderServiceServer::new(OrderApi::new(self.store.clone())))
+            .add_service(OutboxAdminServiceServer::new(OutboxAdmin::new(
+                self.store.connection().clone(),
+                AdminToken::new(self.settings.admin_tokens()),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;

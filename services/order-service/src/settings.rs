@@ -45,6 +45,10 @@ pub struct Settings {
     pub outbox_relay: bool,
     /// `STATUS_CONSUMER`: consume the processor's verdicts in this process.
     pub status_consumer: bool,
+    /// `ORDER_SERVICE_ADMIN_TOKEN` (named `admin`) and
+    /// `ORDER_SERVICE_ADMIN_TOKENS` (`name:token,…`): the bearer tokens of
+    /// the admin RPCs (the outbox's parked events); none disables them.
+    pub admin_tokens: Vec<(String, String)>,
     /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
     /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
     pub inbox_retention: RetentionConfig,
@@ -79,6 +83,7 @@ impl Default for Settings {
             },
             outbox_relay: true,
             status_consumer: true,
+            admin_tokens: Vec::new(),
             idempotency_key_retention: RetentionConfig {
                 horizon: Duration::from_secs(7 * 24 * 3600),
                 owner: owner.clone(),
@@ -93,6 +98,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Every admin token with its name.
+    pub fn admin_tokens(&self) -> Vec<(&str, &str)> {
+        self.admin_tokens
+            .iter()
+            .map(|(name, token)| (name.as_str(), token.as_str()))
+            .collect()
+    }
+
     /// The outbox relay's configuration, over this service's database.
     pub fn relay_config(&self) -> RelayConfig {
         RelayConfig {
@@ -149,7 +162,23 @@ impl Settings {
                 ),
             });
         }
+        let mut admin_tokens: Vec<(String, String)> = env
+            .parse(
+                "ORDER_SERVICE_ADMIN_TOKEN",
+                "a token of at least 16 characters",
+                |raw| (raw.len() >= 16).then(|| vec![("admin".to_owned(), raw.to_owned())]),
+            )?
+            .unwrap_or_default();
+        admin_tokens.extend(
+            env.parse(
+                "ORDER_SERVICE_ADMIN_TOKENS",
+                ordo_service_kit::admin::NAMED_TOKENS_EXPECTED,
+                ordo_service_kit::admin::parse_named_tokens,
+            )?
+            .unwrap_or_default(),
+        );
         Ok(Self {
+            admin_tokens,
             idempotency_key_retention,
             database_url: env.postgres_url("DATABASE_URL", &defaults.database_url)?,
             database_max_connections: env.number(

@@ -26,8 +26,12 @@ use crate::operator::Operator;
 use crate::payments::PaymentGateway;
 use crate::settings::Settings;
 use crate::store::ProcessingStore;
+use ordo_outbox::parked::OutboxAdmin;
+use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
 
 const SERVICE_NAME: &str = health::PROCESSOR_SERVICE;
+/// What reflection lists: the processor's API and its outbox's admin.
+const SERVED: [&str; 2] = [SERVICE_NAME, "ordo.outbox.v1.OutboxAdminService"];
 
 /// A built processor: database migrated, relay started, listener bound.
 #[derive(Debug)]
@@ -217,9 +221,13 @@ impl Application {
             .layer(shed)
             .layer(request_deadline)
             .add_service(health_service)
-            .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1()?)
-            .add_service(ordo_service_kit::serving::reflection(&[SERVICE_NAME]).build_v1alpha()?)
+            .add_service(ordo_service_kit::serving::reflection(&SERVED).build_v1()?)
+            .add_service(ordo_service_kit::serving::reflection(&SERVED).build_v1alpha()?)
             .add_service(ProcessorServiceServer::new(api))
+            .add_service(OutboxAdminServiceServer::new(OutboxAdmin::new(
+                self.store.connection().clone(),
+                AdminToken::new(self.settings.admin_tokens()),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;

@@ -193,20 +193,6 @@ impl Default for Settings {
     }
 }
 
-/// `name:token,name:token` → pairs, when every entry is well formed.
-fn parse_named_tokens(raw: &str) -> Option<Vec<(String, String)>> {
-    raw.split(',')
-        .map(|entry| {
-            let (name, token) = entry.trim().split_once(':')?;
-            let name_ok = (1..=64).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            (name_ok && token.len() >= 16).then(|| (name.to_owned(), token.to_owned()))
-        })
-        .collect()
-}
-
 impl Settings {
     /// Every admin token with its name (`PROCESSOR_ADMIN_TOKEN` is `admin`).
     pub fn admin_tokens(&self) -> Vec<(&str, &str)> {
@@ -371,8 +357,8 @@ impl Settings {
             admin_tokens: env
                 .parse(
                     "PROCESSOR_ADMIN_TOKENS",
-                    "name:token pairs, comma-separated: names of 1-64 letters, digits, '.', '_' or '-', tokens of at least 16 characters",
-                    parse_named_tokens,
+                    ordo_service_kit::admin::NAMED_TOKENS_EXPECTED,
+                    ordo_service_kit::admin::parse_named_tokens,
                 )?
                 .unwrap_or_default(),
             error_history_retention: RetentionConfig {

@@ -125,3 +125,40 @@ async fn a_row_that_can_never_be_published_is_parked_and_only_its_aggregate_wait
     assert_eq!(harness.outbox_len().await, 2);
     relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_redriven_parked_row_goes_back_where_it_was() {
+    let harness = Harness::new().await;
+    let one = PartitionCount::new(1).unwrap();
+    let first = write_event_in_partitions(&harness.db, one, "back", 0).await;
+    write_event_in_partitions(&harness.db, one, "back", 1).await;
+    let id: i64 = column(&harness, "SELECT min(id)::text FROM outbox").await[0]
+        .parse()
+        .unwrap();
+    ordo_outbox::claims::outbox_park(&harness.db, 0, id, "a test parked it")
+        .await
+        .unwrap();
+    let parked = ordo_outbox::parked::parked_list(&harness.db, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event_id.to_string(), first.event_id);
+    assert_eq!(parked[0].reason, "a test parked it");
+    assert!(
+        ordo_outbox::parked::parked_redrive(&harness.db, id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ordo_outbox::parked::parked_redrive(&harness.db, id)
+            .await
+            .unwrap()
+    );
+    let ids = column(&harness, "SELECT id::text FROM outbox ORDER BY id").await;
+    assert_eq!(
+        ids[0],
+        id.to_string(),
+        "back under its own id, before its successor"
+    );
+    assert_eq!(ids.len(), 2);
+}

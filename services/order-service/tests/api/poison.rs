@@ -9,6 +9,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use futures::StreamExt as _;
 use ordo_proto::events::v1::OrderRejected;
 use ordo_proto::order::v1::{GetOrderRequest, ListOrdersRequest, OrderStatus, PlaceOrderRequest};
+use ordo_proto::outbox::v1::{DiscardParkedEventRequest, ListParkedEventsRequest};
 use ordo_testkit::{TestDatabase, eventually};
 use prost::Message as _;
 
@@ -224,4 +225,109 @@ async fn a_list_of_nats_servers_whose_first_is_down_still_delivers() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_listed_and_discarded_by_an_operator_and_its_aggregate_flows_again() {
+    const TOKEN: &str = "ops-token-0123456789";
+    let database = TestDatabase::create().await.unwrap();
+    let url = database.url().to_owned();
+    let app = TestApp::spawn_on(database, url, |mut settings| {
+        settings.admin_tokens = vec![("ops".into(), TOKEN.into())];
+        settings.relay.partitions = ordo_outbox::PartitionCount::new(1).unwrap();
+        settings
+    })
+    .await;
+    // An event no header can carry (as a bug, or an old row, might leave),
+    // and a later event of the same aggregate.
+    let one = ordo_outbox::PartitionCount::new(1).unwrap();
+    for (correlation_id, payload) in [
+        ("bad\r\nheader", b"first".to_vec()),
+        ("ok", b"second".to_vec()),
+    ] {
+        let event = ordo_outbox::OutboxEvent::new(
+            "/ordo/test",
+            "order",
+            "stuck-aggregate".into(),
+            "orders.placed",
+            "ordo.test.Event",
+            chrono::Utc::now(),
+            correlation_id,
+        )
+        .with_payload(payload);
+        ordo_outbox::outbox_insert_in_txn(&app.db, one, &event)
+            .await
+            .unwrap();
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = ordo_proto::OutboxAdminServiceClient::new(channel);
+    fn with_token<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        request
+    }
+    let unauthenticated = admin
+        .list_parked_events(ListParkedEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+    eventually("the bad event parked", Duration::from_secs(20), || async {
+        app.count("outbox_parked").await == 1
+    })
+    .await;
+    let parked = admin
+        .list_parked_events(with_token(ListParkedEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].aggregate_id, "stuck-aggregate");
+    assert!(
+        parked[0].reason.contains("line break"),
+        "{}",
+        parked[0].reason
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("outbox").await,
+        1,
+        "the later event waits behind it"
+    );
+
+    let refused = admin
+        .discard_parked_event(with_token(DiscardParkedEventRequest {
+            id: parked[0].id,
+            reason: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    admin
+        .discard_parked_event(with_token(DiscardParkedEventRequest {
+            id: parked[0].id,
+            reason: "a bug wrote it; the customer was told".into(),
+        }))
+        .await
+        .unwrap();
+    eventually(
+        "the later event published",
+        Duration::from_secs(20),
+        || async { app.count("outbox").await == 0 },
+    )
+    .await;
+    let gone = admin
+        .discard_parked_event(with_token(DiscardParkedEventRequest {
+            id: parked[0].id,
+            reason: "again".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
 }

@@ -1,10 +1,9 @@
 //! `ordo.processor.v1.ProcessorService`: processing state for anyone, the
 //! dead-letter admin API behind a bearer token.
 
-mod auth;
 mod convert;
 
-pub use auth::AdminToken;
+pub use ordo_service_kit::admin::AdminToken;
 
 use ordo_proto::processor::v1 as api;
 use ordo_proto::processor::v1::processor_service_server::ProcessorService;
@@ -17,8 +16,6 @@ use crate::store::ProcessingStore;
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_PAGE_SIZE: u32 = 100;
-/// The longest reason an operator may give.
-const MAX_REASON_CHARS: usize = 512;
 
 /// The gRPC face of the processor.
 #[derive(Debug, Clone)]
@@ -214,26 +211,7 @@ impl ProcessorService for ProcessorApi {
 
 /// An operator's reason: required, one line, at most 512 characters.
 fn required_reason(raw: &str) -> Result<String, Status> {
-    let reason = raw.trim();
-    if reason.is_empty() {
-        return Err(invalid(
-            "reason",
-            "required: say why (it is kept in the audit trail)".to_owned(),
-        ));
-    }
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(invalid(
-            "reason",
-            format!("at most {MAX_REASON_CHARS} characters"),
-        ));
-    }
-    if reason.chars().any(char::is_control) {
-        return Err(invalid(
-            "reason",
-            "one line of text, without control characters".to_owned(),
-        ));
-    }
-    Ok(reason.to_owned())
+    ordo_service_kit::admin::required_reason(raw).map_err(|why| invalid("reason", why))
 }
 
 fn operator_status(err: OperatorError) -> Status {

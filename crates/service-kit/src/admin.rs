@@ -1,5 +1,5 @@
-//! The bearer tokens that guard the dead-letter RPCs, each with a name that
-//! the audit trail records as the actor.
+//! The bearer tokens that guard the admin RPCs (dead letters, parked
+//! events), each with a name that audit trails and logs record as the actor.
 //!
 //! Tokens are compared through their SHA-256 digests with a comparison
 //! that looks at every byte of every configured token, so the time taken
@@ -24,6 +24,40 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// `name:token,name:token` → pairs, when every entry is well formed: names
+/// of 1-64 letters, digits, `.`, `_` or `-`, tokens of at least 16
+/// characters.
+pub fn parse_named_tokens(raw: &str) -> Option<Vec<(String, String)>> {
+    raw.split(',')
+        .map(|entry| {
+            let (name, token) = entry.trim().split_once(':')?;
+            let name_ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            (name_ok && token.len() >= 16).then(|| (name.to_owned(), token.to_owned()))
+        })
+        .collect()
+}
+
+/// What an admin-token setting expects.
+pub const NAMED_TOKENS_EXPECTED: &str = "name:token pairs, comma-separated: names of 1-64 letters, digits, '.', '_' or '-', tokens of at least 16 characters";
+
+/// An operator's reason: required, one line, at most 512 characters.
+pub fn required_reason(raw: &str) -> Result<String, String> {
+    let reason = raw.trim();
+    if reason.is_empty() {
+        return Err("required: say why (it is kept with the decision)".to_owned());
+    }
+    if reason.chars().count() > 512 {
+        return Err("at most 512 characters".to_owned());
+    }
+    if reason.chars().any(char::is_control) {
+        return Err("one line of text, without control characters".to_owned());
+    }
+    Ok(reason.to_owned())
+}
+
 impl AdminToken {
     /// `(name, token)` pairs.
     pub fn new<'a>(tokens: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
@@ -40,7 +74,7 @@ impl AdminToken {
     pub fn check(&self, metadata: &MetadataMap) -> Result<String, Status> {
         if self.tokens.is_empty() {
             return Err(Status::permission_denied(
-                "the dead-letter API is disabled: start the processor with PROCESSOR_ADMIN_TOKEN",
+                "the admin API is disabled: start the service with an admin token",
             ));
         }
         let presented = metadata
