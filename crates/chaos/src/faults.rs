@@ -26,9 +26,11 @@ pub enum Fault {
     /// The next 30 payment answers are lost on their way back, after the
     /// provider acted (a proxy between the processors and the simulator).
     DropAnswers,
-    /// SIGSTOP an order-service replica for longer than its lease, then SIGCONT.
+    /// SIGSTOP an order-service replica for longer than its lease and the
+    /// stream's duplicate window, then SIGCONT.
     PauseOrderService(usize),
-    /// SIGSTOP a processor replica for longer than its lease, then SIGCONT.
+    /// SIGSTOP a processor replica for longer than its lease and the
+    /// duplicate window, then SIGCONT.
     PauseProcessor(usize),
     /// Messages no Ordo service wrote, on every subject: bytes that are not
     /// protobuf, ids that are not UUIDs, a correlation id with a line break,
@@ -109,8 +111,8 @@ pub fn plan(seed: u64, replicas: usize) -> Vec<Planned> {
             at: 0.05 + rng.f64() * 0.85,
             fault,
             downtime_ms: match fault {
-                // Longer than the chaos run's 3 s lease.
-                Fault::PauseOrderService(_) | Fault::PauseProcessor(_) => rng.u64(4_000..=6_000),
+                // Longer than the chaos run's 3 s lease and 15 s duplicate window.
+                Fault::PauseOrderService(_) | Fault::PauseProcessor(_) => rng.u64(16_000..=19_000),
                 _ => rng.u64(200..=2_000),
             },
         })

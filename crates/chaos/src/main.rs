@@ -134,6 +134,10 @@ async fn run() -> anyhow::Result<bool> {
             ("NATS_URL", nats_urls.clone()),
             ("NATS_STREAM_REPLICAS", replicas.clone()),
             ("OUTBOX_LEASE_TTL", "3s".into()),
+            // Short enough that a replica frozen past it (the SIGSTOP faults)
+            // would store its stale publishes again, were they not fenced;
+            // long enough for every republish after a crash to fall inside.
+            ("OUTBOX_DEDUP_WINDOW", "15s".into()),
             ("OUTBOX_POLL_INTERVAL", "200ms".into()),
             ("HEALTH_PROBE_INTERVAL", "500ms".into()),
             ("SHUTDOWN_TIMEOUT", "2s".into()),

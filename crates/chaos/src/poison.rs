@@ -113,11 +113,28 @@ pub async fn inject(nats_url: &str, round: usize) -> anyhow::Result<Vec<String>>
         if let Some(message_id) = message_id {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
         }
-        jetstream
-            .publish_with_headers(subject, headers, payload.into())
-            .await?
-            .await
-            .with_context(|| format!("poison: publishing on {subject}"))?;
+        // NATS may be between leaders (a fault just struck): try again for a while.
+        let mut tries = 0;
+        loop {
+            let published = async {
+                jetstream
+                    .publish_with_headers(subject, headers.clone(), payload.clone().into())
+                    .await?
+                    .await
+            }
+            .await;
+            match published {
+                Ok(_) => break,
+                Err(err) if tries < 60 => {
+                    tries += 1;
+                    tracing::debug!(subject, error = %err, "poison publish failed; again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(err) => {
+                    return Err(err).with_context(|| format!("poison: publishing on {subject}"));
+                }
+            }
+        }
     }
     Ok(vec![
         with_break,

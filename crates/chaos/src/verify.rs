@@ -142,15 +142,17 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         if poison {
             // Nothing to redrive: purged, as an operator would, with a reason.
             poisoned += 1;
-            let mut request = tonic::Request::new(PurgeDeadLetterRequest {
-                id: letter.id,
-                reason: "chaos: poison, never placed".into(),
-            });
-            request.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {}", sources.admin_token).parse()?,
-            );
-            if let Err(status) = sources.processor.clone().purge_dead_letter(request).await {
+            let purged = as_an_operator(|| {
+                let mut request = tonic::Request::new(PurgeDeadLetterRequest {
+                    id: letter.id,
+                    reason: "chaos: poison, never placed".into(),
+                });
+                authorize(&mut request, &sources.admin_token);
+                let mut processor = sources.processor.clone();
+                async move { processor.purge_dead_letter(request).await.map(drop) }
+            })
+            .await;
+            if let Err(status) = purged {
                 report.violations.push(format!(
                     "the purge of poison dead letter {} failed: {status:?}",
                     letter.id
@@ -162,19 +164,16 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
             "dead letter {} (order {}): {reason}; redriven",
             letter.id, letter.order_id
         ));
-        let mut request = tonic::Request::new(RedriveDeadLetterRequest {
-            id: letter.id,
-            reason: "chaos: the faults are over".into(),
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", sources.admin_token).parse()?,
-        );
-        sources
-            .processor
-            .clone()
-            .redrive_dead_letter(request)
-            .await?;
+        as_an_operator(|| {
+            let mut request = tonic::Request::new(RedriveDeadLetterRequest {
+                id: letter.id,
+                reason: "chaos: the faults are over".into(),
+            });
+            authorize(&mut request, &sources.admin_token);
+            let mut processor = sources.processor.clone();
+            async move { processor.redrive_dead_letter(request).await.map(drop) }
+        })
+        .await?;
     }
     if poisoned > 0 {
         report
@@ -441,6 +440,32 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
     );
 
     Ok(report)
+}
+
+/// `authorization: Bearer <token>` on `request`.
+fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+}
+
+/// Calls `call` until it succeeds, retrying UNAVAILABLE (the API says:
+/// retry) for up to 30 s, as an operator would.
+async fn as_an_operator<F, Fut>(call: F) -> Result<(), tonic::Status>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::Unavailable && tries < 60 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 async fn dead_letters(sources: &Sources) -> anyhow::Result<Vec<DeadLetter>> {
