@@ -91,3 +91,18 @@ impl CorrelationId {
         &self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_order_id_is_echoed_bounded() {
+        let huge = "z".repeat(4 << 20);
+        let why = OrderId::parse(&huge).unwrap_err();
+        assert!(why.len() < 256, "{} bytes", why.len());
+        assert!(why.contains("zzzz"), "{why}");
+        let shown = OrderId::parse("a\nb").unwrap_err();
+        assert!(!shown.contains('\n'), "{shown}");
+    }
+}
