@@ -89,9 +89,7 @@ async fn spawn(
     name: &'static str,
     env: &[(&str, String)],
 ) -> anyhow::Result<(Process, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = ordo_testkit::free_port()?;
     let child = Command::new(bin_dir.join(name))
         .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))

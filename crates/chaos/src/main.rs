@@ -88,13 +88,33 @@ fn options() -> anyhow::Result<Options> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
+    // On Ctrl-C or SIGTERM the run is dropped, and with it every process
+    // and the database it started.
+    let outcome = tokio::select! {
+        outcome = run() => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(err) => {
             eprintln!("chaos: {err:#}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
     }
 }
 

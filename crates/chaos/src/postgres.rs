@@ -124,6 +124,23 @@ impl Postgres {
     }
 }
 
+/// A run that ends early (an error, Ctrl-C, `timeout`) leaves no server
+/// behind: stopped immediately, its directory removed.
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if !self.dir.exists() {
+            return;
+        }
+        let pg_ctl = self.bin.join("pg_ctl");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_ctl)
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 async fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new(program).args(args).output().await?;
     if !output.status.success() {

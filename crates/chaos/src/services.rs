@@ -20,11 +20,9 @@ pub struct ServiceProcess {
     child: Option<Child>,
 }
 
-/// A free loopback port.
+/// A free loopback port below the kernel's ephemeral range.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(ordo_testkit::free_port()?)
 }
 
 impl ServiceProcess {

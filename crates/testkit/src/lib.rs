@@ -8,6 +8,7 @@
 //! - [`nats`]: a JetStream stream and subject prefix per test on the shared
 //!   nats-server, and a private nats-server a test may stop and restart.
 //! - [`wait`]: wait for a condition with a deadline instead of sleeping.
+//! - [`ports`]: free loopback ports below the kernel's ephemeral range.
 //!
 //! The admin connection comes from `ORDO_TEST_DATABASE_URL`, default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`; every database the
@@ -19,11 +20,13 @@
 
 pub mod database;
 pub mod nats;
+pub mod ports;
 pub mod proxy;
 pub mod wait;
 
 pub use database::{Schema, TestDatabase};
 pub use nats::{NatsServer, StreamMessage, TestStream};
+pub use ports::free_port;
 pub use proxy::TcpProxy;
 pub use wait::eventually;
 

@@ -1,6 +1,7 @@
 //! NATS for tests: a stream of each test's own on the shared server, and a
 //! private server to stop and restart.
 
+use crate::ports::free_port;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -169,12 +170,6 @@ struct ClusterNode {
     name: String,
     port: u16,
     routes: String,
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn fresh_store() -> std::io::Result<PathBuf> {

@@ -13,11 +13,7 @@ use crate::helpers::valid_request;
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_the_correlation_id() {
     let database = TestDatabase::create().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ordo_testkit::free_port().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
         .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", database.url())
