@@ -99,6 +99,8 @@ pub struct RelayConfig {
     pub database_url: String,
     /// NATS server URL(s), comma-separated.
     pub nats_url: String,
+    /// TLS and credentials for NATS (`NATS_TLS_*`, `NATS_CREDS_FILE`, …).
+    pub nats_security: ordo_service_kit::nats::NatsSecurity,
     /// The stream to publish into.
     pub stream: StreamSettings,
     /// Partitions the outbox is split into; must match the writers'.
@@ -131,6 +133,7 @@ impl RelayConfig {
         Self {
             database_url: database_url.into(),
             nats_url: nats_url.into(),
+            nats_security: ordo_service_kit::nats::NatsSecurity::default(),
             stream: StreamSettings::default(),
             partitions: PartitionCount::default(),
             batch_size: 256,

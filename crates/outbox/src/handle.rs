@@ -25,6 +25,7 @@ use crate::metrics::RelayMetrics;
 use crate::publish::{JetStreamPublisher, PublishService};
 use crate::relay::PartitionRelay;
 use crate::stream::ensure_stream;
+use ordo_service_kit::nats::NatsRefusal;
 
 /// Why the relay could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ pub struct RelayHandle {
     faults: Arc<Faults>,
     breaker: Arc<CircuitBreaker>,
     client: async_nats::Client,
+    refusal: NatsRefusal,
     stopped: Option<oneshot::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -82,6 +84,7 @@ impl RelayHandle {
             faults: started.faults,
             breaker: started.breaker,
             client: started.client,
+            refusal: started.refusal,
             stopped: Some(stopped_rx),
             thread: Some(thread),
         })
@@ -115,6 +118,7 @@ impl RelayHandle {
     pub fn nats_reachability(&self) -> NatsReachability {
         NatsReachability {
             client: self.client.clone(),
+            refusal: self.refusal.clone(),
             breaker: Arc::clone(&self.breaker),
         }
     }
@@ -186,6 +190,7 @@ struct Started {
     faults: Arc<Faults>,
     breaker: Arc<CircuitBreaker>,
     client: async_nats::Client,
+    refusal: NatsRefusal,
 }
 
 fn run_system(
@@ -228,12 +233,13 @@ async fn build(
     // NATS may be down at start-up: the relay starts anyway, rows wait in
     // the outbox (publishes fail and are retried, as in any outage), and
     // the stream is ensured as soon as the server answers.
-    let client = ordo_service_kit::nats::connect(
+    let (client, refusal) = ordo_service_kit::nats::connect_service(
         &config.nats_url,
-        async_nats::ConnectOptions::new().retry_on_initial_connect(),
+        &config.nats_security,
+        &format!("{} outbox relay", config.owner),
     )
     .await
-    .map_err(|err| RelayError::Nats(format!("{} ({err})", config.nats_url)))?;
+    .map_err(RelayError::Nats)?;
     let jetstream = jetstream::context::ContextBuilder::new()
         .timeout(config.publish_timeout)
         .ack_timeout(config.publish_timeout)
@@ -296,6 +302,7 @@ async fn build(
         faults,
         breaker,
         client: jetstream.client(),
+        refusal,
     })
 }
 
@@ -327,13 +334,23 @@ async fn ensure_stream_until_done(jetstream: jetstream::Context, stream: StreamS
 #[derive(Debug, Clone)]
 pub struct NatsReachability {
     client: async_nats::Client,
+    refusal: NatsRefusal,
     breaker: Arc<CircuitBreaker>,
 }
 
 impl NatsReachability {
-    /// Connected, and the publish breaker not open.
-    pub fn reachable(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
-            && self.breaker.state() != BreakerState::Open
+    /// Connected, and the publish breaker not open; else why not (what
+    /// the server said against us, if it refused us).
+    pub fn check(&self) -> Result<(), String> {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return Err(match self.refusal.reason() {
+                Some(reason) => format!("NATS refused the relay: {reason}"),
+                None => "the relay is not connected to NATS".to_owned(),
+            });
+        }
+        if self.breaker.state() == BreakerState::Open {
+            return Err("the relay's publish breaker is open (publishes failing)".to_owned());
+        }
+        Ok(())
     }
 }

@@ -12,13 +12,16 @@ use crate::{PartitionCount, RelayConfig, StreamSettings};
 /// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
 /// `NATS_STREAM_REPLICAS`, `NATS_STREAM_MAX_AGE`, `NATS_STREAM_MAX_BYTES`,
 /// `NATS_DEADLETTER_MAX_BYTES`, `NATS_PUBLISH_TIMEOUT` and the publish
-/// breaker's `NATS_BREAKER_*` over `base`'s values.
+/// breaker's `NATS_BREAKER_*`, and NATS's TLS and credentials
+/// (`NATS_TLS_*`, `NATS_CREDS_FILE`, …, for `base`'s `nats_url`) over
+/// `base`'s values.
 pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
     env: &Lookup<'_, F>,
     base: RelayConfig,
 ) -> Result<RelayConfig, SettingsError> {
     let poll_interval = env.duration("OUTBOX_POLL_INTERVAL", Duration::ZERO, base.poll_interval)?;
     Ok(RelayConfig {
+        nats_security: ordo_service_kit::nats::NatsSecurity::from_env(env, &base.nats_url)?,
         partitions: env
             .parse("OUTBOX_PARTITIONS", "a whole number 1-4096", |raw| {
                 raw.parse().ok().and_then(|n| PartitionCount::new(n).ok())
@@ -106,7 +109,7 @@ fn checked(config: RelayConfig) -> Result<RelayConfig, SettingsError> {
     let stream = &config.stream;
     if !stream.max_age.is_zero() && stream.max_age < stream.duplicate_window {
         return Err(SettingsError {
-            name: "NATS_STREAM_MAX_AGE",
+            name: "NATS_STREAM_MAX_AGE".into(),
             value: humantime::format_duration(stream.max_age).to_string(),
             expected: format!(
                 "at least OUTBOX_DEDUP_WINDOW ({}): JetStream drops duplicates only of messages it still holds",

@@ -12,6 +12,8 @@
 //! - [`outbox::v1`]: `ordo.outbox.v1.OutboxAdminService`, the events a
 //!   service's outbox relay parked ([`OutboxAdminServiceClient`]).
 //! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
+//! - [`client`]: an endpoint for a service's URL, plaintext or TLS (a CA,
+//!   a client certificate for mutual TLS).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +28,8 @@
 //! # let _ = order; Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+
+pub mod client;
 
 /// `ordo.order.v1`: the order service API.
 pub mod order {

@@ -1,7 +1,11 @@
 //! Reading settings by name: an unset or blank one is `None`, a bad one is
-//! a [`SettingsError`] that names it, shows it (secrets redacted) and says
+//! a [`SettingsError`] that names it, shows it (secrets hidden) and says
 //! what fits. Services read through a lookup function, so tests never touch
 //! the process environment.
+//!
+//! Every setting `NAME` may instead be given as `NAME_FILE`, the path of a
+//! file holding the value (surrounding whitespace ignored), as container
+//! platforms mount secrets; setting both is an error.
 
 use std::time::Duration;
 
@@ -9,9 +13,20 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {name}={value:?}: expected {expected}")]
 pub struct SettingsError {
-    pub name: &'static str,
+    pub name: String,
     pub value: String,
     pub expected: String,
+}
+
+impl SettingsError {
+    /// An error about `name`'s `value`, shown as [`shown`] shows it.
+    pub fn new(name: &str, value: &str, expected: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            value: shown(name, value),
+            expected: expected.into(),
+        }
+    }
 }
 
 /// Reads one named setting at a time through a lookup function.
@@ -26,14 +41,64 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
         expected: &str,
         parser: impl FnOnce(&str) -> Option<T>,
     ) -> Result<Option<T>, SettingsError> {
-        let Some(value) = (self.0)(name).filter(|value| !value.trim().is_empty()) else {
+        let Some((source, value)) = self.raw(name)? else {
             return Ok(None);
         };
-        parser(value.trim()).map(Some).ok_or_else(|| SettingsError {
-            name,
-            value: redact_password(&value),
+        parser(&value).map(Some).ok_or_else(|| SettingsError {
+            value: shown(name, &value),
+            name: source,
             expected: expected.to_owned(),
         })
+    }
+
+    /// The trimmed value of `name`, or of the file `name_FILE` names, with
+    /// the setting it came from; `None` when neither is set (or blank).
+    pub fn raw(&self, name: &str) -> Result<Option<(String, String)>, SettingsError> {
+        let set = |name: &str| (self.0)(name).filter(|value| !value.trim().is_empty());
+        let file_setting = format!("{name}_FILE");
+        match (set(name), set(&file_setting)) {
+            (None, None) => Ok(None),
+            (Some(value), None) => Ok(Some((name.to_owned(), value.trim().to_owned()))),
+            (None, Some(path)) => {
+                let path = path.trim();
+                let value = std::fs::read_to_string(path).map_err(|err| {
+                    SettingsError::new(
+                        &file_setting,
+                        path,
+                        format!("a readable file holding {name} ({err})"),
+                    )
+                })?;
+                let value = value.trim();
+                if value.is_empty() {
+                    return Err(SettingsError::new(
+                        &file_setting,
+                        path,
+                        format!("a file holding {name}, not an empty one"),
+                    ));
+                }
+                Ok(Some((file_setting, value.to_owned())))
+            }
+            (Some(_), Some(path)) => Err(SettingsError::new(
+                &file_setting,
+                path.trim(),
+                format!("{name} or {file_setting}, not both"),
+            )),
+        }
+    }
+
+    /// A path to a file that exists and can be read (a certificate, a key).
+    pub fn file(&self, name: &'static str) -> Result<Option<std::path::PathBuf>, SettingsError> {
+        let Some((source, path)) = self.raw(name)? else {
+            return Ok(None);
+        };
+        match std::fs::File::open(&path) {
+            Ok(_) => Ok(Some(std::path::PathBuf::from(path))),
+            Err(err) => Err(SettingsError::new(
+                &source,
+                &path,
+                format!("a readable file ({err})"),
+            )),
+        }
     }
 
     /// A duration such as `500ms` or `2s`, at least `min`; `default` when unset.
@@ -83,14 +148,15 @@ impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
             .unwrap_or(default))
     }
 
-    /// A `postgres://` URL; `default` when unset.
+    /// A `postgres://` URL whose TLS parameters (`sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey`) are usable; `default` when unset.
     pub fn postgres_url(&self, name: &'static str, default: &str) -> Result<String, SettingsError> {
-        Ok(self
-            .parse(name, "a postgres:// URL", |raw| {
-                (raw.starts_with("postgres://") || raw.starts_with("postgresql://"))
-                    .then(|| raw.to_owned())
-            })?
-            .unwrap_or_else(|| default.to_owned()))
+        let Some((source, url)) = self.raw(name)? else {
+            return Ok(default.to_owned());
+        };
+        crate::postgres::check_url(&url)
+            .map(|()| url.clone())
+            .map_err(|expected| SettingsError::new(&source, &url, expected))
     }
 
     /// A comma-separated list of `nats://` (or `tls://`) URLs; `default` when unset.
@@ -159,8 +225,32 @@ pub fn lookup_from(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + 
     }
 }
 
-/// `scheme://user:secret@host` → `scheme://user:***@host`; anything else as is.
+/// Whether a setting holds a secret: its value is never shown, in an
+/// error or anywhere else. Tokens, passwords and header lists (which carry
+/// API keys) are secrets whole; a URL only in its password.
+///
+/// A `NAME_FILE` setting holds a path, which may be shown; the file's
+/// contents are judged by `NAME`.
+pub fn is_secret(name: &str) -> bool {
+    ["_TOKEN", "_TOKENS", "_PASSWORD", "_HEADERS"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// How a setting's value may be shown: a secret as its length only, a URL
+/// without its password, anything else as it is (cut to 200 characters).
+pub fn shown(name: &str, value: &str) -> String {
+    if is_secret(name) {
+        return format!("<secret, {} characters>", value.chars().count());
+    }
+    ordo_telemetry::safe_text(&redact_password(value), 200)
+}
+
+/// `scheme://user:secret@host?password=secret` → `scheme://user:***@host?password=***`;
+/// anything else as is.
 pub fn redact_password(value: &str) -> String {
+    let value = redact_query_password(value);
+    let value = value.as_str();
     let Some((scheme, rest)) = value.split_once("://") else {
         return value.to_owned();
     };
@@ -189,6 +279,21 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
         .filter(|duration| !duration.is_zero())
 }
 
+/// `…?password=secret&…` → `…?password=***&…` (libpq takes one there too).
+fn redact_query_password(value: &str) -> String {
+    let Some((base, query)) = value.split_once('?') else {
+        return value.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +306,72 @@ mod tests {
         );
         assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_password("plain"), "plain");
+        assert_eq!(
+            redact_password("postgres://u:pw@h/db?sslmode=require&password=x"),
+            "postgres://u:***@h/db?sslmode=require&password=***"
+        );
+    }
+
+    #[test]
+    fn a_secret_is_shown_by_its_length_only() {
+        for name in [
+            "PROCESSOR_ADMIN_TOKEN",
+            "ORDER_SERVICE_ADMIN_TOKENS",
+            "NATS_PASSWORD",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ] {
+            assert!(is_secret(name), "{name}");
+            assert_eq!(shown(name, "hunter2"), "<secret, 7 characters>");
+        }
+        assert!(!is_secret("NATS_URL"));
+        assert!(!is_secret("NATS_PASSWORD_FILE"), "a path may be shown");
+        assert_eq!(shown("NATS_URL", "nats://a:b@h"), "nats://a:***@h");
+        let env = lookup_from(&[("PROCESSOR_ADMIN_TOKEN", "short-secret")]);
+        let err = Lookup(&env)
+            .parse("PROCESSOR_ADMIN_TOKEN", "16 characters", |_| None::<()>)
+            .unwrap_err();
+        assert!(!err.to_string().contains("short-secret"), "{err}");
+        let dir = std::env::temp_dir().join(format!("ordo-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "short-secret\n").unwrap();
+        let path = file.display().to_string();
+        let env = lookup_from(&[("PROCESSOR_ADMIN_TOKEN_FILE", &path)]);
+        let err = Lookup(&env)
+            .parse("PROCESSOR_ADMIN_TOKEN", "16 characters", |_| None::<()>)
+            .unwrap_err();
+        assert_eq!(err.name, "PROCESSOR_ADMIN_TOKEN_FILE");
+        assert!(!err.to_string().contains("short-secret"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_setting_may_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("ordo-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("value");
+        std::fs::write(&file, "  42\n").unwrap();
+        let path = file.display().to_string();
+        let number = |pairs: &[(&str, &str)]| {
+            let env = lookup_from(pairs);
+            Lookup(&env).number("N", 1..=100, 7)
+        };
+        assert_eq!(number(&[]), Ok(7));
+        assert_eq!(number(&[("N_FILE", &path)]), Ok(42));
+        let both = number(&[("N", "3"), ("N_FILE", &path)]).unwrap_err();
+        assert_eq!(both.name, "N_FILE");
+        assert!(both.expected.contains("not both"), "{both}");
+        let missing = number(&[("N_FILE", "/nonexistent/ordo")]).unwrap_err();
+        assert_eq!(missing.name, "N_FILE");
+        std::fs::write(&file, "500").unwrap();
+        let bad = number(&[("N_FILE", &path)]).unwrap_err();
+        assert_eq!((bad.name.as_str(), bad.value.as_str()), ("N_FILE", "500"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(
+            number(&[("N_FILE", &path)]).is_err(),
+            "an empty file is refused"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -34,26 +34,31 @@ pub async fn alive(reporter: &HealthReporter) {
 
 /// Runs `check` every `interval` (each run bounded by the larger of the
 /// interval and a second) and publishes whether it passed. Starts `false`;
-/// logs each change; stops once every receiver is gone.
+/// logs each change, and why a failing check fails (`Err(reason)`);
+/// stops once every receiver is gone.
 pub fn probe<F, Fut>(what: &'static str, interval: Duration, check: F) -> watch::Receiver<bool>
 where
     F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = Result<(), String>> + Send,
 {
     let (up_tx, up_rx) = watch::channel(false);
     let bound = interval.max(Duration::from_secs(1));
     tokio::spawn(async move {
-        let mut first = true;
+        let mut last: Option<Result<(), String>> = None;
         loop {
-            let up = tokio::time::timeout(bound, check()).await.unwrap_or(false);
-            if first || *up_tx.borrow() != up {
-                if up {
-                    tracing::info!(dependency = what, "dependency reachable");
-                } else {
-                    tracing::warn!(dependency = what, "dependency unreachable");
+            let outcome = tokio::time::timeout(bound, check())
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {bound:?}")));
+            if last.as_ref() != Some(&outcome) {
+                match &outcome {
+                    Ok(()) => tracing::info!(dependency = what, "dependency reachable"),
+                    Err(reason) => {
+                        tracing::warn!(dependency = what, %reason, "dependency unreachable");
+                    }
                 }
-                first = false;
             }
+            let up = outcome.is_ok();
+            last = Some(outcome);
             up_tx.send_if_modified(|current| std::mem::replace(current, up) != up);
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
@@ -62,6 +67,11 @@ where
         }
     });
     up_rx
+}
+
+/// `Ok` when `up`, else `Err(reason)`: a check that has no more to say.
+pub fn passed(up: bool, reason: &str) -> Result<(), String> {
+    if up { Ok(()) } else { Err(reason.to_owned()) }
 }
 
 /// Keeps every name in `names` SERVING while `up` reads true and
@@ -110,7 +120,7 @@ mod tests {
         let flag = Arc::clone(&healthy);
         let mut up = probe("thing", Duration::from_millis(10), move || {
             let healthy = flag.load(Ordering::Relaxed);
-            async move { healthy }
+            async move { passed(healthy, "switched off") }
         });
         up.wait_for(|up| *up).await.unwrap();
         healthy.store(false, Ordering::Relaxed);

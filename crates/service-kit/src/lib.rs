@@ -9,12 +9,16 @@
 //!   `ordo-telemetry`.
 //! - [`metrics`]: metric families shared by services (consumer outcomes,
 //!   breaker state).
-//! - [`nats`]: connecting to one NATS server or a list of cluster seeds.
+//! - [`nats`]: connecting to one NATS server or a list of cluster seeds,
+//!   over TLS and with credentials.
+//! - [`postgres`]: checking a `DATABASE_URL`'s TLS parameters.
 //! - [`resilience`]: backoff and circuit-breaker settings under names each
 //!   caller chooses.
 //! - [`serving`]: server reflection over every descriptor a client meets,
 //!   the SIGINT/SIGTERM shutdown signal, and the limits every server
 //!   enforces ([`serving::ServerLimits`]: load shedding, request deadline).
+//! - [`tls`]: TLS and mutual TLS for the gRPC servers, from PEM files
+//!   reloaded when they change.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -22,8 +26,10 @@ pub mod env;
 pub mod health;
 pub mod metrics;
 pub mod nats;
+pub mod postgres;
 pub mod resilience;
 pub mod serving;
+pub mod tls;
 
 pub use env::{Lookup, SettingsError, parse_bool, parse_duration};
 pub mod telemetry;

@@ -4,19 +4,70 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use ordo_telemetry::grpc::GrpcMetrics;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// Binds the gRPC listener; the error names the setting.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await.map_err(|err| {
-        std::io::Error::new(
-            err.kind(),
-            format!("cannot listen on GRPC_LISTEN_ADDR {addr}: {err}"),
-        )
-    })?;
-    let local_addr = listener.local_addr()?;
-    Ok((listener, local_addr))
+use crate::tls::{ReloadingTls, ServerTls};
+
+/// A bound gRPC listener, with the TLS it serves if any.
+#[derive(Debug)]
+pub struct GrpcListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<ReloadingTls>,
+}
+
+impl GrpcListener {
+    /// Loads `tls`'s files (counting its handshakes in `metrics`) and binds
+    /// `addr`; each error names its setting.
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Option<&ServerTls>,
+        metrics: &Arc<GrpcMetrics>,
+    ) -> std::io::Result<Self> {
+        let tls = tls
+            .map(|tls| ReloadingTls::load(tls.clone(), Arc::clone(metrics)))
+            .transpose()
+            .map_err(|err| {
+                std::io::Error::other(format!(
+                    "cannot serve TLS with GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE, GRPC_TLS_CLIENT_CA_FILE: {err}"
+                ))
+            })?;
+        let listener = TcpListener::bind(addr).await.map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("cannot listen on GRPC_LISTEN_ADDR {addr}: {err}"),
+            )
+        })?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            tls,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether it serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The connections to serve, for `serve_with_incoming_shutdown`.
+    pub fn incoming(
+        self,
+    ) -> std::pin::Pin<
+        Box<dyn futures::Stream<Item = std::io::Result<crate::tls::Connection>> + Send>,
+    > {
+        crate::tls::incoming(self.listener, self.tls)
+    }
 }
 
 /// Runs `server` to its end, but once `draining` fires (the server stopped

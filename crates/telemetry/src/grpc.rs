@@ -11,6 +11,7 @@
 //! message is counted by its headers too).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -22,10 +23,54 @@ use tracing::Instrument as _;
 use crate::metrics::{Exposition, LatencyHistogram};
 use crate::propagation;
 
-/// Requests handled, by method and code.
+/// Requests handled, by method and code; and the server's TLS.
 #[derive(Debug, Default)]
 pub struct GrpcMetrics {
     handled: Mutex<HashMap<(String, &'static str), Arc<LatencyHistogram>>>,
+    /// Counts of the server's TLS, when it serves TLS.
+    pub tls: TlsCounters,
+}
+
+/// What a TLS server counts.
+#[derive(Debug, Default)]
+pub struct TlsCounters {
+    /// Whether the server speaks TLS (the families are exposed only then).
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// Handshakes that failed or timed out (plaintext clients among them).
+    pub handshake_failures: AtomicU64,
+    /// Changed certificate files taken into use.
+    pub reloads: AtomicU64,
+    /// Changed certificate files that could not be used (the previous
+    /// ones stayed).
+    pub reload_failures: AtomicU64,
+}
+
+impl TlsCounters {
+    /// `ordo_tls_handshake_failures_total`, `ordo_tls_reloads_total{result}`.
+    fn expose(&self, out: &mut Exposition) {
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        out.counter(
+            "ordo_tls_handshake_failures_total",
+            "TLS handshakes of the gRPC server that failed or timed out.",
+            [(&[][..], self.handshake_failures.load(Relaxed) as f64)],
+        );
+        out.counter(
+            "ordo_tls_reloads_total",
+            "Changed certificate files read again, by result (failed: the previous ones stayed).",
+            [
+                (
+                    &[("result", "loaded")][..],
+                    self.reloads.load(Relaxed) as f64,
+                ),
+                (
+                    &[("result", "failed")][..],
+                    self.reload_failures.load(Relaxed) as f64,
+                ),
+            ],
+        );
+    }
 }
 
 impl GrpcMetrics {
@@ -69,6 +114,7 @@ impl GrpcMetrics {
                 .zip(&handled)
                 .map(|(labels, (_, histogram))| (&labels[..], histogram.as_ref())),
         );
+        self.tls.expose(out);
     }
 }
 

@@ -19,7 +19,7 @@ pub mod metrics;
 pub mod propagation;
 mod subscriber;
 
-pub use subscriber::{LogFormat, Telemetry, TelemetryConfig, init};
+pub use subscriber::{LogFormat, OtlpHeaders, OtlpTls, Telemetry, TelemetryConfig, init};
 
 /// The span field, log field and attribute that carries an order's correlation id.
 pub const CORRELATION_ID: &str = "correlation_id";

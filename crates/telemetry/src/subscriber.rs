@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -34,6 +34,33 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// `OTEL_SERVICE_NAME`.
     pub service_name: String,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: sent with every export (an API key,
+    /// say).
+    pub otlp_headers: OtlpHeaders,
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY`: for an `https://` endpoint.
+    pub otlp_tls: OtlpTls,
+}
+
+/// Headers for the collector, by name; values are never shown.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OtlpHeaders(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for OtlpHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+/// TLS files of the OTLP exporter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtlpTls {
+    /// The collector's CA (default: the public web roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and its key, for collectors that ask.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl TelemetryConfig {
@@ -44,6 +71,8 @@ impl TelemetryConfig {
             log_filter: log_filter.to_owned(),
             otlp_endpoint: None,
             service_name: service_name.to_owned(),
+            otlp_headers: OtlpHeaders::default(),
+            otlp_tls: OtlpTls::default(),
         }
     }
 }
@@ -91,15 +120,17 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
             .with_span_list(false)
             .boxed(),
     };
-    let provider = config.otlp_endpoint.as_deref().and_then(|endpoint| {
-        match exporter(endpoint, &config.service_name) {
-            Ok(provider) => Some(provider),
-            Err(err) => {
-                eprintln!("telemetry: not exporting traces to {endpoint}: {err}");
-                None
-            }
-        }
-    });
+    let provider =
+        config
+            .otlp_endpoint
+            .as_deref()
+            .and_then(|endpoint| match exporter(endpoint, config) {
+                Ok(provider) => Some(provider),
+                Err(err) => {
+                    eprintln!("telemetry: not exporting traces to {endpoint}: {err}");
+                    None
+                }
+            });
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("ordo"))
@@ -115,14 +146,25 @@ pub fn init(config: &TelemetryConfig) -> Telemetry {
     }
 }
 
-fn exporter(
-    endpoint: &str,
-    service_name: &str,
-) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+fn exporter(endpoint: &str, config: &TelemetryConfig) -> Result<SdkTracerProvider, String> {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (name, value) in &config.otlp_headers.0 {
+        let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        let value = value
+            .parse()
+            .map_err(|_| format!("the value of header {name} is not a header value"))?;
+        metadata.insert(name, value);
+    }
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
-        .build()?;
+        .with_metadata(metadata);
+    if endpoint.starts_with("https://") {
+        builder = builder.with_tls_config(otlp_tls_config(&config.otlp_tls)?);
+    }
+    let exporter = builder.build().map_err(|err| err.to_string())?;
+    let service_name = &config.service_name;
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
@@ -135,6 +177,24 @@ fn exporter(
                 .build(),
         )
         .build())
+}
+
+fn otlp_tls_config(tls: &OtlpTls) -> Result<tonic::transport::ClientTlsConfig, String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+    };
+    let config = tonic::transport::ClientTlsConfig::new();
+    let config = match &tls.ca_file {
+        Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+        None => config.with_webpki_roots(),
+    };
+    Ok(match &tls.client {
+        Some((cert, key)) => config.identity(tonic::transport::Identity::from_pem(
+            read(cert)?,
+            read(key)?,
+        )),
+        None => config,
+    })
 }
 
 /// `<service>@<host>:<pid>`: tells replicas (and processes) apart in a trace.

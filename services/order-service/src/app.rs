@@ -16,9 +16,8 @@ use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
 use ordo_service_kit::metrics::MetricsEndpoint;
+use ordo_service_kit::serving::GrpcListener;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::OrderApi;
 use crate::health;
@@ -30,8 +29,7 @@ use crate::store::OrderStore;
 /// listener is bound (so `local_addr` is known before serving, also on port 0).
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: GrpcListener,
     store: OrderStore,
     health_probe: DatabaseConnection,
     relay: Option<RelayHandle>,
@@ -64,11 +62,14 @@ impl Application {
         });
         let metrics_endpoint =
             MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
-        let (listener, local_addr) =
-            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
+        let listener = GrpcListener::bind(
+            settings.grpc_listen_addr,
+            settings.grpc_tls.as_ref(),
+            &metrics.grpc,
+        )
+        .await?;
         Ok(Self {
             listener,
-            local_addr,
             metrics,
             metrics_endpoint,
             store: OrderStore::new(
@@ -84,7 +85,7 @@ impl Application {
 
     /// Where gRPC is served.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr()
     }
 
     /// Where `/metrics` is served, if it is.
@@ -134,7 +135,7 @@ impl Application {
             }
         };
 
-        tracing::info!(addr = %self.local_addr, "order service listening");
+        tracing::info!(addr = %self.listener.local_addr(), tls = self.listener.is_tls(), "order service listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
             .layer(trace)
@@ -148,7 +149,7 @@ impl Application {
                 self.store.connection().clone(),
                 AdminToken::new(self.settings.admin_tokens()),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+            .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
         let relay = self.relay;
@@ -175,6 +176,7 @@ impl Application {
                 crate::status::StatusConsumer {
                     store: status_store,
                     nats_url: self.settings.relay.nats_url.clone(),
+                    nats_security: self.settings.relay.nats_security.clone(),
                     stream: self.settings.relay.stream.clone(),
                     counters: Arc::clone(&self.metrics.status),
                 }

@@ -31,7 +31,7 @@ pub fn start(
 ) -> Vec<JoinHandle<()>> {
     let database_up = health::probe("database", interval, move || {
         let database = database.clone();
-        async move { database.ping().await.is_ok() }
+        async move { database.ping().await.map_err(|err| err.to_string()) }
     });
     let mut tasks = vec![tokio::spawn(health::follow(
         reporter.clone(),
@@ -40,7 +40,7 @@ pub fn start(
     ))];
     if let Some(nats) = nats {
         let nats_up = health::probe("nats", interval, move || {
-            let reachable = nats.reachable();
+            let reachable = nats.check();
             async move { reachable }
         });
         tasks.push(tokio::spawn(health::follow(

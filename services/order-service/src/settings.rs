@@ -30,6 +30,10 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
+    /// `GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE`, `GRPC_TLS_CLIENT_CA_FILE`,
+    /// `GRPC_TLS_RELOAD_INTERVAL`: TLS (mutual with a client CA) instead of
+    /// plaintext.
+    pub grpc_tls: Option<ordo_service_kit::tls::ServerTls>,
     /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// `OTEL_SERVICE_NAME` (default `order-service`): logs and traces.
     pub telemetry: TelemetryConfig,
@@ -75,6 +79,7 @@ impl Default for Settings {
             health_probe_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
             limits: ServerLimits::default(),
+            grpc_tls: None,
             telemetry: TelemetryConfig::new("order-service", DEFAULT_LOG_FILTER),
             metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9101))),
             relay: RelayConfig {
@@ -154,7 +159,7 @@ impl Settings {
         };
         if inbox_retention.horizon < relay.stream.duplicate_window {
             return Err(SettingsError {
-                name: "INBOX_RETENTION",
+                name: "INBOX_RETENTION".into(),
                 value: humantime::format_duration(inbox_retention.horizon).to_string(),
                 expected: format!(
                     "at least OUTBOX_DEDUP_WINDOW ({}): a late duplicate must still find its inbox row",
@@ -203,6 +208,7 @@ impl Settings {
                 defaults.shutdown_timeout,
             )?,
             limits: ServerLimits::from_env(&env)?,
+            grpc_tls: ordo_service_kit::tls::ServerTls::from_env(&env)?,
             telemetry: ordo_service_kit::telemetry::telemetry_from(
                 &env,
                 &defaults.telemetry.service_name,

@@ -12,8 +12,7 @@ use ordo_telemetry::metrics::{Exposition, MetricsSource};
 
 use anyhow::Context as _;
 use ordo_proto::payments::v1::payment_service_server::PaymentServiceServer;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use ordo_service_kit::serving::GrpcListener;
 
 use crate::faults::FaultSwitch;
 use crate::grpc::PaymentApi;
@@ -23,8 +22,7 @@ use crate::settings::Settings;
 /// A bound simulator (so `local_addr` is known before serving, also on port 0).
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: GrpcListener,
     api: PaymentApi,
     ledger: Arc<Ledger>,
     metrics: Arc<SimMetrics>,
@@ -67,11 +65,14 @@ impl Application {
         });
         let metrics_endpoint =
             MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
-        let (listener, local_addr) =
-            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
+        let listener = GrpcListener::bind(
+            settings.grpc_listen_addr,
+            settings.grpc_tls.as_ref(),
+            &metrics.grpc,
+        )
+        .await?;
         Ok(Self {
             listener,
-            local_addr,
             api,
             ledger,
             metrics,
@@ -81,7 +82,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr()
     }
 
     /// Where `/metrics` is served, if it is.
@@ -110,7 +111,7 @@ impl Application {
             tracing::info!("shutting down: draining calls");
             let _ = draining_tx.send(());
         };
-        tracing::info!(addr = %self.local_addr, faults = ?self.settings.faults, "payments simulator listening");
+        tracing::info!(addr = %self.listener.local_addr(), tls = self.listener.is_tls(), faults = ?self.settings.faults, "payments simulator listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
             .layer(trace)
@@ -126,7 +127,7 @@ impl Application {
                     .build_v1alpha()?,
             )
             .add_service(PaymentServiceServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+            .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
         ordo_service_kit::serving::serve_draining_within(
             server,
             draining_rx,

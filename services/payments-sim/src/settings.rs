@@ -23,6 +23,10 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
+    /// `GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE`, `GRPC_TLS_CLIENT_CA_FILE`,
+    /// `GRPC_TLS_RELOAD_INTERVAL`: TLS (mutual with a client CA) instead of
+    /// plaintext.
+    pub grpc_tls: Option<ordo_service_kit::tls::ServerTls>,
     /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// `OTEL_SERVICE_NAME` (default `payments-sim`): logs and traces.
     pub telemetry: TelemetryConfig,
@@ -42,6 +46,7 @@ impl Default for Settings {
             faults: Faults::default(),
             shutdown_timeout: Duration::from_secs(10),
             limits: ServerLimits::default(),
+            grpc_tls: None,
             telemetry: TelemetryConfig::new("payments-sim", "info,h2=warn,tower=warn"),
             metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9103))),
             ledger_retention: Duration::from_secs(24 * 3600),
@@ -93,6 +98,7 @@ impl Settings {
                 .unwrap_or(defaults.grpc_listen_addr),
             faults,
             limits: ServerLimits::from_env(&env)?,
+            grpc_tls: ordo_service_kit::tls::ServerTls::from_env(&env)?,
             shutdown_timeout: env
                 .parse(
                     "SHUTDOWN_TIMEOUT",

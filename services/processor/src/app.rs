@@ -12,9 +12,8 @@ use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::processor::v1::processor_service_server::ProcessorServiceServer;
 use ordo_service_kit::metrics::MetricsEndpoint;
+use ordo_service_kit::serving::GrpcListener;
 use sea_orm::DatabaseConnection;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::consumer::{ConsumerFaults, OrderConsumer};
 use crate::dead_letter::DeadLetters;
@@ -36,12 +35,12 @@ const SERVED: [&str; 2] = [SERVICE_NAME, "ordo.outbox.v1.OutboxAdminService"];
 /// A built processor: database migrated, relay started, listener bound.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: GrpcListener,
     store: ProcessingStore,
     dead_letters: DeadLetters,
     handler: Handler,
     jetstream: async_nats::jetstream::Context,
+    nats_refusal: ordo_service_kit::nats::NatsRefusal,
     relay: Option<RelayHandle>,
     faults: Arc<ConsumerFaults>,
     metrics: Arc<ProcessorMetrics>,
@@ -69,17 +68,19 @@ impl Application {
             settings.relay.partitions,
             relay.as_ref().map(RelayHandle::nudger),
         );
-        let nats = ordo_service_kit::nats::connect(
+        let (nats, nats_refusal) = ordo_service_kit::nats::connect_service(
             &settings.relay.nats_url,
-            async_nats::ConnectOptions::new().retry_on_initial_connect(),
+            &settings.relay.nats_security,
+            &settings.consuming.instance,
         )
         .await
-        .context("cannot connect to NATS at NATS_URL")?;
+        .map_err(anyhow::Error::msg)?;
         let jetstream = async_nats::jetstream::new(nats);
         let dead_letters = DeadLetters::new(jetstream.clone(), settings.relay.stream.clone());
         let handler = Handler {
             store: store.clone(),
-            payments: PaymentGateway::new(&settings.payments).context("invalid PAYMENTS_URL")?,
+            payments: PaymentGateway::new(&settings.payments)
+                .context("cannot set up the payments client (PAYMENTS_URL, PAYMENTS_TLS_*)")?,
             breaker_deferrals: Arc::default(),
         };
         let metrics = Arc::new(ProcessorMetrics {
@@ -94,17 +95,21 @@ impl Application {
         });
         let metrics_endpoint =
             MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
-        let (listener, local_addr) =
-            ordo_service_kit::serving::bind(settings.grpc_listen_addr).await?;
+        let listener = GrpcListener::bind(
+            settings.grpc_listen_addr,
+            settings.grpc_tls.as_ref(),
+            &metrics.grpc,
+        )
+        .await?;
         Ok(Self {
             listener,
-            local_addr,
             metrics,
             metrics_endpoint,
             store,
             dead_letters,
             handler,
             jetstream,
+            nats_refusal,
             relay,
             faults: Arc::default(),
             settings,
@@ -113,7 +118,7 @@ impl Application {
 
     /// Where gRPC is served.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr()
     }
 
     /// Where `/metrics` is served, if it is.
@@ -155,6 +160,7 @@ impl Application {
             health::Dependencies {
                 database: self.store.connection().clone(),
                 nats: self.jetstream.client(),
+                nats_refusal: self.nats_refusal.clone(),
                 relay: self.relay.as_ref().map(RelayHandle::nats_reachability),
                 payments: self.handler.payments.breaker(),
             },
@@ -214,7 +220,7 @@ impl Application {
             },
             AdminToken::new(self.settings.admin_tokens()),
         );
-        tracing::info!(addr = %self.local_addr, "processor listening");
+        tracing::info!(addr = %self.listener.local_addr(), tls = self.listener.is_tls(), "processor listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
             .layer(trace)
@@ -228,7 +234,7 @@ impl Application {
                 self.store.connection().clone(),
                 AdminToken::new(self.settings.admin_tokens()),
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), stop_accepting);
+            .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
         let served =

@@ -37,6 +37,8 @@ pub const NAMES: [&str; 6] = [
 pub struct Dependencies {
     pub database: DatabaseConnection,
     pub nats: async_nats::Client,
+    /// What NATS last said against the consumer's connection.
+    pub nats_refusal: ordo_service_kit::nats::NatsRefusal,
     pub relay: Option<NatsReachability>,
     pub payments: Arc<CircuitBreaker>,
 }
@@ -50,17 +52,28 @@ pub fn start(
     let database = deps.database;
     let database_up = health::probe("database", interval, move || {
         let database = database.clone();
-        async move { database.ping().await.is_ok() }
+        async move { database.ping().await.map_err(|err| err.to_string()) }
     });
-    let (nats, relay) = (deps.nats, deps.relay);
+    let (nats, refusal, relay) = (deps.nats, deps.nats_refusal, deps.relay);
     let nats_up = health::probe("nats", interval, move || {
-        let connected = nats.connection_state() == async_nats::connection::State::Connected;
-        let relaying = relay.as_ref().is_none_or(NatsReachability::reachable);
-        async move { connected && relaying }
+        let consuming = if nats.connection_state() == async_nats::connection::State::Connected {
+            Ok(())
+        } else {
+            Err(match refusal.reason() {
+                Some(reason) => format!("NATS refused the consumer: {reason}"),
+                None => "the consumer is not connected to NATS".to_owned(),
+            })
+        };
+        let outcome =
+            consuming.and_then(|()| relay.as_ref().map_or(Ok(()), NatsReachability::check));
+        async move { outcome }
     });
     let breaker = deps.payments;
     let payments_up = health::probe("payments", interval, move || {
-        let closed = breaker.state() != BreakerState::Open;
+        let closed = health::passed(
+            breaker.state() != BreakerState::Open,
+            "the payments circuit breaker is open",
+        );
         async move { closed }
     });
     vec![

@@ -32,7 +32,7 @@ use ordo_resilience::classify::circuit_open_retry_after;
 use ordo_resilience::{
     CircuitBreaker, CircuitBreakerLayer, RetryLayer, RetryPolicy, TimeoutLayer, deadline,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -91,7 +91,7 @@ pub struct PaymentGateway {
 impl PaymentGateway {
     /// A gateway that connects on first use (the provider may start later).
     pub fn new(settings: &PaymentsSettings) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(settings.url.clone())?
+        let channel = ordo_proto::client::endpoint(&settings.url, &settings.tls)?
             .connect_timeout(settings.timeout)
             .connect_lazy();
         let client = PaymentServiceClient::new(channel);

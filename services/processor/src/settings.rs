@@ -33,6 +33,10 @@ pub struct Settings {
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
+    /// `GRPC_TLS_CERT_FILE`, `GRPC_TLS_KEY_FILE`, `GRPC_TLS_CLIENT_CA_FILE`,
+    /// `GRPC_TLS_RELOAD_INTERVAL`: TLS (mutual with a client CA) instead of
+    /// plaintext.
+    pub grpc_tls: Option<ordo_service_kit::tls::ServerTls>,
     /// `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// `OTEL_SERVICE_NAME` (default `processor`): logs and traces.
     pub telemetry: TelemetryConfig,
@@ -95,8 +99,12 @@ pub struct ConsumerSettings {
 /// The payment provider and the call policy.
 #[derive(Debug, Clone)]
 pub struct PaymentsSettings {
-    /// `PAYMENTS_URL`.
+    /// `PAYMENTS_URL`: `http://` (plaintext) or `https://` (TLS).
     pub url: String,
+    /// `PAYMENTS_TLS_CA_FILE`, `PAYMENTS_TLS_CERT_FILE`, `PAYMENTS_TLS_KEY_FILE`,
+    /// `PAYMENTS_TLS_SERVER_NAME`: how an https provider is checked, and the
+    /// client certificate it may ask for.
+    pub tls: ordo_proto::client::ClientTls,
     /// `PAYMENTS_TIMEOUT`: one call's deadline.
     pub timeout: Duration,
     /// `PAYMENTS_TRIES`: calls per attempt before the attempt fails.
@@ -145,6 +153,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             health_probe_interval: Duration::from_secs(1),
             limits: ServerLimits::default(),
+            grpc_tls: None,
             telemetry: TelemetryConfig::new("processor", DEFAULT_LOG_FILTER),
             metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9102))),
             relay: RelayConfig {
@@ -163,6 +172,7 @@ impl Default for Settings {
             },
             payments: PaymentsSettings {
                 url: "http://127.0.0.1:50053".to_owned(),
+                tls: ordo_proto::client::ClientTls::default(),
                 timeout: Duration::from_secs(2),
                 tries: 3,
                 retry_backoff: Backoff::full_jitter(
@@ -240,6 +250,7 @@ impl Settings {
                 ..defaults.relay
             },
         )?;
+        let payments_url = env.http_url("PAYMENTS_URL", &defaults.payments.url)?;
         let max_attempts = env.number("PROCESSOR_MAX_ATTEMPTS", 1..=100, 5)?;
         let max_deliver = env
             .parse(
@@ -259,7 +270,7 @@ impl Settings {
             && max_deliver <= max_attempts
         {
             return Err(SettingsError {
-                name: "PROCESSOR_MAX_DELIVER",
+                name: "PROCESSOR_MAX_DELIVER".into(),
                 value: max_deliver.to_string(),
                 expected: format!("more than PROCESSOR_MAX_ATTEMPTS ({max_attempts})"),
             });
@@ -271,7 +282,7 @@ impl Settings {
         )?;
         if retention_horizon < relay.stream.duplicate_window {
             return Err(SettingsError {
-                name: "INBOX_RETENTION",
+                name: "INBOX_RETENTION".into(),
                 value: format!("{retention_horizon:?}"),
                 expected: format!(
                     "at least the stream's duplicate window ({:?}): a late duplicate must still find its inbox row",
@@ -292,6 +303,7 @@ impl Settings {
                 .unwrap_or(defaults.grpc_listen_addr),
             migrate: env.flag("MIGRATE", defaults.migrate)?,
             limits: ServerLimits::from_env(&env)?,
+            grpc_tls: ordo_service_kit::tls::ServerTls::from_env(&env)?,
             health_probe_interval: env.duration(
                 "HEALTH_PROBE_INTERVAL",
                 Duration::ZERO,
@@ -330,7 +342,8 @@ impl Settings {
                 instance: instance.clone(),
             },
             payments: PaymentsSettings {
-                url: env.http_url("PAYMENTS_URL", &defaults.payments.url)?,
+                tls: payments_tls(&env, &payments_url)?,
+                url: payments_url,
                 timeout: env.duration(
                     "PAYMENTS_TIMEOUT",
                     Duration::ZERO,
@@ -389,6 +402,38 @@ impl Settings {
             relay,
         })
     }
+}
+
+/// `PAYMENTS_TLS_*`, which only an `https://` `url` may use.
+fn payments_tls<F: Fn(&str) -> Option<String>>(
+    env: &Lookup<'_, F>,
+    url: &str,
+) -> Result<ordo_proto::client::ClientTls, SettingsError> {
+    let tls = ordo_proto::client::ClientTls {
+        ca_file: env.file("PAYMENTS_TLS_CA_FILE")?,
+        cert_file: env.file("PAYMENTS_TLS_CERT_FILE")?,
+        key_file: env.file("PAYMENTS_TLS_KEY_FILE")?,
+        server_name: env.parse(
+            "PAYMENTS_TLS_SERVER_NAME",
+            "a DNS name the provider's certificate carries",
+            |raw| Some(raw.to_owned()),
+        )?,
+    };
+    if tls.is_set() && !url.starts_with("https://") {
+        return Err(SettingsError::new(
+            "PAYMENTS_URL",
+            url,
+            "an https:// URL: PAYMENTS_TLS_* are set",
+        ));
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(SettingsError::new(
+            "PAYMENTS_TLS_KEY_FILE",
+            "",
+            "both PAYMENTS_TLS_CERT_FILE and PAYMENTS_TLS_KEY_FILE, or neither",
+        ));
+    }
+    Ok(tls)
 }
 
 #[cfg(test)]

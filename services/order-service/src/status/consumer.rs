@@ -30,6 +30,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub struct StatusConsumer {
     pub store: OrderStore,
     pub nats_url: String,
+    pub nats_security: ordo_service_kit::nats::NatsSecurity,
     pub stream: StreamSettings,
     /// Outcomes, for `/metrics`.
     pub counters: Arc<ConsumerCounters>,
@@ -58,9 +59,10 @@ impl StatusConsumer {
     }
 
     async fn consume(&self) -> Result<(), async_nats::Error> {
-        let client = ordo_service_kit::nats::connect(
+        let (client, _) = ordo_service_kit::nats::connect_service(
             &self.nats_url,
-            async_nats::ConnectOptions::new().retry_on_initial_connect(),
+            &self.nats_security,
+            "order-service status consumer",
         )
         .await?;
         let jetstream = jetstream::new(client);

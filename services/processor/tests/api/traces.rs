@@ -59,9 +59,8 @@ async fn start_collector() -> (Collector, SocketAddr) {
 fn telemetry_to(addr: SocketAddr) -> Telemetry {
     ordo_telemetry::init(&TelemetryConfig {
         log_format: LogFormat::Text,
-        log_filter: "warn".into(),
         otlp_endpoint: Some(format!("http://{addr}")),
-        service_name: "ordo-test".into(),
+        ..TelemetryConfig::new("ordo-test", "warn")
     })
 }
 
