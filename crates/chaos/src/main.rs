@@ -19,7 +19,6 @@
 mod faults;
 mod load;
 mod poison;
-mod postgres;
 mod services;
 mod verify;
 
@@ -136,7 +135,13 @@ async fn run() -> anyhow::Result<bool> {
 
     let run_dir = std::env::temp_dir().join(format!("ordo-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
-    let postgres = postgres::Postgres::start(services::free_port()?).await?;
+    let postgres = ordo_testkit::PrivatePostgres::start(
+        services::free_port()?,
+        &["ordo", "ordo_processor"],
+        None,
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("cannot start PostgreSQL: {err}"))?;
     let mut nats = if options.nats_nodes == 1 {
         vec![ordo_testkit::NatsServer::start().await?]
     } else {
@@ -303,7 +308,10 @@ async fn run() -> anyhow::Result<bool> {
                     .await?;
                 admin.close().await?;
             }
-            Fault::RestartPostgres => postgres.crash_and_restart().await?,
+            Fault::RestartPostgres => postgres
+                .crash_and_restart()
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot restart PostgreSQL: {err}"))?,
             Fault::FlapPayments => {
                 set_faults(&mut payments_client, true, Duration::ZERO).await?;
                 tokio::time::sleep(downtime).await;

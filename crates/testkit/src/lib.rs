@@ -9,6 +9,9 @@
 //!   nats-server, and a private nats-server a test may stop and restart.
 //! - [`wait`]: wait for a condition with a deadline instead of sleeping.
 //! - [`ports`]: free loopback ports below the kernel's ephemeral range.
+//! - [`postgres`]: a PostgreSQL cluster of a test's own, to crash and
+//!   restart, or to run with TLS only.
+//! - [`certs`]: a CA and certificates made at test time, as PEM files.
 //!
 //! The admin connection comes from `ORDO_TEST_DATABASE_URL`, default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`; every database the
@@ -18,15 +21,18 @@
 //! later tests once they are 15 minutes old.
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod database;
 pub mod nats;
 pub mod ports;
+pub mod postgres;
 pub mod proxy;
 pub mod wait;
 
 pub use database::{Schema, TestDatabase};
 pub use nats::{NatsServer, StreamMessage, TestStream};
 pub use ports::free_port;
+pub use postgres::PrivatePostgres;
 pub use proxy::TcpProxy;
 pub use wait::eventually;
 

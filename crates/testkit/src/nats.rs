@@ -161,6 +161,7 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     cluster: Option<ClusterNode>,
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -181,10 +182,30 @@ fn fresh_store() -> std::io::Result<PathBuf> {
 impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_configured(None).await
+    }
+
+    /// Starts a server that also reads `config` (nats-server's
+    /// configuration language: `tls {}`, `authorization {}`, …).
+    pub async fn start_with_config(config: &str) -> std::io::Result<Self> {
+        Self::start_configured(Some(config)).await
+    }
+
+    async fn start_configured(config: Option<&str>) -> std::io::Result<Self> {
+        let store = fresh_store()?;
+        let config = match config {
+            Some(text) => {
+                let path = store.join("nats-server.conf");
+                std::fs::write(&path, text)?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut server = Self {
             port: free_port()?,
-            store: fresh_store()?,
+            store,
             cluster: None,
+            config,
             child: None,
         };
         server.restart().await?;
@@ -212,6 +233,7 @@ impl NatsServer {
                     port: route_port,
                     routes: routes.clone(),
                 }),
+                config: None,
                 child: None,
             });
         }
@@ -255,6 +277,9 @@ impl NatsServer {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         let mut command = Command::new(nats_server_binary());
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         command
             .args([
                 "-a",

@@ -1,31 +1,47 @@
-//! A PostgreSQL cluster of the run's own (initdb into a temporary
-//! directory, run as the postgres user), so the run may restart it.
+//! A PostgreSQL cluster of a test's or tool's own (initdb into a temporary
+//! directory, run as the postgres user, trust authentication on loopback),
+//! which it may crash and restart, or run with TLS only.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use tokio::process::Command;
+
+use crate::certs::CertFiles;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The cluster: its data directory and port.
 #[derive(Debug)]
-pub struct Postgres {
+pub struct PrivatePostgres {
     bin: PathBuf,
     dir: PathBuf,
     pub port: u16,
 }
 
-impl Postgres {
-    /// initdb, start, create Ordo's two databases.
-    pub async fn start(port: u16) -> anyhow::Result<Self> {
+impl PrivatePostgres {
+    /// initdb, start on `port`, create `databases`. With `tls`, the server
+    /// has that certificate and accepts TCP connections over TLS only
+    /// (`hostssl` lines alone in pg_hba.conf).
+    pub async fn start(
+        port: u16,
+        databases: &[&str],
+        tls: Option<&CertFiles>,
+    ) -> Result<Self, Error> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .context("PostgreSQL server binaries not found under /usr/lib/postgresql")?
+            .map_err(|err| {
+                format!("PostgreSQL server binaries not found under /usr/lib/postgresql: {err}")
+            })?
             .filter_map(Result::ok)
             .map(|entry| entry.path().join("bin"))
             .filter(|bin| bin.join("initdb").exists())
             .max()
-            .context("no initdb under /usr/lib/postgresql/*/bin")?;
-        let dir = std::env::temp_dir().join(format!("ordo-chaos-pg-{}", std::process::id()));
+            .ok_or("no initdb under /usr/lib/postgresql/*/bin")?;
+        let dir = std::env::temp_dir().join(format!(
+            "ordo-pg-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         run(
@@ -48,8 +64,11 @@ impl Postgres {
                 ],
             )
             .await?;
+        if let Some(tls) = tls {
+            postgres.use_tls_only(tls).await?;
+        }
         postgres.pg_ctl_start().await?;
-        for database in ["ordo", "ordo_processor"] {
+        for database in databases {
             postgres
                 .as_postgres(
                     "psql",
@@ -73,8 +92,41 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The certificate and key go into the data directory (owned by
+    /// postgres, as the server insists), `ssl = on`, and pg_hba.conf lets
+    /// TCP connections in over TLS only.
+    async fn use_tls_only(&self, tls: &CertFiles) -> Result<(), Error> {
+        let data = self.dir.join("data");
+        std::fs::copy(&tls.cert, data.join("server.crt"))?;
+        std::fs::copy(&tls.key, data.join("server.key"))?;
+        run(
+            "chown",
+            &[
+                "postgres:postgres",
+                &data.join("server.crt").display().to_string(),
+                &data.join("server.key").display().to_string(),
+            ],
+        )
+        .await?;
+        run(
+            "chmod",
+            &["0600", &data.join("server.key").display().to_string()],
+        )
+        .await?;
+        let conf = data.join("postgresql.conf");
+        let mut settings = std::fs::read_to_string(&conf)?;
+        settings
+            .push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, settings)?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )?;
+        Ok(())
+    }
+
     /// Stops it as a crash would (immediate mode) and starts it again.
-    pub async fn crash_and_restart(&self) -> anyhow::Result<()> {
+    pub async fn crash_and_restart(&self) -> Result<(), Error> {
         self.as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"])
             .await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -93,7 +145,7 @@ impl Postgres {
         self.dir.join("data").display().to_string()
     }
 
-    async fn pg_ctl_start(&self) -> anyhow::Result<()> {
+    async fn pg_ctl_start(&self) -> Result<(), Error> {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
             self.port,
@@ -116,7 +168,7 @@ impl Postgres {
         .await
     }
 
-    async fn as_postgres(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+    async fn as_postgres(&self, tool: &str, args: &[&str]) -> Result<(), Error> {
         let tool = self.bin.join(tool).display().to_string();
         let mut all = vec!["-u", "postgres", "--", tool.as_str()];
         all.extend_from_slice(args);
@@ -126,7 +178,7 @@ impl Postgres {
 
 /// A run that ends early (an error, Ctrl-C, `timeout`) leaves no server
 /// behind: stopped immediately, its directory removed.
-impl Drop for Postgres {
+impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if !self.dir.exists() {
             return;
@@ -141,14 +193,15 @@ impl Drop for Postgres {
     }
 }
 
-async fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+async fn run(program: &str, args: &[&str]) -> Result<(), Error> {
     let output = Command::new(program).args(args).output().await?;
     if !output.status.success() {
-        bail!(
+        return Err(format!(
             "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&output.stderr).trim()
-        );
+        )
+        .into());
     }
     Ok(())
 }
