@@ -24,10 +24,40 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// A secret value (a token): its `Debug` never shows it, so a settings
+/// struct printed whole shows none.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
 /// `name:token,name:token` → pairs, when every entry is well formed: names
 /// of 1-64 letters, digits, `.`, `_` or `-`, tokens of at least 16
 /// characters.
-pub fn parse_named_tokens(raw: &str) -> Option<Vec<(String, String)>> {
+pub fn parse_named_tokens(raw: &str) -> Option<Vec<(String, Secret)>> {
     raw.split(',')
         .map(|entry| {
             let (name, token) = entry.trim().split_once(':')?;
@@ -35,7 +65,7 @@ pub fn parse_named_tokens(raw: &str) -> Option<Vec<(String, String)>> {
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            (name_ok && token.len() >= 16).then(|| (name.to_owned(), token.to_owned()))
+            (name_ok && token.len() >= 16).then(|| (name.to_owned(), Secret::from(token)))
         })
         .collect()
 }

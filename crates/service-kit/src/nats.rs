@@ -204,15 +204,36 @@ impl NatsRefusal {
 }
 
 /// Whether a failed connect says the server refused us (wrong
-/// credentials, a TLS mismatch): then waiting will not help.
-pub fn is_refusal(kind: ConnectErrorKind) -> bool {
+/// credentials, a TLS mismatch — a certificate it does not accept, or one
+/// we do not): then waiting will not help.
+pub fn is_refusal(err: &ConnectError) -> bool {
     matches!(
-        kind,
+        err.kind(),
         ConnectErrorKind::Authentication
             | ConnectErrorKind::AuthorizationViolation
             | ConnectErrorKind::Tls
             | ConnectErrorKind::ServerParse
-    )
+    ) || comes_from_tls(err)
+}
+
+/// Whether a TLS error (an alert from the server, a certificate we
+/// reject) is somewhere in `err`'s causes, an I/O error's among them.
+fn comes_from_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && comes_from_tls(inner)
+        {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Connects a service: one attempt first, so a server that refuses us
@@ -256,7 +277,7 @@ pub async fn connect_service(
     };
     match connect(url_list, with_security(options(refusal.clone())).await?).await {
         Ok(client) => Ok((client, refusal)),
-        Err(err) if is_refusal(err.kind()) => Err(format!(
+        Err(err) if is_refusal(&err) => Err(format!(
             "NATS at NATS_URL refused the connection ({}): check NATS_TLS_* and the credential settings: {err}",
             err.kind()
         )),

@@ -213,5 +213,5 @@ async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConn
 async fn migrate(url: &str) -> anyhow::Result<()> {
     ordo_migrations::database::migrate(url, Schema::Orders)
         .await
-        .context("database migrations failed")
+        .context("cannot migrate the database at DATABASE_URL")
 }

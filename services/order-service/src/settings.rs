@@ -52,7 +52,7 @@ pub struct Settings {
     /// `ORDER_SERVICE_ADMIN_TOKEN` (named `admin`) and
     /// `ORDER_SERVICE_ADMIN_TOKENS` (`name:token,…`): the bearer tokens of
     /// the admin RPCs (the outbox's parked events); none disables them.
-    pub admin_tokens: Vec<(String, String)>,
+    pub admin_tokens: Vec<(String, ordo_service_kit::admin::Secret)>,
     /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
     /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
     pub inbox_retention: RetentionConfig,
@@ -107,7 +107,7 @@ impl Settings {
     pub fn admin_tokens(&self) -> Vec<(&str, &str)> {
         self.admin_tokens
             .iter()
-            .map(|(name, token)| (name.as_str(), token.as_str()))
+            .map(|(name, token)| (name.as_str(), token.expose()))
             .collect()
     }
 
@@ -167,11 +167,11 @@ impl Settings {
                 ),
             });
         }
-        let mut admin_tokens: Vec<(String, String)> = env
+        let mut admin_tokens: Vec<(String, ordo_service_kit::admin::Secret)> = env
             .parse(
                 "ORDER_SERVICE_ADMIN_TOKEN",
                 "a token of at least 16 characters",
-                |raw| (raw.len() >= 16).then(|| vec![("admin".to_owned(), raw.to_owned())]),
+                |raw| (raw.len() >= 16).then(|| vec![("admin".to_owned(), raw.into())]),
             )?
             .unwrap_or_default();
         admin_tokens.extend(
@@ -335,5 +335,38 @@ mod tests {
             err.to_string().contains("mysql://ordo:***@db/ordo"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn admin_tokens_and_the_database_url_may_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("ordo-order-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.display().to_string()
+        };
+        let url = file("db", "postgres://ordo:pw@db/ordo?sslmode=verify-full");
+        let token = file("token", "order-admin-token-0123");
+        let tokens = file("tokens", "ops:ops-token-0123456789");
+        let settings = Settings::from_lookup(ordo_service_kit::env::lookup_from(&[
+            ("DATABASE_URL_FILE", &url),
+            ("ORDER_SERVICE_ADMIN_TOKEN_FILE", &token),
+            ("ORDER_SERVICE_ADMIN_TOKENS_FILE", &tokens),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings.database_url,
+            "postgres://ordo:pw@db/ordo?sslmode=verify-full"
+        );
+        assert_eq!(
+            settings.admin_tokens(),
+            [
+                ("admin", "order-admin-token-0123"),
+                ("ops", "ops-token-0123456789")
+            ]
+        );
+        assert!(!format!("{settings:?}").contains("admin-token-0123"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -57,10 +57,10 @@ pub struct Settings {
     /// `PROCESSOR_ADMIN_TOKEN`: the bearer token of the dead-letter RPCs,
     /// named `admin` in the audit trail; unset (with no
     /// `PROCESSOR_ADMIN_TOKENS`) disables them.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<ordo_service_kit::admin::Secret>,
     /// `PROCESSOR_ADMIN_TOKENS`: more tokens, each with the name the audit
     /// trail records (`name:token`, comma-separated).
-    pub admin_tokens: Vec<(String, String)>,
+    pub admin_tokens: Vec<(String, ordo_service_kit::admin::Secret)>,
     /// `INBOX_RETENTION` (at least the stream's duplicate window),
     /// `INBOX_RETENTION_INTERVAL`: the inbox sweep.
     pub inbox_retention: RetentionConfig,
@@ -208,11 +208,11 @@ impl Settings {
     pub fn admin_tokens(&self) -> Vec<(&str, &str)> {
         self.admin_token
             .iter()
-            .map(|token| ("admin", token.as_str()))
+            .map(|token| ("admin", token.expose()))
             .chain(
                 self.admin_tokens
                     .iter()
-                    .map(|(name, token)| (name.as_str(), token.as_str())),
+                    .map(|(name, token)| (name.as_str(), token.expose())),
             )
             .collect()
     }
@@ -365,7 +365,7 @@ impl Settings {
             admin_token: env.parse(
                 "PROCESSOR_ADMIN_TOKEN",
                 "a token of at least 16 characters",
-                |raw| (raw.len() >= 16).then(|| raw.to_owned()),
+                |raw| (raw.len() >= 16).then(|| raw.into()),
             )?,
             admin_tokens: env
                 .parse(
@@ -504,5 +504,125 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.name, "PROCESSOR_MAX_DELIVER");
+    }
+
+    /// Every secret the processor reads can come from a file instead.
+    #[test]
+    fn every_secret_may_come_from_a_file() {
+        let dir =
+            std::env::temp_dir().join(format!("ordo-processor-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.display().to_string()
+        };
+        let url = "postgres://ordo:pw@db:5432/ordo_processor?sslmode=require";
+        let env = [
+            ("DATABASE_URL_FILE", file("db", url)),
+            (
+                "PROCESSOR_ADMIN_TOKEN_FILE",
+                file("token", "token-from-a-file-0123"),
+            ),
+            (
+                "PROCESSOR_ADMIN_TOKENS_FILE",
+                file("tokens", "ops:ops-token-0123456789"),
+            ),
+            ("NATS_USER", "ordo".to_owned()),
+            ("NATS_PASSWORD_FILE", file("nats-password", "nats-password")),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS_FILE",
+                file("headers", "api-key=k3y"),
+            ),
+        ];
+        let pairs: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let settings = Settings::from_lookup(lookup_from(&pairs)).unwrap();
+        assert_eq!(settings.database_url, url);
+        assert_eq!(settings.relay.database_url, url);
+        assert_eq!(
+            settings.admin_tokens(),
+            [
+                ("admin", "token-from-a-file-0123"),
+                ("ops", "ops-token-0123456789")
+            ]
+        );
+        assert_eq!(
+            settings.relay.nats_security.credential,
+            Some(ordo_service_kit::nats::NatsCredential::UserPassword {
+                user: "ordo".into(),
+                password: "nats-password".into()
+            })
+        );
+        assert_eq!(
+            settings.telemetry.otlp_headers.0,
+            [("api-key".to_owned(), "k3y".to_owned())]
+        );
+        let printed = format!("{settings:?}");
+        for secret in ["token-from-a-file", "ops-token", "nats-password\"", "k3y"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        let token = file("nats-token", "t0ken");
+        let settings = Settings::from_lookup(lookup_from(&[("NATS_TOKEN_FILE", &token)])).unwrap();
+        assert_eq!(
+            settings.relay.nats_security.credential,
+            Some(ordo_service_kit::nats::NatsCredential::Token(
+                "t0ken".into()
+            ))
+        );
+        let err = Settings::from_lookup(lookup_from(&[
+            ("NATS_TOKEN_FILE", &token),
+            ("NATS_NKEY_SEED_FILE", &token),
+        ]))
+        .unwrap_err();
+        assert!(err.expected.contains("one way to authenticate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_settings_must_agree_with_the_urls() {
+        for (pairs, name) in [
+            (
+                vec![("PAYMENTS_TLS_CA_FILE", "/etc/hostname")],
+                "PAYMENTS_URL",
+            ),
+            (
+                vec![("GRPC_TLS_CERT_FILE", "/etc/hostname")],
+                "GRPC_TLS_KEY_FILE",
+            ),
+            (
+                vec![("GRPC_TLS_CLIENT_CA_FILE", "/etc/hostname")],
+                "GRPC_TLS_CLIENT_CA_FILE",
+            ),
+            (
+                vec![("NATS_TLS_CERT_FILE", "/etc/hostname")],
+                "NATS_TLS_KEY_FILE",
+            ),
+            (
+                vec![("NATS_TLS_CA_FILE", "/nonexistent/ca.crt")],
+                "NATS_TLS_CA_FILE",
+            ),
+            (
+                vec![("DATABASE_URL", "postgres://h/db?sslmode=verify")],
+                "DATABASE_URL",
+            ),
+            (vec![("NATS_USER", "ordo")], "NATS_USER"),
+        ] {
+            let err = Settings::from_lookup(lookup_from(&pairs)).unwrap_err();
+            assert_eq!(err.name, name, "{pairs:?}: {err}");
+        }
+        let tls = Settings::from_lookup(lookup_from(&[
+            ("NATS_URL", "tls://nats:4222"),
+            ("PAYMENTS_URL", "https://payments.example"),
+            ("PAYMENTS_TLS_SERVER_NAME", "payments.internal"),
+        ]))
+        .unwrap();
+        assert!(tls.relay.nats_security.tls_required);
+        assert_eq!(
+            tls.payments.tls.server_name.as_deref(),
+            Some("payments.internal")
+        );
     }
 }

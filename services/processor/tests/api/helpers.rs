@@ -193,7 +193,7 @@ impl TestProcessor {
         settings.relay.nats_url = nats_url.clone();
         settings.relay.stream = stream_settings.clone();
         settings.payments.url = format!("http://{}", payments_proxy.addr());
-        settings.admin_token = Some(ADMIN_TOKEN.to_owned());
+        settings.admin_token = Some(ADMIN_TOKEN.into());
         let settings = configure(settings);
 
         let app = Application::build(settings)

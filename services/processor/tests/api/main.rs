@@ -13,5 +13,6 @@ mod money;
 mod outage;
 mod pipeline;
 mod poison;
+mod security;
 mod store_model;
 mod traces;
