@@ -33,12 +33,13 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test, the Helm and API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
+# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm and API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
+    ORDO_SMOKE_TLS=1 scripts/smoke.sh
     scripts/helm-check.sh
     scripts/proto-check.sh
     scripts/clients.sh

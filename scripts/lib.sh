@@ -52,3 +52,22 @@ url_port() {
   if [[ $rest == *:* ]]; then echo "${rest##*:}"; else echo "$2"; fi
 }
 url_database() { local rest=${1#*://}; rest=${rest#*/}; echo "${rest%%\?*}"; }
+
+# Makes a throwaway PKI in $1 with openssl: ca.crt (and ca.key), server.crt
+# and server.key for 127.0.0.1 and localhost, client.crt and client.key.
+# For TLS runs of the scripts; never for anything real.
+make_test_pki() {
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=Ordo test CA" -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null || return 1
+  local name
+  for name in server client; do
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -subj "/CN=ordo-$name" -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null || return 1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' >"$dir/$name.ext"
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null || return 1
+  done
+  chmod 600 "$dir"/*.key
+}

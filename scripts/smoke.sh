@@ -2,8 +2,37 @@
 # The services as a user meets them: the built binaries on free ports over
 # a fresh database, driven with grpcurl and no proto files (reflection only),
 # then stopped with SIGTERM. Ends with "smoke: N passed, M failed".
+#
+# ORDO_SMOKE_TLS=1 runs the same checks with every connection secured:
+# the three gRPC servers on mutual TLS (grpcurl with -cacert/-cert/-key),
+# PostgreSQL over TLS (sslmode=require), and a NATS of its own that
+# requires TLS; plus checks that plaintext, an unknown CA and a client
+# without a certificate are refused.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
+
+grpc_flags=(-plaintext)
+tls_env=()
+db_params=""
+tls_dir=""
+nats_pid=""
+if [ -n "${ORDO_SMOKE_TLS:-}" ]; then
+  tls_dir=$(mktemp -d)
+  make_test_pki "$tls_dir" || die "cannot make test certificates (openssl)"
+  grpc_flags=(-cacert "$tls_dir/ca.crt" -cert "$tls_dir/client.crt" -key "$tls_dir/client.key")
+  [ "$(psql "$PG_ADMIN_URL" -qtAc 'SHOW ssl')" = on ] || die "ORDO_SMOKE_TLS needs PostgreSQL with ssl=on"
+  db_params="?sslmode=require"
+  nats_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n}\n' "$tls_dir/server.crt" "$tls_dir/server.key" >"$tls_dir/nats.conf"
+  nats-server -c "$tls_dir/nats.conf" -a 127.0.0.1 -p "$nats_port" -js -sd "$tls_dir/jetstream" >/dev/null 2>&1 &
+  nats_pid=$!
+  wait_port 127.0.0.1 "$nats_port" 20 || die "the TLS nats-server did not start"
+  tls_env=(GRPC_TLS_CERT_FILE="$tls_dir/server.crt" GRPC_TLS_KEY_FILE="$tls_dir/server.key"
+    GRPC_TLS_CLIENT_CA_FILE="$tls_dir/ca.crt"
+    NATS_URL="tls://127.0.0.1:$nats_port" NATS_TLS_CA_FILE="$tls_dir/ca.crt")
+  echo "smoke: every connection over TLS (certificates in $tls_dir)"
+fi
+stop_tls() { [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null; [ -n "$tls_dir" ] && rm -rf "$tls_dir"; }
 
 bin="$CARGO_TARGET_DIR/debug"
 passed=0 failed=0
@@ -22,29 +51,38 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 addr="127.0.0.1:$port"
 log=$(mktemp)
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $database" >/dev/null || die "cannot create $database"
-url="${PG_ADMIN_URL%/*}/$database"
+url="${PG_ADMIN_URL%/*}/$database$db_params"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 metrics="127.0.0.1:$(free_port)"
-GRPC_LISTEN_ADDR=$addr DATABASE_URL=$url METRICS_LISTEN_ADDR=$metrics "$bin/order-service" >"$log" 2>&1 &
+env "${tls_env[@]}" GRPC_LISTEN_ADDR=$addr DATABASE_URL=$url METRICS_LISTEN_ADDR=$metrics "$bin/order-service" >"$log" 2>&1 &
 pid=$!
 cleanup() {
   kill "$pid" 2>/dev/null
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1
   rm -f "$log"
+  stop_tls
 }
 trap cleanup EXIT
 
 serving() {
   for _ in $(seq 1 100); do
-    grpcurl -plaintext -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
+    grpcurl "${grpc_flags[@]}" -max-time 1 "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
     sleep 0.1
   done
   cat "$log"; return 1
 }
-call() { grpcurl -plaintext "$@"; }
+call() { grpcurl "${grpc_flags[@]}" "$@"; }
 
 echo "smoke test of order-service at $addr"
 check "health is SERVING" serving
+if [ -n "$tls_dir" ]; then
+  refused() { ! grpcurl -max-time 5 "$@" "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1; }
+  check "TLS: plaintext is refused" refused -plaintext
+  check "TLS: a client that does not know the CA is refused" refused -cert "$tls_dir/client.crt" -key "$tls_dir/client.key"
+  check "TLS: a client without a certificate is refused (mutual TLS)" refused -cacert "$tls_dir/ca.crt"
+  check "TLS: the database connection is encrypted" contains \
+    "$(psql "$PG_ADMIN_URL" -qtAc "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = '$database'")" t
+fi
 listing=$(call "$addr" list)
 check "reflection lists OrderService" contains "$listing" ordo.order.v1.OrderService
 check "reflection lists Health" contains "$listing" grpc.health.v1.Health
@@ -89,7 +127,7 @@ check "a bad setting stops start-up with one line" bad_setting
 
 partitions_changed() {
   local out code
-  out=$(GRPC_LISTEN_ADDR=127.0.0.1:0 DATABASE_URL=$url METRICS_LISTEN_ADDR=off OUTBOX_PARTITIONS=4 \
+  out=$(env "${tls_env[@]}" GRPC_LISTEN_ADDR=127.0.0.1:0 DATABASE_URL=$url METRICS_LISTEN_ADDR=off OUTBOX_PARTITIONS=4 \
     timeout 30 "$bin/order-service" 2>&1); code=$?
   [ "$code" = 1 ] && contains "$out" 'OUTBOX_PARTITIONS is 4' && contains "$out" 'ordo-migrate repartition'
 }
@@ -97,12 +135,12 @@ check "another partition count is refused at start-up (exit 1, naming OUTBOX_PAR
 
 payments_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 payments="127.0.0.1:$payments_port"
-GRPC_LISTEN_ADDR=$payments METRICS_LISTEN_ADDR=off "$bin/payments-sim" >/dev/null 2>&1 &
+env "${tls_env[@]}" GRPC_LISTEN_ADDR=$payments METRICS_LISTEN_ADDR=off "$bin/payments-sim" >/dev/null 2>&1 &
 payments_pid=$!
 trap 'cleanup; kill "$payments_pid" 2>/dev/null' EXIT
 wait_payments() {
   for _ in $(seq 1 50); do
-    grpcurl -plaintext -max-time 1 "$payments" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
+    grpcurl "${grpc_flags[@]}" -max-time 1 "$payments" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
     sleep 0.1
   done
   return 1
@@ -123,13 +161,13 @@ processor_db="${database}_processor"
 psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $processor_db" >/dev/null || die "cannot create $processor_db"
 # Consumer and relay off: the smoke test must not take messages from a
 # stream a running `just up` works on. Its dead-letter stream is its own.
-GRPC_LISTEN_ADDR=$processor DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db" PROCESSOR_CONSUMER=false OUTBOX_RELAY=false METRICS_LISTEN_ADDR=off \
+env "${tls_env[@]}" GRPC_LISTEN_ADDR=$processor DATABASE_URL="${PG_ADMIN_URL%/*}/$processor_db$db_params" PROCESSOR_CONSUMER=false OUTBOX_RELAY=false METRICS_LISTEN_ADDR=off \
   PROCESSOR_ADMIN_TOKEN=smoke-admin-token-0123 "$bin/processor" >/dev/null 2>&1 &
 processor_pid=$!
 trap 'cleanup; kill "$payments_pid" "$processor_pid" 2>/dev/null; psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $processor_db WITH (FORCE)" >/dev/null 2>&1' EXIT
 wait_processor() {
   for _ in $(seq 1 100); do
-    grpcurl -plaintext -max-time 1 "$processor" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
+    grpcurl "${grpc_flags[@]}" -max-time 1 "$processor" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && return 0
     sleep 0.1
   done
   return 1

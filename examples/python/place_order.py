@@ -3,6 +3,10 @@ terminal status, and prints it.
 
     just clients                                  # generates the stubs, runs this against fresh services
     PYTHONPATH=.ordo/gen/python python3 examples/python/place_order.py [host:port]
+
+With ORDO_TLS_CA_FILE set it connects over TLS, trusting that CA; with
+ORDO_TLS_CERT_FILE and ORDO_TLS_KEY_FILE too, it presents that client
+certificate (mutual TLS).
 """
 
 import os
@@ -14,9 +18,29 @@ import grpc
 from ordo.order.v1 import order_pb2, order_pb2_grpc
 
 
+def read(name: str) -> bytes | None:
+    path = os.environ.get(name)
+    if not path:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def channel_to(target: str) -> grpc.Channel:
+    ca = read("ORDO_TLS_CA_FILE")
+    if ca is None:
+        return grpc.insecure_channel(target)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=read("ORDO_TLS_KEY_FILE"),
+        certificate_chain=read("ORDO_TLS_CERT_FILE"),
+    )
+    return grpc.secure_channel(target, credentials)
+
+
 def main() -> int:
     target = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ORDO_ORDER_ADDR", "127.0.0.1:50051")
-    with grpc.insecure_channel(target) as channel:
+    with channel_to(target) as channel:
         orders = order_pb2_grpc.OrderServiceStub(channel)
         placed = orders.PlaceOrder(
             order_pb2.PlaceOrderRequest(

@@ -4,6 +4,9 @@
 //! ```text
 //! cargo run -p ordo-proto --example place_order            # http://127.0.0.1:50051
 //! ORDO_ORDER_URL=http://order-service:50051 cargo run -p ordo-proto --example place_order
+//! ORDO_ORDER_URL=https://127.0.0.1:50051 ORDO_TLS_CA_FILE=ca.crt \
+//!   ORDO_TLS_CERT_FILE=client.crt ORDO_TLS_KEY_FILE=client.key \
+//!   cargo run -p ordo-proto --example place_order           # mutual TLS
 //! ```
 
 use std::time::Duration;
@@ -14,7 +17,9 @@ use ordo_proto::order::v1::{GetOrderRequest, OrderLine, OrderStatus, PlaceOrderR
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("ORDO_ORDER_URL").unwrap_or_else(|_| "http://127.0.0.1:50051".into());
-    let mut client = OrderServiceClient::connect(url).await?;
+    let tls = ordo_proto::client::ClientTls::from_env("ORDO");
+    let channel = ordo_proto::client::endpoint(&url, &tls)?.connect().await?;
+    let mut client = OrderServiceClient::new(channel);
     let mut request = tonic::Request::new(PlaceOrderRequest {
         customer_id: "rust-example".into(),
         lines: vec![OrderLine {
