@@ -20,6 +20,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "ordo"
 KUBE_VERSION = "1.30.0"
 
+# Secret values given to the chart in the combinations below: none may
+# appear in a ConfigMap, a plain env value, a command line or NOTES.txt.
+SENTINELS = {
+    "adminToken": "processor-admin-token-0f3b9c",
+    "orderServiceAdminToken": "order-service-admin-token-7d41e2",
+    "postgresql.password": "postgres-password-5a8e17",
+}
+
 # The documented values combinations (README, Helm section).
 COMBINATIONS: dict[str, dict] = {
     "defaults (existing PostgreSQL and NATS)": {},
@@ -27,7 +35,8 @@ COMBINATIONS: dict[str, dict] = {
         "postgresql": {"enabled": True},
         "nats": {"enabled": True},
         "jaeger": {"enabled": True},
-        "adminToken": "a-very-secret-admin-token",
+        "adminToken": SENTINELS["adminToken"],
+        "orderServiceAdminToken": SENTINELS["orderServiceAdminToken"],
     },
     "self-contained, NATS cluster": {
         "postgresql": {"enabled": True},
@@ -36,6 +45,68 @@ COMBINATIONS: dict[str, dict] = {
     "self-contained, one NATS node": {
         "postgresql": {"enabled": True},
         "nats": {"enabled": True, "replicas": 1},
+    },
+    "gRPC TLS": {
+        "tls": {"grpc": {"enabled": True, "existingSecret": "ordo-grpc-tls"}},
+    },
+    "gRPC mutual TLS": {
+        "tls": {"grpc": {"enabled": True, "existingSecret": "ordo-grpc-tls", "clientAuth": True}},
+    },
+    "own NATS over mutual TLS with creds, own payment provider over mutual TLS": {
+        "externalNats": {"url": "tls://nats.example.com:4222"},
+        "natsAuth": {"method": "creds", "existingSecret": "ordo-nats-creds"},
+        "tls": {
+            "nats": {"existingSecret": "ordo-nats-client", "clientCertificate": True},
+            "payments": {
+                "existingSecret": "ordo-payments-client",
+                "clientCertificate": True,
+                "serverName": "payments.example.com",
+            },
+        },
+        "paymentsSim": {"enabled": False},
+        "processor": {"paymentsUrl": "https://payments.internal:443"},
+    },
+    "self-contained, PostgreSQL and NATS over TLS": {
+        "postgresql": {
+            "enabled": True,
+            "password": SENTINELS["postgresql.password"],
+            "tls": {"enabled": True, "existingSecret": "ordo-postgresql-tls"},
+        },
+        "nats": {"enabled": True, "tls": {"enabled": True, "existingSecret": "ordo-nats-tls"}},
+    },
+    "self-contained, everything secured": {
+        "postgresql": {
+            "enabled": True,
+            "password": SENTINELS["postgresql.password"],
+            "tls": {"enabled": True, "existingSecret": "ordo-postgresql-tls", "clientAuth": True},
+        },
+        "nats": {
+            "enabled": True,
+            "replicas": 3,
+            "tls": {"enabled": True, "existingSecret": "ordo-nats-tls", "clientAuth": True},
+        },
+        "tls": {
+            "grpc": {"enabled": True, "existingSecret": "ordo-grpc-tls", "clientAuth": True, "reloadInterval": "30s"},
+            "postgresql": {"existingSecret": "ordo-postgresql-client", "clientCertificate": True},
+            "nats": {"existingSecret": "ordo-nats-client", "clientCertificate": True},
+            "otlp": {"existingSecret": "ordo-otlp-tls", "clientCertificate": True},
+        },
+        "otlp": {"endpoint": "https://otel.example.com:4317", "headersSecret": {"name": "ordo-otlp-headers"}},
+        "adminToken": SENTINELS["adminToken"],
+        "orderServiceAdminToken": SENTINELS["orderServiceAdminToken"],
+    },
+    "production, secured": {
+        "existingSecret": "ordo-env",
+        "paymentsSim": {"enabled": False},
+        "processor": {"paymentsUrl": "https://payments.example.com"},
+        "tls": {
+            "grpc": {"enabled": True, "existingSecret": "ordo-grpc-tls", "clientAuth": True},
+            "postgresql": {"existingSecret": "ordo-postgresql-client", "clientCertificate": True},
+            "nats": {"existingSecret": "ordo-nats-client"},
+            "payments": {"existingSecret": "ordo-payments-ca"},
+        },
+        "natsAuth": {"method": "userPassword", "existingSecret": "ordo-nats-auth", "user": "ordo"},
+        "otlp": {"endpoint": "https://otel.example.com:4317", "headersSecret": {"name": "ordo-otlp-headers", "key": "OTEL_EXPORTER_OTLP_HEADERS"}},
     },
     "production": {
         "existingSecret": "ordo-env",
@@ -62,6 +133,50 @@ BAD_VALUES: list[tuple[str, dict, str]] = [
     ("a short admin token", {"adminToken": "short"}, "adminToken"),
     ("no payment provider with the simulator off", {"paymentsSim": {"enabled": False}}, "paymentsUrl"),
     ("an unknown key", {"orderServise": {}}, "orderServise"),
+    ("a short order service admin token", {"orderServiceAdminToken": "short"}, "orderServiceAdminToken"),
+    ("an sslmode libpq does not know", {"tls": {"postgresql": {"sslmode": "bogus"}}}, "sslmode"),
+    ("gRPC TLS without its Secret", {"tls": {"grpc": {"enabled": True}}}, "/tls/grpc/existingSecret"),
+    ("mutual gRPC TLS without TLS", {"tls": {"grpc": {"clientAuth": True}}}, "/tls/grpc/enabled"),
+    ("a reload interval that is no duration", {"tls": {"grpc": {"reloadInterval": "often"}}}, "reloadInterval"),
+    ("a client certificate without its Secret", {"tls": {"nats": {"clientCertificate": True}}}, "/tls/nats/existingSecret"),
+    ("the in-chart PostgreSQL's TLS without its Secret", {"postgresql": {"tls": {"enabled": True}}}, "/postgresql/tls/existingSecret"),
+    ("the in-chart NATS's TLS without its Secret", {"nats": {"tls": {"enabled": True}}}, "/nats/tls/existingSecret"),
+    ("a NATS authentication method it does not have", {"natsAuth": {"method": "password"}}, "method"),
+    ("NATS authentication without its Secret", {"natsAuth": {"method": "token"}}, "/natsAuth/existingSecret"),
+    ("NATS user and password without the user", {"natsAuth": {"method": "userPassword", "existingSecret": "s"}}, "/natsAuth/user"),
+    ("an unknown TLS key", {"tls": {"grpc": {"enable": True}}}, "enable"),
+]
+
+# Combinations only the templates can judge (a `fail`), and a word the
+# message must contain. The schema and the templates both run on render.
+BAD_COMBINATIONS: list[tuple[str, dict, str]] = [
+    ("sslmode for a PostgreSQL the chart does not run", {"tls": {"postgresql": {"sslmode": "verify-full"}}}, "externalDatabase URLs"),
+    ("verify-full to the in-chart PostgreSQL without its TLS",
+     {"postgresql": {"enabled": True}, "tls": {"postgresql": {"sslmode": "verify-full"}}}, "postgresql.tls.enabled"),
+    ("sslmode disable to the in-chart PostgreSQL with TLS",
+     {"postgresql": {"enabled": True, "tls": {"enabled": True, "existingSecret": "s"}}, "tls": {"postgresql": {"sslmode": "disable"}}},
+     "refuses plaintext"),
+    ("the in-chart PostgreSQL asking for client certificates the services lack",
+     {"postgresql": {"enabled": True, "tls": {"enabled": True, "existingSecret": "s", "clientAuth": True}}},
+     "tls.postgresql.clientCertificate"),
+    ("the in-chart NATS asking for client certificates the services lack",
+     {"nats": {"enabled": True, "tls": {"enabled": True, "existingSecret": "s", "clientAuth": True}}},
+     "tls.nats.clientCertificate"),
+    ("TLS settings of an in-chart PostgreSQL that is off",
+     {"postgresql": {"tls": {"enabled": True, "existingSecret": "s"}}}, "postgresql.enabled"),
+    ("TLS settings of an in-chart NATS that is off", {"nats": {"tls": {"enabled": True, "existingSecret": "s"}}}, "nats.enabled"),
+    ("NATS credentials for the in-chart NATS",
+     {"nats": {"enabled": True}, "natsAuth": {"method": "creds", "existingSecret": "s"}}, "natsAuth"),
+    ("NATS TLS files for the in-chart NATS without TLS",
+     {"nats": {"enabled": True}, "tls": {"nats": {"existingSecret": "s"}}}, "nats.tls.enabled"),
+    ("payments TLS files with an http:// provider",
+     {"tls": {"payments": {"existingSecret": "s"}}, "processor": {"paymentsUrl": "http://payments:50053"}}, "https://"),
+    ("payments TLS files with the plaintext in-chart simulator", {"tls": {"payments": {"existingSecret": "s"}}}, "tls.grpc.enabled"),
+    ("OTLP TLS files with an http:// endpoint",
+     {"otlp": {"endpoint": "http://otel:4317"}, "tls": {"otlp": {"existingSecret": "s"}}}, "https://"),
+    ("OTLP headers with nothing to export to", {"otlp": {"headersSecret": {"name": "s"}}}, "otlp.endpoint"),
+    ("mounted Secrets without an fsGroup to read them",
+     {"podSecurityContext": {"fsGroup": None}, "tls": {"grpc": {"enabled": True, "existingSecret": "s"}}}, "fsGroup"),
 ]
 
 # Where each binary reads its settings (string literals naming variables).
@@ -70,12 +185,17 @@ SETTINGS_SOURCES = {
     "processor": ["services/processor/src/settings.rs", "crates/outbox/src/settings.rs"],
     "payments-sim": ["services/payments-sim/src/settings.rs"],
 }
-SHARED_SOURCES = [
-    "crates/service-kit/src/env.rs",
-    "crates/service-kit/src/serving.rs",
-    "crates/service-kit/src/telemetry.rs",
-]
+# Every service uses the service kit (settings, serving, TLS, telemetry).
+SHARED_SOURCES = "crates/service-kit/src/**/*.rs"
 GRPC_PORTS = {"order-service": 50051, "processor": 50052, "payments-sim": 50053}
+
+# Settings that hold a secret: only ever from a Secret (secretKeyRef) or a
+# file, never a plain `value:`.
+SECRET_SETTINGS = {
+    "DATABASE_URL", "NATS_URL", "PROCESSOR_ADMIN_TOKEN", "PROCESSOR_ADMIN_TOKENS",
+    "ORDER_SERVICE_ADMIN_TOKEN", "ORDER_SERVICE_ADMIN_TOKENS", "NATS_PASSWORD", "NATS_TOKEN",
+    "OTEL_EXPORTER_OTLP_HEADERS", "POSTGRES_PASSWORD",
+}
 
 failures: list[str] = []
 
@@ -96,10 +216,14 @@ def check(name: str):
 
 def env_names(binary: str) -> set[str]:
     names: set[str] = set()
-    for path in SETTINGS_SOURCES[binary] + SHARED_SOURCES:
-        text = (ROOT / path).read_text()
-        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', text))
+    for path in [ROOT / p for p in SETTINGS_SOURCES[binary]] + sorted(ROOT.glob(SHARED_SOURCES)):
+        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', path.read_text()))
     return names
+
+
+def reads(known: set[str], name: str) -> bool:
+    """Every secret setting NAME is also read from the file NAME_FILE names."""
+    return name in known or (name.endswith("_FILE") and name.removesuffix("_FILE") in known)
 
 
 def render(values: dict) -> list[dict]:
@@ -132,6 +256,61 @@ def workloads(documents: list[dict]) -> list[dict]:
 
 def component(document: dict) -> str:
     return document["metadata"]["labels"].get("app.kubernetes.io/component", "")
+
+
+def deployments(combination: str) -> dict[str, dict]:
+    return {component(d): d for d in rendered[combination] if d["kind"] == "Deployment" and component(d) in GRPC_PORTS}
+
+
+def env(document: dict) -> dict[str, dict]:
+    """The first container's variables by name (each {value} or {valueFrom})."""
+    return {v["name"]: v for v in containers(document)[0].get("env", [])}
+
+
+def values_of(document: dict) -> dict[str, str | None]:
+    return {name: v.get("value") for name, v in env(document).items()}
+
+
+def secret_files(document: dict) -> dict[str, tuple[str, str]]:
+    """Each file the first container sees from a Secret: path → (Secret, key)."""
+    volumes = {v["name"]: v for v in pod_spec(document).get("volumes", [])}
+    files = {}
+    for mount in containers(document)[0].get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        for item in (secret or {}).get("items", []):
+            files[f"{mount['mountPath']}/{item['path']}"] = (secret["secretName"], item["key"])
+    return files
+
+
+def chart_secret(combination: str) -> dict[str, str]:
+    secret = next(d for d in rendered[combination] if d["kind"] == "Secret" and d["metadata"]["name"] == "ordo-env")
+    return secret["stringData"]
+
+
+def nats_conf(combination: str) -> str:
+    config = next(
+        d for d in rendered[combination] if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-nats")
+    )
+    return config["data"]["nats.conf"]
+
+
+def stateful_set(combination: str, name: str) -> dict:
+    return next(d for d in rendered[combination] if d["kind"] == "StatefulSet" and component(d) == name)
+
+
+def refusal(values: dict) -> str:
+    """The message with which the chart refuses values (schema or template); fails if it renders."""
+    try:
+        render(values)
+    except (helm.HelmValuesError, helm.HelmRenderError) as err:
+        return str(err)
+    raise AssertionError("accepted")
+
+
+def render_notes(values: dict) -> str:
+    chart = helm.Chart.load(CHART)
+    manifests = chart.render(values, name="ordo", namespace="ordo", is_install=True)
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
 
 
 print(f"helm {helm.helm_sdk_version()} (helm-python-sdk {helm.__version__}), Kubernetes schemas {KUBE_VERSION}")
@@ -169,26 +348,83 @@ for name, values in COMBINATIONS.items():
                 resources = container.get("resources", {})
                 assert resources.get("requests") and resources.get("limits"), f"{where} has no resources"
 
-    @check(f"Ordo's probes are gRPC health on the gRPC port: {name}")
-    def _probes(name=name):
-        deployments = [d for d in rendered[name] if d["kind"] == "Deployment" and component(d) in GRPC_PORTS]
-        assert deployments
-        for document in deployments:
+    tls_on = values.get("tls", {}).get("grpc", {}).get("enabled", False)
+
+    @check(f"Ordo's probes are {'TCP on the gRPC port (TLS)' if tls_on else 'gRPC health on the gRPC port'}: {name}")
+    def _probes(name=name, tls_on=tls_on):
+        assert deployments(name)
+        for document in deployments(name).values():
             container = containers(document)[0]
             port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
             assert port == GRPC_PORTS[component(document)], (component(document), port)
-            assert container["readinessProbe"]["grpc"] == {"port": port}, container["readinessProbe"]
-            for probe in ("livenessProbe", "startupProbe"):
-                assert container[probe]["grpc"] == {"port": port, "service": "ordo.liveness"}, container[probe]
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                if tls_on:  # the kubelet's gRPC probe cannot speak TLS
+                    assert container[probe].get("tcpSocket") == {"port": port}, container[probe]
+                    assert "grpc" not in container[probe], container[probe]
+                elif probe == "readinessProbe":
+                    assert container[probe]["grpc"] == {"port": port}, container[probe]
+                else:
+                    assert container[probe]["grpc"] == {"port": port, "service": "ordo.liveness"}, container[probe]
 
     @check(f"every variable a Deployment sets is one its binary reads: {name}")
     def _env(name=name):
-        for document in rendered[name]:
-            if document["kind"] != "Deployment" or component(document) not in GRPC_PORTS:
-                continue
-            known = env_names(component(document))
-            for variable in containers(document)[0]["env"]:
-                assert variable["name"] in known, f"{component(document)} does not read {variable['name']}"
+        for binary, document in deployments(name).items():
+            known = env_names(binary)
+            for variable in env(document):
+                assert reads(known, variable), f"{binary} does not read {variable}"
+
+    @check(f"every Secret is mounted read-only as a whole directory (mode 0440), every file setting names a mounted key: {name}")
+    def _mounts(name=name):
+        for document in workloads(rendered[name]):
+            pod = pod_spec(document)
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            for volume in volumes.values():
+                if "secret" in volume:
+                    assert volume["secret"].get("defaultMode") == 0o440, volume
+                    assert volume["secret"].get("items"), f"{volume['name']}: project only the keys needed"
+            for container in containers(document):
+                where = f"{document['kind']}/{document['metadata']['name']}/{container['name']}"
+                for mount in container.get("volumeMounts", []):
+                    assert "subPath" not in mount and "subPathExpr" not in mount, f"{where}: subPath never sees a rotation"
+                    if "secret" in volumes.get(mount["name"], {}):  # not in volumes: a claim template
+                        assert mount.get("readOnly") is True, f"{where}: {mount['name']} is writable"
+            if component(document) in GRPC_PORTS or component(document) == "migrations":
+                files = secret_files(document)
+                if files:
+                    assert pod.get("securityContext", {}).get("fsGroup"), "0440 files need the pod's fsGroup"
+                for variable, value in values_of(document).items():
+                    if value and value.startswith("/etc/"):
+                        assert value in files, f"{component(document)}: {variable}={value} is no mounted file"
+                for variable in env(document).values():
+                    ref = variable.get("valueFrom", {}).get("secretKeyRef", {})
+                    made = not COMBINATIONS[name].get("existingSecret")  # else the URLs are the user's
+                    if made and ref.get("key", "").endswith("DATABASE_URL"):
+                        url = chart_secret(name)[ref["key"]]
+                        for path in re.findall(r"ssl(?:rootcert|cert|key)=([^&]+)", url):
+                            assert path in files, f"{component(document)}: DATABASE_URL names {path}, not mounted"
+
+    @check(f"no secret value in a ConfigMap, a plain env value, a command line or NOTES.txt: {name}")
+    def _no_secret_values(name=name):
+        documents = rendered[name]
+        secrets = set(SENTINELS.values())
+        for document in documents:
+            if document["kind"] == "Secret":
+                secrets |= {v for v in document.get("stringData", {}).values() if len(v) >= 8}
+        exposed: list[str] = []
+        for document in documents:
+            if document["kind"] == "ConfigMap":
+                exposed += [f"ConfigMap {document['metadata']['name']}: {text}" for text in document["data"].values()]
+            for container in containers(document):
+                where = f"{document['metadata']['name']}/{container['name']}"
+                for variable in container.get("env", []):
+                    if variable["name"] in SECRET_SETTINGS:
+                        assert "secretKeyRef" in variable.get("valueFrom", {}), f"{where}: {variable['name']} not from a Secret"
+                    exposed.append(f"{where} env {variable['name']}: {variable.get('value', '')}")
+                exposed += [f"{where} command: {arg}" for arg in container.get("command", []) + container.get("args", [])]
+        exposed.append(f"NOTES.txt: {render_notes(COMBINATIONS[name])}")
+        for text in exposed:
+            for secret in secrets:
+                assert secret not in text, f"a secret value in {text[:120]}"
 
 
 @check("the migration Jobs are pre-install/pre-upgrade hooks (post-install with the in-chart PostgreSQL)")
@@ -218,11 +454,6 @@ def _replicas():
 
 @check("the in-chart NATS makes an ack durable: three nodes by default, one node fsyncs every ack")
 def _durable_acks():
-    def nats_conf(combination: str) -> str:
-        documents = rendered[combination]
-        config = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-nats"))
-        return config["data"]["nats.conf"]
-
     default = next(
         d for d in rendered["self-contained"] if d["kind"] == "StatefulSet" and component(d) == "nats"
     )
@@ -265,18 +496,238 @@ for label, values, word in BAD_VALUES:
         raise AssertionError("accepted")
 
 
-@check("helm install --dry-run of the self-contained configuration")
-def _dry_run():
-    config = helm.Config(storage_driver="memory", namespace="ordo")
-    release = config.install(
-        CHART,
-        "ordo",
-        COMBINATIONS["self-contained"],
-        dry_run="client",
-        namespace="ordo",
-    )
-    manifest = release.get("manifest", "") if isinstance(release, dict) else getattr(release, "manifest", "")
-    assert "kind: StatefulSet" in manifest, "no manifest in the dry run"
+for label, values, word in BAD_COMBINATIONS:
+
+    @check(f"the chart refuses {label}")
+    def _refused_combination(values=values, word=word):
+        message = refusal(values)
+        assert word in message, f"the message does not name {word}: {message}"
+
+
+@check("gRPC TLS: every service serves the Secret's certificate, re-read every 10s; the processor calls the simulator over https")
+def _grpc_tls():
+    services = deployments("gRPC TLS")
+    for binary, document in services.items():
+        settings = values_of(document)
+        assert settings["GRPC_TLS_CERT_FILE"] == "/etc/ordo/tls/grpc/tls.crt", binary
+        assert settings["GRPC_TLS_KEY_FILE"] == "/etc/ordo/tls/grpc/tls.key", binary
+        assert settings["GRPC_TLS_RELOAD_INTERVAL"] == "10s", binary
+        assert "GRPC_TLS_CLIENT_CA_FILE" not in settings, f"{binary}: mutual TLS is off"
+        files = secret_files(document)
+        assert files["/etc/ordo/tls/grpc/tls.key"] == ("ordo-grpc-tls", "tls.key"), files
+        assert "/etc/ordo/tls/grpc/ca.crt" not in files, "ca.crt is needed only for mutual TLS"
+    processor = values_of(services["processor"])
+    assert processor["PAYMENTS_URL"] == "https://ordo-payments-sim:50053", processor["PAYMENTS_URL"]
+    assert processor["PAYMENTS_TLS_CA_FILE"] == "/etc/ordo/tls/payments/ca.crt"
+    assert "PAYMENTS_TLS_CERT_FILE" not in processor
+    assert secret_files(services["processor"])["/etc/ordo/tls/payments/ca.crt"] == ("ordo-grpc-tls", "ca.crt")
+    plain = values_of(deployments("defaults (existing PostgreSQL and NATS)")["processor"])
+    assert plain["PAYMENTS_URL"].startswith("http://") and not any(n.startswith(("GRPC_TLS", "PAYMENTS_TLS")) for n in plain)
+
+
+@check("mutual gRPC TLS: services check clients against ca.crt; the processor shows its certificate to the simulator")
+def _grpc_mtls():
+    services = deployments("gRPC mutual TLS")
+    for binary, document in services.items():
+        assert values_of(document)["GRPC_TLS_CLIENT_CA_FILE"] == "/etc/ordo/tls/grpc/ca.crt", binary
+        assert secret_files(document)["/etc/ordo/tls/grpc/ca.crt"] == ("ordo-grpc-tls", "ca.crt"), binary
+    processor = services["processor"]
+    assert values_of(processor)["PAYMENTS_TLS_CERT_FILE"] == "/etc/ordo/tls/payments/tls.crt"
+    assert values_of(processor)["PAYMENTS_TLS_KEY_FILE"] == "/etc/ordo/tls/payments/tls.key"
+    assert secret_files(processor)["/etc/ordo/tls/payments/tls.key"] == ("ordo-grpc-tls", "tls.key")
+
+
+@check("own NATS: tls:// with CA and client certificate, creds from their Secret; own payment provider over mutual TLS")
+def _own_nats_and_payments():
+    combination = "own NATS over mutual TLS with creds, own payment provider over mutual TLS"
+    services = deployments(combination)
+    assert set(services) == {"order-service", "processor"}
+    assert chart_secret(combination)["NATS_URL"] == "tls://nats.example.com:4222"
+    for binary, document in services.items():
+        settings, files = values_of(document), secret_files(document)
+        assert settings["NATS_TLS_CA_FILE"] == "/etc/ordo/tls/nats/ca.crt", binary
+        assert settings["NATS_TLS_CERT_FILE"] == "/etc/ordo/tls/nats/tls.crt", binary
+        assert settings["NATS_TLS_KEY_FILE"] == "/etc/ordo/tls/nats/tls.key", binary
+        assert settings["NATS_CREDS_FILE"] == "/etc/ordo/secrets/nats/nats.creds", binary
+        assert files["/etc/ordo/tls/nats/tls.key"] == ("ordo-nats-client", "tls.key"), files
+        assert files["/etc/ordo/secrets/nats/nats.creds"] == ("ordo-nats-creds", "nats.creds"), files
+    processor = values_of(services["processor"])
+    assert processor["PAYMENTS_URL"] == "https://payments.internal:443"
+    assert processor["PAYMENTS_TLS_SERVER_NAME"] == "payments.example.com"
+    assert processor["PAYMENTS_TLS_CERT_FILE"] == "/etc/ordo/tls/payments/tls.crt"
+    assert secret_files(services["processor"])["/etc/ordo/tls/payments/ca.crt"] == ("ordo-payments-client", "ca.crt")
+    assert not any(n.startswith("PAYMENTS_TLS") for n in values_of(services["order-service"]))
+    payments_sim = deployments("gRPC TLS")["payments-sim"]
+    assert not any(n.startswith("NATS") for n in values_of(payments_sim)), "payments-sim does not use NATS"
+    assert not any(p.startswith("/etc/ordo/tls/nats") for p in secret_files(payments_sim))
+
+
+@check("NATS authentication: each method mounts its one key and names the file (user name in the clear, password never)")
+def _nats_auth_methods():
+    cases = {
+        "creds": ("NATS_CREDS_FILE", "nats.creds", {}),
+        "nkey": ("NATS_NKEY_SEED_FILE", "nkey.seed", {}),
+        "userPassword": ("NATS_PASSWORD_FILE", "password", {"user": "ordo"}),
+        "token": ("NATS_TOKEN_FILE", "token", {"key": "NATS_TOKEN"}),
+    }
+    for method, (variable, file, extra) in cases.items():
+        values = {"natsAuth": {"method": method, "existingSecret": "ordo-nats-auth", **extra}}
+        documents = {component(d): d for d in render(values) if d["kind"] == "Deployment"}
+        for binary in ("order-service", "processor"):
+            settings = values_of(documents[binary])
+            assert settings[variable] == f"/etc/ordo/secrets/nats/{file}", (method, settings)
+            key = extra.get("key", file)
+            assert secret_files(documents[binary])[settings[variable]] == ("ordo-nats-auth", key), method
+            others = {"NATS_CREDS_FILE", "NATS_NKEY_SEED_FILE", "NATS_PASSWORD_FILE", "NATS_TOKEN_FILE"} - {variable}
+            assert not others & set(settings), f"{method}: one method at a time"
+            assert ("NATS_USER" in settings) == (method == "userPassword"), method
+        assert "NATS_USER" not in values_of(documents["payments-sim"])
+
+
+@check("the in-chart NATS over TLS: clients and routes, the services at tls:// trusting the server's ca.crt only")
+def _in_chart_nats_tls():
+    one = "self-contained, PostgreSQL and NATS over TLS"
+    conf = nats_conf(one)
+    assert "cert_file: /etc/nats-tls/tls.crt" in conf and "key_file: /etc/nats-tls/tls.key" in conf, conf
+    assert "verify: true" not in conf.split("cluster {")[0], "clientAuth is off"
+    assert "no_advertise: true" in conf, "clients keep to the name the certificate carries"
+    assert conf.count("tls {") == 2, "routes of the 3-node cluster speak TLS too"
+    assert chart_secret(one)["NATS_URL"] == "tls://ordo-nats:4222"
+    for binary, document in deployments(one).items():
+        if binary == "payments-sim":
+            continue
+        files = secret_files(document)
+        assert files["/etc/ordo/tls/nats/ca.crt"] == ("ordo-nats-tls", "ca.crt"), files
+        assert ("ordo-nats-tls", "tls.key") not in files.values(), "the server's key stays with the server"
+    nats = stateful_set(one, "nats")
+    mount = next(m for m in containers(nats)[0]["volumeMounts"] if m["name"] == "tls")
+    assert mount == {"name": "tls", "mountPath": "/etc/nats-tls", "readOnly": True}, mount
+    volume = next(v for v in pod_spec(nats)["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == "ordo-nats-tls" and volume["secret"]["defaultMode"] == 0o440
+    secured = nats_conf("self-contained, everything secured")
+    assert secured.count("verify: true") == 2 and secured.count("ca_file: /etc/nats-tls/ca.crt") == 2, secured
+    assert "tls" not in nats_conf("self-contained"), "TLS is off by default"
+    assert chart_secret("self-contained")["NATS_URL"] == "nats://ordo-nats:4222"
+
+
+@check("the in-chart PostgreSQL over TLS: ssl on, plaintext TCP refused, services and migrations at verify-full")
+def _in_chart_postgresql_tls():
+    one = "self-contained, PostgreSQL and NATS over TLS"
+    urls = chart_secret(one)
+    for key in ("ORDER_SERVICE_DATABASE_URL", "PROCESSOR_DATABASE_URL"):
+        assert urls[key].endswith("?sslmode=verify-full&sslrootcert=/etc/ordo/tls/postgresql/ca.crt"), urls[key]
+    jobs = [d for d in rendered[one] if d["kind"] == "Job"]
+    assert len(jobs) == 2
+    for document in jobs + [deployments(one)["order-service"], deployments(one)["processor"]]:
+        postgresql = {p: f for p, f in secret_files(document).items() if p.startswith("/etc/ordo/tls/postgresql/")}
+        assert postgresql == {"/etc/ordo/tls/postgresql/ca.crt": ("ordo-postgresql-tls", "ca.crt")}, (
+            "the server's ca.crt only: its key stays with the server"
+        )
+    postgresql = stateful_set(one, "postgresql")
+    args = containers(postgresql)[0]["args"]
+    for setting in ("ssl=on", "ssl_cert_file=/etc/postgresql/tls/tls.crt", "ssl_key_file=/etc/postgresql/tls/tls.key",
+                    "hba_file=/etc/postgresql/hba/pg_hba.conf"):
+        assert setting in args, args
+    assert not any(a.startswith("ssl_ca_file") for a in args), "clientAuth is off"
+    mount = next(m for m in containers(postgresql)[0]["volumeMounts"] if m["name"] == "tls")
+    assert mount == {"name": "tls", "mountPath": "/etc/postgresql/tls", "readOnly": True}, mount
+    assert pod_spec(postgresql)["securityContext"]["fsGroup"] == 999, "the key is readable by the postgres group only"
+    hba = next(d for d in rendered[one] if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ordo-postgresql-hba")
+    lines = [line.split() for line in hba["data"]["pg_hba.conf"].splitlines()]
+    assert ["hostnossl", "all", "all", "all", "reject"] in lines and ["hostssl", "all", "all", "all", "scram-sha-256"] in lines
+    assert "sslmode" not in chart_secret("self-contained")["ORDER_SERVICE_DATABASE_URL"], "TLS is off by default"
+
+
+@check("PostgreSQL client certificates: sslcert and sslkey in the URLs, clientcert in pg_hba.conf, ssl_ca_file set")
+def _postgresql_client_certificates():
+    secured = "self-contained, everything secured"
+    url = chart_secret(secured)["PROCESSOR_DATABASE_URL"]
+    assert url.endswith(
+        "/ordo_processor?sslmode=verify-full&sslrootcert=/etc/ordo/tls/postgresql/ca.crt"
+        "&sslcert=/etc/ordo/tls/postgresql/tls.crt&sslkey=/etc/ordo/tls/postgresql/tls.key"
+    ), url
+    for document in [d for d in rendered[secured] if d["kind"] == "Job"] + [deployments(secured)["processor"]]:
+        assert secret_files(document)["/etc/ordo/tls/postgresql/tls.key"] == ("ordo-postgresql-client", "tls.key")
+    args = containers(stateful_set(secured, "postgresql"))[0]["args"]
+    assert "ssl_ca_file=/etc/postgresql/tls/ca.crt" in args, args
+    hba = next(d for d in rendered[secured] if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ordo-postgresql-hba")
+    assert "scram-sha-256 clientcert=verify-ca" in hba["data"]["pg_hba.conf"]
+    production = "production, secured"
+    for document in [deployments(production)["order-service"], deployments(production)["processor"]]:
+        files = secret_files(document)
+        assert files["/etc/ordo/tls/postgresql/tls.crt"] == ("ordo-postgresql-client", "tls.crt"), files
+    jobs = [d for d in rendered[production] if d["kind"] == "Job"]
+    assert jobs and all("/etc/ordo/tls/postgresql/ca.crt" in secret_files(j) for j in jobs), "the migrations connect too"
+
+
+@check("OTLP over mutual TLS with headers from a Secret file, on all three services")
+def _otlp_tls():
+    for binary, document in deployments("self-contained, everything secured").items():
+        settings, files = values_of(document), secret_files(document)
+        assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://otel.example.com:4317", binary
+        assert settings["OTEL_EXPORTER_OTLP_CERTIFICATE"] == "/etc/ordo/tls/otlp/ca.crt", binary
+        assert settings["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] == "/etc/ordo/tls/otlp/tls.crt", binary
+        assert settings["OTEL_EXPORTER_OTLP_CLIENT_KEY"] == "/etc/ordo/tls/otlp/tls.key", binary
+        assert settings["OTEL_EXPORTER_OTLP_HEADERS_FILE"] == "/etc/ordo/secrets/otlp/headers", binary
+        assert "OTEL_EXPORTER_OTLP_HEADERS" not in settings, "headers only from the file"
+        assert files["/etc/ordo/secrets/otlp/headers"] == ("ordo-otlp-headers", "headers"), files
+    processor = deployments("production, secured")["processor"]
+    assert secret_files(processor)["/etc/ordo/secrets/otlp/headers"] == ("ordo-otlp-headers", "OTEL_EXPORTER_OTLP_HEADERS")
+
+
+@check("both admin tokens come from the Secret: the order service's and the processor's")
+def _admin_tokens():
+    secret = chart_secret("self-contained, everything secured")
+    assert secret["ORDER_SERVICE_ADMIN_TOKEN"] == SENTINELS["orderServiceAdminToken"]
+    assert secret["PROCESSOR_ADMIN_TOKEN"] == SENTINELS["adminToken"]
+    for combination, name in (("self-contained, everything secured", "ordo-env"), ("production", "ordo-env")):
+        services = deployments(combination)
+        for binary, key in (("order-service", "ORDER_SERVICE_ADMIN_TOKEN"), ("processor", "PROCESSOR_ADMIN_TOKEN")):
+            ref = env(services[binary])[key]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": name, "key": key, "optional": True}, ref
+        assert "PROCESSOR_ADMIN_TOKEN" not in env(services["order-service"])
+        assert "ORDER_SERVICE_ADMIN_TOKEN" not in env(services["processor"])
+    plain = deployments("defaults (existing PostgreSQL and NATS)")
+    assert not any(n.endswith("ADMIN_TOKEN") for d in plain.values() for n in env(d)), "no token, no admin API"
+
+
+@check("NOTES.txt: grpcurl -plaintext without TLS, -cacert with the Secret's CA with TLS, -cert/-key under mutual TLS")
+def _notes():
+    plain = render_notes({})
+    assert "grpcurl -plaintext" in plain and "-cacert" not in plain
+    tls = render_notes(COMBINATIONS["gRPC TLS"])
+    assert "-plaintext" not in tls and "grpcurl -cacert ca.crt -servername ordo-order-service" in tls, tls
+    assert "get secret ordo-grpc-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > ca.crt" in tls, tls
+    assert "-cert client.crt" not in tls
+    mutual = render_notes(COMBINATIONS["gRPC mutual TLS"])
+    assert "grpcurl -cacert ca.crt -cert client.crt -key client.key -servername ordo-processor" in mutual, mutual
+
+
+@check("values.yaml documents every path the chart mounts a Secret at")
+def _documented_paths():
+    text = (CHART / "values.yaml").read_text()
+    for document in workloads(rendered["self-contained, everything secured"]) + workloads(rendered["production, secured"]):
+        volumes = {v["name"]: v for v in pod_spec(document).get("volumes", [])}
+        for container in containers(document):
+            for mount in container.get("volumeMounts", []):
+                if "secret" in volumes.get(mount["name"], {}):
+                    assert mount["mountPath"] in text, f"{mount['mountPath']} is not in values.yaml"
+
+
+for combination in ("self-contained", "self-contained, everything secured"):
+
+    @check(f"helm install --dry-run: {combination}")
+    def _dry_run(combination=combination):
+        config = helm.Config(storage_driver="memory", namespace="ordo")
+        release = config.install(
+            CHART,
+            "ordo",
+            COMBINATIONS[combination],
+            dry_run="client",
+            namespace="ordo",
+        )
+        manifest = release.get("manifest", "") if isinstance(release, dict) else getattr(release, "manifest", "")
+        assert "kind: StatefulSet" in manifest, "no manifest in the dry run"
 
 
 print(f"helm-check: {'FAILED ' + ', '.join(failures) if failures else 'all passed'}")

@@ -42,7 +42,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The URLs the chart's Secret holds. */}}
 {{- define "ordo.orderServiceDatabaseUrl" -}}
 {{- if .Values.postgresql.enabled -}}
-{{- printf "postgres://postgres:%s@%s-postgresql:5432/ordo" .Values.postgresql.password (include "ordo.fullname" .) -}}
+{{- printf "postgres://postgres:%s@%s-postgresql:5432/ordo%s" .Values.postgresql.password (include "ordo.fullname" .) (include "ordo.postgresqlUrlParams" .) -}}
 {{- else -}}
 {{- .Values.externalDatabase.orderServiceUrl -}}
 {{- end -}}
@@ -50,7 +50,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "ordo.processorDatabaseUrl" -}}
 {{- if .Values.postgresql.enabled -}}
-{{- printf "postgres://postgres:%s@%s-postgresql:5432/ordo_processor" .Values.postgresql.password (include "ordo.fullname" .) -}}
+{{- printf "postgres://postgres:%s@%s-postgresql:5432/ordo_processor%s" .Values.postgresql.password (include "ordo.fullname" .) (include "ordo.postgresqlUrlParams" .) -}}
 {{- else -}}
 {{- .Values.externalDatabase.processorUrl -}}
 {{- end -}}
@@ -58,7 +58,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "ordo.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
-{{- printf "nats://%s-nats:4222" (include "ordo.fullname" .) -}}
+{{- printf "%s://%s-nats:4222" (ternary "tls" "nats" .Values.nats.tls.enabled) (include "ordo.fullname" .) -}}
 {{- else -}}
 {{- .Values.externalNats.url -}}
 {{- end -}}
@@ -80,7 +80,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.processor.paymentsUrl -}}
 {{- .Values.processor.paymentsUrl -}}
 {{- else -}}
-{{- printf "http://%s-payments-sim:%v" (include "ordo.fullname" .) .Values.paymentsSim.port -}}
+{{- printf "%s://%s-payments-sim:%v" (ternary "https" "http" .Values.tls.grpc.enabled) (include "ordo.fullname" .) .Values.paymentsSim.port -}}
 {{- end -}}
 {{- end -}}
 
@@ -129,8 +129,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Probes on grpc.health.v1: liveness asks "ordo.liveness" (SERVING while
-     the process runs), readiness asks "" (SERVING while it can take work). */}}
+     the process runs), readiness asks "" (SERVING while it can take work).
+     With tls.grpc on they are TCP connects to the gRPC port instead: the
+     kubelet's gRPC probe speaks plaintext only, and the distroless image
+     has no grpc_health_probe to exec. A TCP probe knows the process
+     listens, not whether its dependencies are up: a NOT_SERVING pod then
+     stays in the Service. (dict "port" 50051 "tls" true) */}}
 {{- define "ordo.probes" -}}
+{{- if .tls -}}
+startupProbe:
+  tcpSocket:
+    port: {{ .port }}
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  tcpSocket:
+    port: {{ .port }}
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  tcpSocket:
+    port: {{ .port }}
+  periodSeconds: 5
+  failureThreshold: 2
+{{- else -}}
 startupProbe:
   grpc:
     port: {{ .port }}
@@ -148,6 +170,7 @@ readinessProbe:
     port: {{ .port }}
   periodSeconds: 5
   failureThreshold: 2
+{{- end -}}
 {{- end -}}
 
 {{- define "ordo.podAnnotations" -}}

@@ -9,6 +9,7 @@ PodDisruptionBudget and a HorizontalPodAutoscaler.
 {{- $values := .values -}}
 {{- $fullname := printf "%s-%s" (include "ordo.fullname" $root) .name -}}
 {{- $selector := dict "root" $root "component" .name -}}
+{{- $mounts := include "ordo.secretMounts" (dict "root" $root "component" .name) | fromJsonArray -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -55,16 +56,27 @@ spec:
               protocol: TCP
           env:
             {{- include "ordo.commonEnv" (dict "root" $root "name" .name "port" $values.port "metricsPort" $values.metricsPort) | nindent 12 }}
+            {{- with include "ordo.securityEnv" (dict "root" $root "component" .name) | trim }}
+            {{- . | nindent 12 }}
+            {{- end }}
             {{- .env | nindent 12 }}
             {{- range $name, $value := $values.env }}
             - name: {{ $name }}
               value: {{ $value | quote }}
             {{- end }}
-          {{- include "ordo.probes" (dict "port" $values.port) | nindent 10 }}
+          {{- include "ordo.probes" (dict "port" $values.port "tls" $root.Values.tls.grpc.enabled) | nindent 10 }}
           resources:
             {{- toYaml $values.resources | nindent 12 }}
           securityContext:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
+          {{- with $mounts }}
+          volumeMounts:
+            {{- include "ordo.secretVolumeMounts" . | trim | nindent 12 }}
+          {{- end }}
+      {{- with $mounts }}
+      volumes:
+        {{- include "ordo.secretVolumes" . | trim | nindent 8 }}
+      {{- end }}
 ---
 apiVersion: v1
 kind: Service
