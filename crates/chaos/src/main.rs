@@ -3,22 +3,24 @@
 //! schedule kills and restarts everything; then every invariant is checked.
 //!
 //! ```text
-//! ordo-chaos [--orders 20000] [--seed N] [--concurrency 16] [--nats-nodes 1|3] [--bin-dir DIR]
+//! ordo-chaos [--orders 20000] [--seed N] [--concurrency 16] [--nats-nodes 1|3] [--tls] [--bin-dir DIR]
 //! ```
 //!
 //! With `--nats-nodes 3` NATS is a three-node JetStream cluster on loopback
 //! (the ORDERS stream replicated three times, every service given all three
-//! URLs), and restarting NATS means killing the stream's leader.
+//! URLs), and restarting NATS means killing the stream's leader. With
+//! `--tls` the connections are secured ([`security`]).
 //!
-//! - [`postgres`] and `ordo_testkit::NatsServer` are the infrastructure;
-//!   [`services`] the processes; [`load`] the client; [`faults`] the
-//!   schedule; [`poison`] the messages no service wrote; [`verify`] the
-//!   checks. Exit status 1 on any violation.
+//! - `ordo_testkit::PrivatePostgres` and `ordo_testkit::NatsServer` are the
+//!   infrastructure; [`services`] the processes; [`load`] the client;
+//!   [`faults`] the schedule; [`poison`] the messages no service wrote;
+//!   [`verify`] the checks. Exit status 1 on any violation.
 #![forbid(unsafe_code)]
 
 mod faults;
 mod load;
 mod poison;
+mod security;
 mod services;
 mod verify;
 
@@ -38,12 +40,17 @@ use crate::services::ServiceProcess;
 
 const ADMIN_TOKEN: &str = "chaos-admin-token-0123456789";
 const REPLICAS: usize = 2;
+/// `OUTBOX_DEDUP_WINDOW`: short enough that a replica frozen past it (the
+/// SIGSTOP faults) would store its stale publishes again, were they not
+/// fenced.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(15);
 
 struct Options {
     orders: usize,
     seed: u64,
     concurrency: usize,
     nats_nodes: usize,
+    tls: bool,
     bin_dir: PathBuf,
 }
 
@@ -53,6 +60,7 @@ fn options() -> anyhow::Result<Options> {
         seed: fastrand::u64(..),
         concurrency: 16,
         nats_nodes: 1,
+        tls: false,
         bin_dir: PathBuf::from(
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
         )
@@ -60,6 +68,10 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--tls" {
+            options.tls = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -78,7 +90,7 @@ fn options() -> anyhow::Result<Options> {
                 }
             }
             other => anyhow::bail!(
-                "unknown flag {other}; flags: --orders --seed --concurrency --nats-nodes --bin-dir"
+                "unknown flag {other}; flags: --orders --seed --concurrency --nats-nodes --tls --bin-dir"
             ),
         }
     }
@@ -135,34 +147,61 @@ async fn run() -> anyhow::Result<bool> {
 
     let run_dir = std::env::temp_dir().join(format!("ordo-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&run_dir)?;
+    let security = options.tls.then(security::RunSecurity::new).transpose()?;
+    let client_tls = security.as_ref().map(security::RunSecurity::client_tls);
+    let nats_security = security
+        .as_ref()
+        .map(security::RunSecurity::nats_security)
+        .unwrap_or_default();
     let postgres = ordo_testkit::PrivatePostgres::start(
         services::free_port()?,
         &["ordo", "ordo_processor"],
-        None,
+        security.as_ref().map(security::RunSecurity::server),
     )
     .await
     .map_err(|err| anyhow::anyhow!("cannot start PostgreSQL: {err}"))?;
+    let database_parameters = security
+        .as_ref()
+        .map(security::RunSecurity::database_parameters)
+        .unwrap_or_default();
+    let database_url = |database: &str| format!("{}{database_parameters}", postgres.url(database));
+    let nats_config = security.as_ref().map(security::RunSecurity::nats_config);
     let mut nats = if options.nats_nodes == 1 {
-        vec![ordo_testkit::NatsServer::start().await?]
+        vec![match &nats_config {
+            Some(config) => ordo_testkit::NatsServer::start_with_config(config).await?,
+            None => ordo_testkit::NatsServer::start().await?,
+        }]
     } else {
-        ordo_testkit::NatsServer::start_cluster(options.nats_nodes).await?
+        ordo_testkit::NatsServer::start_cluster_with_config(
+            options.nats_nodes,
+            nats_config.as_deref(),
+        )
+        .await?
     };
+    let scheme = if options.tls { "tls" } else { "nats" };
     let nats_urls = nats
         .iter()
-        .map(ordo_testkit::NatsServer::url)
+        .map(|node| format!("{scheme}://{}", node.addr()))
         .collect::<Vec<_>>()
         .join(",");
     let replicas = options.nats_nodes.to_string();
     let common = |database: &str| -> Vec<(String, String)> {
+        let secured = security
+            .as_ref()
+            .map(security::RunSecurity::service_env)
+            .unwrap_or_default();
         [
-            ("DATABASE_URL", postgres.url(database)),
+            ("DATABASE_URL", database_url(database)),
             ("NATS_URL", nats_urls.clone()),
             ("NATS_STREAM_REPLICAS", replicas.clone()),
             ("OUTBOX_LEASE_TTL", "3s".into()),
-            // Short enough that a replica frozen past it (the SIGSTOP faults)
-            // would store its stale publishes again, were they not fenced;
-            // long enough for every republish after a crash to fall inside.
-            ("OUTBOX_DEDUP_WINDOW", "15s".into()),
+            // A re-publish after it (a row whose ack was lost, taken over
+            // later than the window) is stored again: the checks allow that
+            // and leave it to the inboxes (invariant 2).
+            (
+                "OUTBOX_DEDUP_WINDOW",
+                humantime::format_duration(DUPLICATE_WINDOW).to_string(),
+            ),
             ("OUTBOX_POLL_INTERVAL", "200ms".into()),
             ("HEALTH_PROBE_INTERVAL", "500ms".into()),
             ("SHUTDOWN_TIMEOUT", "2s".into()),
@@ -170,6 +209,7 @@ async fn run() -> anyhow::Result<bool> {
         ]
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
+        .chain(secured)
         .collect()
     };
     let payments = ServiceProcess::start(
@@ -178,6 +218,7 @@ async fn run() -> anyhow::Result<bool> {
         "payments-sim",
         Vec::new(),
         &run_dir,
+        None,
     )
     .await?;
     // Between the processors and the simulator, so answers can be lost.
@@ -192,6 +233,7 @@ async fn run() -> anyhow::Result<bool> {
                 "order-service",
                 common("ordo"),
                 &run_dir,
+                client_tls.clone(),
             )
             .await?,
         );
@@ -219,23 +261,22 @@ async fn run() -> anyhow::Result<bool> {
                 "processor",
                 env,
                 &run_dir,
+                client_tls.clone(),
             )
             .await?,
         );
     }
     println!(
-        "chaos: PostgreSQL on {}, NATS on {}, logs in {}",
+        "chaos: PostgreSQL on {}, NATS on {} ({}), logs in {}",
         postgres.port,
         nats_urls,
+        ordo_testkit::nats::nats_server_version(),
         run_dir.display()
     );
 
     let clients = order_services
         .iter()
-        .map(|service| {
-            tonic::transport::Endpoint::from_shared(format!("http://{}", service.addr))
-                .map(|endpoint| OrderServiceClient::new(endpoint.connect_lazy()))
-        })
+        .map(|service| service.channel().map(OrderServiceClient::new))
         .collect::<Result<Vec<_>, _>>()?;
     let mut payments_client =
         PaymentServiceClient::connect(format!("http://{}", payments.addr)).await?;
@@ -271,7 +312,7 @@ async fn run() -> anyhow::Result<bool> {
                 processors[replica].spawn().await?;
             }
             Fault::RestartNats => {
-                let node = stream_leader(&nats, &nats_urls).await;
+                let node = stream_leader(&nats, &nats_urls, &nats_security).await;
                 nats[node].stop().await?;
                 tokio::time::sleep(downtime).await;
                 nats[node].restart().await?;
@@ -279,7 +320,7 @@ async fn run() -> anyhow::Result<bool> {
             Fault::PauseOrderService(replica) => order_services[replica].pause(downtime).await?,
             Fault::PauseProcessor(replica) => processors[replica].pause(downtime).await?,
             Fault::Poison => {
-                phantoms.extend(poison::inject(&nats_urls, injected.len()).await?);
+                phantoms.extend(poison::inject(&nats_urls, &nats_security, injected.len()).await?);
             }
             Fault::ChangePartitions => {
                 let refused = order_services[0]
@@ -347,13 +388,14 @@ async fn run() -> anyhow::Result<bool> {
     );
 
     let sources = verify::Sources {
-        orders_db: postgres.url("ordo"),
-        processor_db: postgres.url("ordo_processor"),
-        nats_url: nats[0].url(),
+        orders_db: database_url("ordo"),
+        processor_db: database_url("ordo_processor"),
+        nats_url: nats_urls.clone(),
+        nats_security: nats_security.clone(),
+        duplicate_window: DUPLICATE_WINDOW,
         phantoms: phantoms.iter().cloned().collect(),
         payments: payments_client.clone(),
-        processor: ProcessorServiceClient::connect(format!("http://{}", processors[0].addr))
-            .await?,
+        processor: ProcessorServiceClient::new(processors[0].channel()?),
         admin_token: ADMIN_TOKEN.to_owned(),
     };
     let mut report = verify::verify(&sources, &placed.orders).await?;
@@ -403,14 +445,20 @@ async fn run() -> anyhow::Result<bool> {
 }
 
 /// The node that leads the ORDERS stream (the only node alone).
-async fn stream_leader(nats: &[ordo_testkit::NatsServer], urls: &str) -> usize {
+async fn stream_leader(
+    nats: &[ordo_testkit::NatsServer],
+    urls: &str,
+    security: &ordo_service_kit::nats::NatsSecurity,
+) -> usize {
     if nats.len() == 1 {
         return 0;
     }
     let leader = async {
-        let client = ordo_service_kit::nats::connect(urls, async_nats::ConnectOptions::new())
+        let options = security
+            .apply(async_nats::ConnectOptions::new())
             .await
             .ok()?;
+        let client = ordo_service_kit::nats::connect(urls, options).await.ok()?;
         let mut stream = async_nats::jetstream::new(client)
             .get_stream("ORDERS")
             .await

@@ -17,8 +17,13 @@ use prost::Message as _;
 pub const MARKER: &str = "Ordo-Chaos-Poison";
 
 /// Publishes one batch of poison; the phantom order ids it names.
-pub async fn inject(nats_url: &str, round: usize) -> anyhow::Result<Vec<String>> {
-    let client = ordo_service_kit::nats::connect(nats_url, async_nats::ConnectOptions::new())
+pub async fn inject(
+    nats_url: &str,
+    security: &ordo_service_kit::nats::NatsSecurity,
+    round: usize,
+) -> anyhow::Result<Vec<String>> {
+    let options = security.apply(async_nats::ConnectOptions::new()).await?;
+    let client = ordo_service_kit::nats::connect(nats_url, options)
         .await
         .context("poison: cannot connect to NATS")?;
     let jetstream = jetstream::new(client);

@@ -17,6 +17,8 @@ pub struct ServiceProcess {
     env: Vec<(String, String)>,
     log: PathBuf,
     pub addr: SocketAddr,
+    /// How to reach its gRPC server when it serves TLS.
+    tls: Option<ordo_proto::client::ClientTls>,
     child: Option<Child>,
 }
 
@@ -27,13 +29,15 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 impl ServiceProcess {
     /// Starts `binary` (from `bin_dir`) with `env` plus its own listen
-    /// address, logging to `log_dir/<name>.log`, and waits until it is alive.
+    /// address, logging to `log_dir/<name>.log`, and waits until it is
+    /// alive (asking over TLS with `tls`).
     pub async fn start(
         name: &str,
         bin_dir: &Path,
         binary: &str,
         env: Vec<(String, String)>,
         log_dir: &Path,
+        tls: Option<ordo_proto::client::ClientTls>,
     ) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut service = Self {
@@ -42,6 +46,7 @@ impl ServiceProcess {
             env,
             log: log_dir.join(format!("{name}.log")),
             addr,
+            tls,
             child: None,
         };
         service.spawn().await?;
@@ -123,10 +128,22 @@ impl ServiceProcess {
         }
     }
 
+    /// A client channel to its gRPC server (TLS when it serves TLS).
+    pub fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        let endpoint = match &self.tls {
+            Some(tls) => ordo_proto::client::endpoint(&format!("https://{}", self.addr), tls)?,
+            None => ordo_proto::client::endpoint(
+                &format!("http://{}", self.addr),
+                &ordo_proto::client::ClientTls::default(),
+            )?,
+        };
+        Ok(endpoint.connect_lazy())
+    }
+
     /// Waits until `ordo.liveness` answers SERVING.
     async fn wait_alive(&self) -> anyhow::Result<()> {
         for _ in 0..300 {
-            if ordo_testkit::health_of(self.addr, "ordo.liveness").await
+            if ordo_testkit::health_over(self.addr, self.tls.as_ref(), "ordo.liveness").await
                 == Some(ServingStatus::Serving)
             {
                 return Ok(());

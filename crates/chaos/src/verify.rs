@@ -48,6 +48,9 @@ pub struct Sources {
     pub orders_db: String,
     pub processor_db: String,
     pub nats_url: String,
+    pub nats_security: ordo_service_kit::nats::NatsSecurity,
+    /// `OUTBOX_DEDUP_WINDOW` of the run.
+    pub duplicate_window: std::time::Duration,
     /// Orders only poison messages named: never placed, left out.
     pub phantoms: HashSet<String>,
     pub payments: PaymentServiceClient<Channel>,
@@ -232,15 +235,21 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         name: "ORDERS".into(),
         subject_prefix: String::new(),
     };
+    let options = sources
+        .nats_security
+        .apply(async_nats::ConnectOptions::new())
+        .await?;
+    let client = ordo_service_kit::nats::connect(&sources.nats_url, options).await?;
     let messages = stream
-        .messages(&sources.nats_url)
+        .messages_via(client)
         .await
         .map_err(|err| anyhow::anyhow!("{err}"))?;
     report
         .facts
         .push(format!("{} messages in the ORDERS stream", messages.len()));
-    let mut ids = HashSet::new();
+    let mut first_stored: HashMap<String, (time::OffsetDateTime, u64)> = HashMap::new();
     let mut duplicated = Vec::new();
+    let mut republished_late = Vec::new();
     let mut per_order: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
     let poison = messages
         .iter()
@@ -255,9 +264,28 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         .iter()
         .filter(|message| message.header(crate::poison::MARKER).is_none())
     {
-        if !ids.insert(message.message_id.clone()) {
-            duplicated.push(message.message_id.clone());
+        // Invariant 2: a re-publish inside the duplicate window is dropped
+        // by JetStream; one outside it is stored again and dropped by the
+        // consumers' inboxes, so it counts once below.
+        if let Some((first, first_sequence)) = first_stored.get(&message.message_id) {
+            let apart = message.stored_at - *first;
+            if apart < sources.duplicate_window {
+                duplicated.push(format!(
+                    "{} ({}: sequences {first_sequence} and {}, {:.1}s apart)",
+                    message.message_id,
+                    message.subject,
+                    message.sequence,
+                    apart.as_seconds_f64()
+                ));
+            } else {
+                republished_late.push(message.message_id.clone());
+            }
+            continue;
         }
+        first_stored.insert(
+            message.message_id.clone(),
+            (message.stored_at, message.sequence),
+        );
         let order = message.header("ce-subject").unwrap_or_default().to_owned();
         let kind = message
             .subject
@@ -271,9 +299,16 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
             .push((message.sequence, kind));
     }
     report.violation(
-        "an event stored twice in the stream (by Nats-Msg-Id)",
+        "an event stored twice within the duplicate window (by Nats-Msg-Id)",
         &duplicated,
     );
+    if !republished_late.is_empty() {
+        report.facts.push(format!(
+            "{} event(s) re-published after the duplicate window, stored again and left to the inboxes (invariant 2), e.g. {}",
+            republished_late.len(),
+            republished_late[0]
+        ));
+    }
     let mut no_event = Vec::new();
     let mut wrong_events = Vec::new();
     let mut out_of_order = Vec::new();

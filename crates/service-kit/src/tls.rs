@@ -314,6 +314,11 @@ async fn accept_tls(
                             return;
                         }
                     }
+                    // A TCP probe (Kubernetes' tcpSocket) connects and
+                    // closes without a word: not a failed handshake.
+                    Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        tracing::trace!(%peer, "closed before a TLS handshake");
+                    }
                     Ok(Err(err)) => {
                         tls.metrics.tls.handshake_failures.fetch_add(1, Relaxed);
                         tracing::debug!(%peer, error = %err, "TLS handshake failed");

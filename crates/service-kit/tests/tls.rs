@@ -242,6 +242,41 @@ async fn a_client_that_never_finishes_its_handshake_holds_up_nobody() {
 }
 
 #[tokio::test]
+async fn a_tcp_probe_is_not_a_failed_handshake_and_plaintext_is() {
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("ordo").unwrap();
+    let server = serve(&server_tls(
+        &ca.issue("server", &["127.0.0.1"]).unwrap(),
+        None,
+    ))
+    .await;
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    let failures = || {
+        server
+            .metrics
+            .tls
+            .handshake_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for _ in 0..5 {
+        drop(tokio::net::TcpStream::connect(addr.clone()).await.unwrap());
+    }
+    check(&server.url, &trusting(&ca)).await.unwrap();
+    assert_eq!(failures(), 0, "connect-and-close probes are not counted");
+    assert!(
+        check(&server.url.replace("https", "http"), &ClientTls::default())
+            .await
+            .is_err()
+    );
+    ordo_testkit::eventually(
+        "the plaintext client counted",
+        Duration::from_secs(5),
+        || async { failures() == 1 },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn files_that_cannot_be_used_stop_the_start_naming_the_settings() {
     let pki = Pki::new().unwrap();
     let ca = pki.ca("ordo").unwrap();

@@ -38,4 +38,4 @@ pub use wait::eventually;
 
 pub mod probes;
 
-pub use probes::{health_of, metric, scrape_metrics, scrape_parsed};
+pub use probes::{health_of, health_over, metric, scrape_metrics, scrape_parsed};

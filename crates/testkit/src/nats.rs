@@ -31,6 +31,8 @@ pub struct TestStream {
 #[derive(Debug, Clone)]
 pub struct StreamMessage {
     pub sequence: u64,
+    /// When the stream stored it.
+    pub stored_at: time::OffsetDateTime,
     pub subject: String,
     pub message_id: String,
     pub headers: Vec<(String, String)>,
@@ -61,7 +63,16 @@ impl TestStream {
 
     /// Every message in the stream at `nats_url`, in sequence order.
     pub async fn messages(&self, nats_url: &str) -> Result<Vec<StreamMessage>, async_nats::Error> {
-        let client = async_nats::connect(nats_url).await?;
+        self.messages_via(async_nats::connect(nats_url).await?)
+            .await
+    }
+
+    /// [`TestStream::messages`] over a connection the caller made (over
+    /// TLS, say).
+    pub async fn messages_via(
+        &self,
+        client: async_nats::Client,
+    ) -> Result<Vec<StreamMessage>, async_nats::Error> {
         let jetstream = jetstream::new(client);
         let mut stream = jetstream.get_stream(&self.name).await?;
         let total = stream.info().await?.state.messages;
@@ -89,6 +100,7 @@ impl TestStream {
                 let message = message?;
                 let info = message.info()?;
                 let sequence = info.stream_sequence;
+                let stored_at = info.published;
                 let headers = message
                     .headers
                     .iter()
@@ -106,6 +118,7 @@ impl TestStream {
                     .unwrap_or_default();
                 messages.push(StreamMessage {
                     sequence,
+                    stored_at,
                     subject: message.subject.to_string(),
                     message_id,
                     headers,
@@ -215,6 +228,15 @@ impl NatsServer {
     /// Starts `nodes` servers forming one JetStream cluster on loopback
     /// (named `n0`, `n1`, …), and waits until every one accepts clients.
     pub async fn start_cluster(nodes: usize) -> std::io::Result<Vec<Self>> {
+        Self::start_cluster_with_config(nodes, None).await
+    }
+
+    /// [`NatsServer::start_cluster`], each node also reading `config`
+    /// (its client port's `tls {}`, say).
+    pub async fn start_cluster_with_config(
+        nodes: usize,
+        config: Option<&str>,
+    ) -> std::io::Result<Vec<Self>> {
         let route_ports = (0..nodes)
             .map(|_| free_port())
             .collect::<Result<Vec<_>, _>>()?;
@@ -225,15 +247,24 @@ impl NatsServer {
             .join(",");
         let mut servers = Vec::with_capacity(nodes);
         for (n, route_port) in route_ports.into_iter().enumerate() {
+            let store = fresh_store()?;
+            let config = match config {
+                Some(text) => {
+                    let path = store.join("nats-server.conf");
+                    std::fs::write(&path, text)?;
+                    Some(path)
+                }
+                None => None,
+            };
             servers.push(Self {
                 port: free_port()?,
-                store: fresh_store()?,
+                store,
                 cluster: Some(ClusterNode {
                     name: format!("n{n}"),
                     port: route_port,
                     routes: routes.clone(),
                 }),
-                config: None,
+                config,
                 child: None,
             });
         }
@@ -258,6 +289,30 @@ impl NatsServer {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Replaces the configuration the server was started with and has it
+    /// reload it (SIGHUP), as an operator revoking a user would.
+    pub async fn reload_config(&self, config: &str) -> std::io::Result<()> {
+        let path = self
+            .config
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("started without a configuration"))?;
+        std::fs::write(path, config)?;
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| std::io::Error::other("not running"))?;
+        let status = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .await?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("kill -HUP failed"))
+        }
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients).
@@ -332,26 +387,33 @@ impl Drop for NatsServer {
     }
 }
 
-/// `ORDO_NATS_SERVER_BIN`, else the first nats-server on PATH, in the
-/// tool venv, or Debian's.
+/// `ORDO_NATS_SERVER_BIN`, else the current server `./dev` installs into
+/// the tool venv, else the first on PATH (Debian's 2.9 last: it predates
+/// fixes to clustered JetStream that the cluster tests rely on).
 fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("ORDO_NATS_SERVER_BIN") {
         return PathBuf::from(path);
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let candidates = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|dir| PathBuf::from(dir).join("nats-server"))
-        .chain([
-            PathBuf::from(home).join(".cache/ordo-tools/venv/bin/nats-server"),
-            PathBuf::from("/usr/sbin/nats-server"),
-        ])
-        .collect::<Vec<_>>();
-    candidates
-        .into_iter()
+    std::iter::once(PathBuf::from(home).join(".cache/ordo-tools/venv/bin/nats-server"))
+        .chain(
+            std::env::var("PATH")
+                .unwrap_or_default()
+                .split(':')
+                .map(|dir| PathBuf::from(dir).join("nats-server")),
+        )
+        .chain([PathBuf::from("/usr/sbin/nats-server")])
         .find(|path| path.is_file())
         .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+/// The version line of the nats-server the kit starts (`nats-server: v2.11.4`).
+pub fn nats_server_version() -> String {
+    std::process::Command::new(nats_server_binary())
+        .arg("--version")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_else(|err| format!("nats-server not runnable: {err}"))
 }
 
 /// The stream's config, for assertions.

@@ -8,11 +8,22 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The health status the server at `addr` reports for `service`, if it answers.
 pub async fn health_of(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
+    health_over(addr, None, service).await
+}
+
+/// [`health_of`] a server that serves TLS when `tls` is given.
+pub async fn health_over(
+    addr: SocketAddr,
+    tls: Option<&ordo_proto::client::ClientTls>,
+    service: &str,
+) -> Option<ServingStatus> {
+    let channel = match tls {
+        Some(tls) => ordo_proto::client::endpoint(&format!("https://{addr}"), tls).ok()?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?,
+    }
+    .connect()
+    .await
+    .ok()?;
     let response = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),

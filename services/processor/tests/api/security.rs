@@ -34,6 +34,35 @@ struct SecureWorld {
     postgres: PrivatePostgres,
     nats: NatsServer,
     nkey_seed_file: PathBuf,
+    nkey_user: String,
+}
+
+/// NATS requiring TLS with client certificates, and `users` (nkeys)
+/// allowed Ordo's subjects.
+fn nats_config(server: &CertFiles, ca: &TestCa, users: &[String]) -> String {
+    let users: Vec<String> = users
+        .iter()
+        .map(|user| format!("{{ nkey: \"{user}\", {ORDO_PERMISSIONS} }}"))
+        .collect();
+    format!(
+        r#"
+tls {{
+  cert_file: "{cert}"
+  key_file: "{key}"
+  ca_file: "{ca}"
+  verify: true
+}}
+authorization {{
+  users = [
+    {users}
+  ]
+}}
+"#,
+        cert = server.cert.display(),
+        key = server.key.display(),
+        ca = ca.ca_file().display(),
+        users = users.join(",\n    "),
+    )
 }
 
 impl SecureWorld {
@@ -52,27 +81,9 @@ impl SecureWorld {
         let user = nkeys::KeyPair::new_user();
         let nkey_seed_file = pki.dir().join("ordo.nk");
         std::fs::write(&nkey_seed_file, user.seed().unwrap()).unwrap();
-        let nats = NatsServer::start_with_config(&format!(
-            r#"
-tls {{
-  cert_file: "{cert}"
-  key_file: "{key}"
-  ca_file: "{ca}"
-  verify: true
-}}
-authorization {{
-  users = [
-    {{ nkey: "{user}", {ORDO_PERMISSIONS} }}
-  ]
-}}
-"#,
-            cert = server.cert.display(),
-            key = server.key.display(),
-            ca = ca.ca_file().display(),
-            user = user.public_key(),
-        ))
-        .await
-        .unwrap();
+        let nats = NatsServer::start_with_config(&nats_config(&server, &ca, &[user.public_key()]))
+            .await
+            .unwrap();
         Self {
             pki,
             ca,
@@ -81,6 +92,7 @@ authorization {{
             postgres,
             nats,
             nkey_seed_file,
+            nkey_user: user.public_key(),
         }
     }
 
@@ -345,6 +357,71 @@ async fn a_credential_nats_does_not_know_stops_the_start_with_the_reason() {
     .expect("a refusal is not waited out");
     let err = format!("{:#}", started.unwrap_err());
     assert!(err.contains("NATS") && err.contains("refused"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_revoked_while_running_turns_nats_health_not_serving_and_back() {
+    let world = SecureWorld::start().await;
+    let env = with(
+        world.common(),
+        &[
+            ("DATABASE_URL", world.database_url("ordo_processor")),
+            ("HEALTH_PROBE_INTERVAL", "200ms".to_owned()),
+            ("GRPC_TLS_CLIENT_CA_FILE", String::new()),
+        ],
+    );
+    let processor =
+        processor::Application::build(processor::Settings::from_lookup(lookup(env)).unwrap())
+            .await
+            .unwrap();
+    let addr = processor.local_addr();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(processor.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let tls = ClientTls {
+        ca_file: Some(world.ca.ca_file().to_owned()),
+        ..ClientTls::default()
+    };
+    let nats_health =
+        || async { ordo_testkit::health_over(addr, Some(&tls), "ordo.deps.nats").await };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    ordo_testkit::eventually("NATS healthy", Duration::from_secs(30), || async {
+        nats_health().await == Some(ServingStatus::Serving)
+    })
+    .await;
+
+    // The operator removes Ordo's user and reloads NATS.
+    let nobody = nkeys::KeyPair::new_user().public_key();
+    world
+        .nats
+        .reload_config(&nats_config(&world.server, &world.ca, &[nobody]))
+        .await
+        .unwrap();
+    ordo_testkit::eventually("NATS NOT_SERVING", Duration::from_secs(30), || async {
+        nats_health().await == Some(ServingStatus::NotServing)
+    })
+    .await;
+    assert_eq!(
+        ordo_testkit::health_over(addr, Some(&tls), "ordo.liveness").await,
+        Some(ServingStatus::Serving),
+        "the process lives on"
+    );
+
+    // Restored: the client reconnects by itself.
+    world
+        .nats
+        .reload_config(&nats_config(
+            &world.server,
+            &world.ca,
+            &[world.nkey_user.clone()],
+        ))
+        .await
+        .unwrap();
+    ordo_testkit::eventually("NATS healthy again", Duration::from_secs(60), || async {
+        nats_health().await == Some(ServingStatus::Serving)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
