@@ -289,7 +289,7 @@ async fn write_path_alone(bin_dir: &Path, partitions: &str) -> anyhow::Result<f6
 /// CLIENTS order-service clients, a connection each, as independent
 /// callers would have.
 async fn connect_clients(url: String) -> anyhow::Result<Vec<OrderServiceClient<Channel>>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url)?;
+    let endpoint = ordo_proto::client::endpoint(&url, &ordo_proto::client::ClientTls::default())?;
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         clients.push(OrderServiceClient::new(endpoint.connect().await?));
