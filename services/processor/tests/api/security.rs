@@ -414,7 +414,7 @@ async fn a_credential_revoked_while_running_turns_nats_health_not_serving_and_ba
         .reload_config(&nats_config(
             &world.server,
             &world.ca,
-            &[world.nkey_user.clone()],
+            std::slice::from_ref(&world.nkey_user),
         ))
         .await
         .unwrap();
