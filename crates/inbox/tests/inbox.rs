@@ -91,8 +91,10 @@ async fn retention_deletes_only_old_rows_in_batches_by_one_replica() {
 async fn an_expired_lease_is_taken_over() {
     let database = TestDatabase::create().await.unwrap();
     let db = database.connect().await.unwrap();
+    // Lifetimes that must not run out during the test are long: a loaded
+    // machine may take far longer between two statements than expected.
     assert!(
-        job_lease_acquire(&db, "j", "a", Duration::from_millis(50))
+        job_lease_acquire(&db, "j", "a", Duration::from_secs(30))
             .await
             .unwrap()
     );
@@ -101,12 +103,14 @@ async fn an_expired_lease_is_taken_over() {
             .await
             .unwrap()
     );
+    // The holder renews, this time with a lifetime that is sure to be over
+    // after the sleep below.
     assert!(
-        job_lease_acquire(&db, "j", "a", Duration::from_millis(50))
+        job_lease_acquire(&db, "j", "a", Duration::from_millis(1))
             .await
             .unwrap()
     );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         job_lease_acquire(&db, "j", "b", Duration::from_secs(30))
             .await
