@@ -10,6 +10,7 @@ const PROTO_FILES: &[&str] = &[
     "ordo/payments/v1/payments.proto",
     "ordo/processor/v1/processor.proto",
     "ordo/outbox/v1/outbox.proto",
+    "ordo/operator/v1/operator.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

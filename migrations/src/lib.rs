@@ -143,6 +143,18 @@ const ERROR_HISTORY_RETENTION: SqlMigration = SqlMigration {
     down: include_str!("../sql/0011_error_history_retention.down.sql"),
 };
 
+const INBOX_DELIVERIES: SqlMigration = SqlMigration {
+    name: "m20261201_000012_inbox_deliveries",
+    up: include_str!("../sql/0012_inbox_deliveries.up.sql"),
+    down: include_str!("../sql/0012_inbox_deliveries.down.sql"),
+};
+
+const PROCESSING_DEFERRALS: SqlMigration = SqlMigration {
+    name: "m20261201_000013_processing_deferrals",
+    up: include_str!("../sql/0013_processing_deferrals.up.sql"),
+    down: include_str!("../sql/0013_processing_deferrals.down.sql"),
+};
+
 /// The order service's migrations, oldest first. Names are recorded in
 /// `seaql_migrations`: never rename or edit one that has shipped; add a new one.
 const ORDERS: &[SqlMigration] = &[
@@ -153,6 +165,7 @@ const ORDERS: &[SqlMigration] = &[
     JOB_LEASES,
     OUTBOX_GUARDS,
     IDEMPOTENCY_KEY_RETENTION,
+    INBOX_DELIVERIES,
 ];
 
 /// The processor's migrations, oldest first; the outbox, inbox and lease
@@ -167,6 +180,8 @@ const PROCESSOR: &[SqlMigration] = &[
     PAYMENT_MACHINE,
     OUTBOX_GUARDS,
     ERROR_HISTORY_RETENTION,
+    INBOX_DELIVERIES,
+    PROCESSING_DEFERRALS,
 ];
 
 /// The order service's migrator (the default of `ordo-migrate`).

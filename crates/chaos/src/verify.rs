@@ -507,6 +507,7 @@ async fn dead_letters(sources: &Sources) -> anyhow::Result<Vec<DeadLetter>> {
     let mut request = tonic::Request::new(ListDeadLettersRequest {
         page_size: 100,
         page_token: String::new(),
+        filter: None,
     });
     request.metadata_mut().insert(
         "authorization",

@@ -23,7 +23,9 @@ pub use retention::{
     INBOX_RETENTION, InboxRetention, Retention, RetentionConfig, RetentionJob, Sweep,
 };
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use uuid::Uuid;
 use sha2::{Digest as _, Sha256};
 
 /// The longest `Nats-Msg-Id` used as it is for an inbox key.
@@ -52,6 +54,36 @@ pub fn message_key(message_id: Option<&str>, stream: &str, sequence: u64) -> Str
     }
 }
 
+/// Where a message came from, kept with its inbox row for an operator's
+/// trail of the order: the order it is about (when it could be decoded),
+/// its sequence in the stream and when the stream stored it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub order_id: Option<Uuid>,
+    pub stream_sequence: u64,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// The values of the inbox columns `order_id, stream_sequence,
+    /// published_at`, in that order.
+    pub fn values(&self) -> [Value; 3] {
+        [
+            self.order_id.into(),
+            i64::try_from(self.stream_sequence).ok().into(),
+            self.published_at.into(),
+        ]
+    }
+}
+
+/// A stream's store time (as JetStream reports it, in nanoseconds since
+/// the Unix epoch) as a UTC time; `None` when out of range.
+pub fn published_at(unix_nanos: i128) -> Option<DateTime<Utc>> {
+    let seconds = i64::try_from(unix_nanos.div_euclid(1_000_000_000)).ok()?;
+    let nanos = u32::try_from(unix_nanos.rem_euclid(1_000_000_000)).ok()?;
+    DateTime::from_timestamp(seconds, nanos)
+}
+
 /// Records `message_id` as handled by `consumer`, with what was done.
 /// `Ok(false)` means the inbox already held it: a duplicate, to be rolled
 /// back and acked.
@@ -61,22 +93,71 @@ pub async fn inbox_record_in_txn(
     message_id: &str,
     subject: &str,
     outcome: &str,
+    delivery: &Delivery,
 ) -> Result<bool, DbErr> {
+    let [order_id, stream_sequence, published_at] = delivery.values();
     let inserted = txn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO inbox (consumer, message_id, subject, outcome) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO inbox (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             [
                 consumer.into(),
                 message_id.into(),
                 subject.into(),
                 outcome.into(),
+                order_id,
+                stream_sequence,
+                published_at,
             ],
         ))
         .await?
         .rows_affected();
     Ok(inserted == 1)
+}
+
+/// One message a consumer took about an order, as its inbox row keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub consumer: String,
+    pub message_id: String,
+    pub subject: String,
+    pub outcome: String,
+    pub received_at: DateTime<Utc>,
+    pub stream_sequence: Option<u64>,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// Every message the inbox holds about `order_id`, oldest first (at most
+/// `limit`).
+pub async fn inbox_received_for_order(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+    limit: u64,
+) -> Result<Vec<Received>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT consumer, message_id, subject, outcome, received_at, stream_sequence, published_at \
+             FROM inbox WHERE order_id = $1 ORDER BY received_at, message_id LIMIT $2",
+            [order_id.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Received {
+                consumer: row.try_get("", "consumer")?,
+                message_id: row.try_get("", "message_id")?,
+                subject: row.try_get("", "subject")?,
+                outcome: row.try_get("", "outcome")?,
+                received_at: row.try_get("", "received_at")?,
+                stream_sequence: row
+                    .try_get::<Option<i64>>("", "stream_sequence")?
+                    .and_then(|sequence| u64::try_from(sequence).ok()),
+                published_at: row.try_get("", "published_at")?,
+            })
+        })
+        .collect()
 }
 
 /// Whether `consumer` has already handled `message_id` (a cheap check

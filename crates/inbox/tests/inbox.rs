@@ -14,20 +14,20 @@ async fn a_message_is_recorded_once() {
     let db = database.connect().await.unwrap();
     let txn = db.begin().await.unwrap();
     assert!(
-        inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied")
+        inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied", &Default::default())
             .await
             .unwrap()
     );
     txn.commit().await.unwrap();
     let txn = db.begin().await.unwrap();
     assert!(
-        !inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again")
+        !inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again", &Default::default())
             .await
             .unwrap()
     );
     // Another consumer handles the same message on its own account.
     assert!(
-        inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied")
+        inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied", &Default::default())
             .await
             .unwrap()
     );

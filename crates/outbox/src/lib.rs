@@ -59,6 +59,7 @@ pub mod faults;
 pub mod handle;
 pub mod lease;
 pub mod metrics;
+pub mod operator;
 pub mod parked;
 pub mod partition;
 pub mod publish;

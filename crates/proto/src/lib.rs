@@ -11,6 +11,9 @@
 //!   state and the dead-letter admin API ([`ProcessorServiceClient`]).
 //! - [`outbox::v1`]: `ordo.outbox.v1.OutboxAdminService`, the events a
 //!   service's outbox relay parked ([`OutboxAdminServiceClient`]).
+//! - [`operator::v1`]: `ordo.operator.v1.OperatorService`, a service's
+//!   backlog (outbox, consumers, dead letters, breakers) and one order's
+//!   trail through it ([`OperatorServiceClient`]).
 //! - [`FILE_DESCRIPTOR_SET`]: every file's descriptor, for server reflection.
 //! - [`client`]: an endpoint for a service's URL, plaintext or TLS (a CA,
 //!   a client certificate for mutual TLS).
@@ -76,6 +79,16 @@ pub mod outbox {
     }
 }
 
+/// `ordo.operator.v1`: a service's status and an order's trail, for operators.
+pub mod operator {
+    /// Version 1.
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        tonic::include_proto!("ordo.operator.v1");
+    }
+}
+
+pub use operator::v1::operator_service_client::OperatorServiceClient;
 pub use order::v1::order_service_client::OrderServiceClient;
 pub use outbox::v1::outbox_admin_service_client::OutboxAdminServiceClient;
 pub use payments::v1::payment_service_client::PaymentServiceClient;

@@ -10,8 +10,11 @@ use ordo_outbox::parked::OutboxAdmin;
 use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
 use ordo_service_kit::admin::AdminToken;
 
-/// The admin service every service with an outbox serves.
+/// The admin services every service with an outbox serves.
 const OUTBOX_ADMIN: &str = "ordo.outbox.v1.OutboxAdminService";
+const OPERATOR: &str = "ordo.operator.v1.OperatorService";
+use ordo_outbox::operator::OperatorApi;
+use ordo_proto::operator::v1::operator_service_server::OperatorServiceServer;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
@@ -116,7 +119,7 @@ impl Application {
             self.settings.health_probe_interval,
         );
 
-        let served = ["ordo.order.v1.OrderService", OUTBOX_ADMIN];
+        let served = ["ordo.order.v1.OrderService", OUTBOX_ADMIN, OPERATOR];
         let reflection_v1 = ordo_service_kit::serving::reflection(&served).build_v1()?;
         let reflection_v1alpha = ordo_service_kit::serving::reflection(&served).build_v1alpha()?;
 
@@ -148,6 +151,18 @@ impl Application {
             .add_service(OutboxAdminServiceServer::new(OutboxAdmin::new(
                 self.store.connection().clone(),
                 AdminToken::new(self.settings.admin_tokens()),
+            )))
+            .add_service(OperatorServiceServer::new(OperatorApi::new(
+                self.store.connection().clone(),
+                AdminToken::new(self.settings.admin_tokens()),
+                "order-service",
+                self.settings.relay.owner.clone(),
+                crate::view::OrderView::new(
+                    self.store.clone(),
+                    self.settings.relay.nats_url.clone(),
+                    self.settings.relay.nats_security.clone(),
+                    self.settings.relay.stream.clone(),
+                ),
             )))
             .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 

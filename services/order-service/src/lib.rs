@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod settings;
 pub mod status;
 pub mod store;
+pub mod view;
 
 pub use app::Application;
 pub use ordo_service_kit::serving::shutdown_signal;

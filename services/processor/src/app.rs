@@ -25,12 +25,20 @@ use crate::operator::Operator;
 use crate::payments::PaymentGateway;
 use crate::settings::Settings;
 use crate::store::ProcessingStore;
+use crate::view::ProcessorView;
+use ordo_outbox::operator::OperatorApi;
 use ordo_outbox::parked::OutboxAdmin;
+use ordo_proto::operator::v1::operator_service_server::OperatorServiceServer;
 use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
 
 const SERVICE_NAME: &str = health::PROCESSOR_SERVICE;
-/// What reflection lists: the processor's API and its outbox's admin.
-const SERVED: [&str; 2] = [SERVICE_NAME, "ordo.outbox.v1.OutboxAdminService"];
+/// What reflection lists: the processor's API, its outbox's admin and the
+/// operator view.
+const SERVED: [&str; 3] = [
+    SERVICE_NAME,
+    "ordo.outbox.v1.OutboxAdminService",
+    "ordo.operator.v1.OperatorService",
+];
 
 /// A built processor: database migrated, relay started, listener bound.
 #[derive(Debug)]
@@ -195,6 +203,14 @@ impl Application {
                 crate::store::ERROR_HISTORY_RETENTION,
                 self.settings.error_history_retention.clone(),
             )
+            .run(stop_rx_history.clone()),
+        );
+        let deferral_retention = tokio::spawn(
+            ordo_inbox::Retention::of(
+                self.store.connection().clone(),
+                crate::store::DEFERRAL_RETENTION,
+                self.settings.error_history_retention.clone(),
+            )
             .run(stop_rx_history),
         );
 
@@ -234,6 +250,19 @@ impl Application {
                 self.store.connection().clone(),
                 AdminToken::new(self.settings.admin_tokens()),
             )))
+            .add_service(OperatorServiceServer::new(OperatorApi::new(
+                self.store.connection().clone(),
+                AdminToken::new(self.settings.admin_tokens()),
+                "processor",
+                self.settings.relay.owner.clone(),
+                ProcessorView {
+                    store: self.store.clone(),
+                    jetstream: self.jetstream.clone(),
+                    stream: self.settings.relay.stream.clone(),
+                    dead_letters: self.dead_letters.clone(),
+                    payments_breaker: self.handler.payments.breaker(),
+                },
+            )))
             .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 
         let deadline = self.settings.shutdown_timeout;
@@ -246,6 +275,7 @@ impl Application {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), retention).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), history_retention).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), deferral_retention).await;
         if let Some(relay) = self.relay {
             relay.shutdown(deadline).await?;
         }

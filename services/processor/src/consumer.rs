@@ -224,12 +224,14 @@ impl OrderConsumer {
 
     async fn process_in_span(&self, message: jetstream::Message, correlation_id: String) {
         let subject = message.subject.to_string();
-        let (delivered, stream_sequence) = message.info().map_or((1, 0), |info| {
-            (
-                u32::try_from(info.delivered).unwrap_or(u32::MAX),
-                info.stream_sequence,
-            )
-        });
+        let (delivered, stream_sequence, published_at) =
+            message.info().map_or((1, 0, None), |info| {
+                (
+                    u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                    info.stream_sequence,
+                    ordo_inbox::published_at(info.published.unix_timestamp_nanos()),
+                )
+            });
         let delivery = Delivery {
             stream_sequence,
             last: self
@@ -249,6 +251,8 @@ impl OrderConsumer {
         let at = MessageRef {
             message_id: &message_id,
             subject: &subject,
+            stream_sequence,
+            published_at,
         };
         let incoming = match decode(&subject, &message.payload) {
             Ok(incoming) => incoming,

@@ -92,6 +92,9 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
+/// Most dead letters read for one filtered page.
+pub const SCAN_BUDGET: usize = 500;
+
 /// Errors talking to the dead-letter stream.
 pub type DeadLetterError = async_nats::Error;
 
@@ -190,13 +193,52 @@ impl DeadLetters {
         Ok(ack.sequence)
     }
 
+    /// The dead-letter stream's name, depth and oldest dead letter.
+    pub async fn status(
+        &self,
+    ) -> Result<ordo_proto::operator::v1::DeadLetterStatus, DeadLetterError> {
+        let mut stream = self.stream().await?;
+        let info = stream.info().await?;
+        let oldest = (info.state.messages > 0)
+            .then(|| {
+                let first = info.state.first_timestamp;
+                chrono::DateTime::from_timestamp(first.unix_timestamp(), first.nanosecond())
+            })
+            .flatten();
+        Ok(ordo_proto::operator::v1::DeadLetterStatus {
+            stream: self.source.dead_letter_name(),
+            messages: info.state.messages,
+            oldest_time: oldest.map(ordo_proto::timestamp),
+        })
+    }
+
+    /// The sequence of the newest dead letter so far (0 for none ever).
+    pub async fn last_sequence(&self) -> Result<u64, DeadLetterError> {
+        let mut stream = self.stream().await?;
+        Ok(stream.info().await?.state.last_sequence)
+    }
+
     /// Up to `page_size` dead letters from sequence `from` on.
     pub async fn list(&self, from: u64, page_size: usize) -> Result<Page, DeadLetterError> {
+        self.list_matching(from, page_size, |_| true).await
+    }
+
+    /// Up to `page_size` dead letters from sequence `from` on that `wanted`
+    /// keeps. At most [`SCAN_BUDGET`] are read for one page, so a filter
+    /// that matches little still answers in bounded time: the page is then
+    /// short (maybe empty) and `next` says where to go on.
+    pub async fn list_matching(
+        &self,
+        from: u64,
+        page_size: usize,
+        wanted: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<Page, DeadLetterError> {
         let stream = self.stream().await?;
         let filter = self.source.dead_letter_subjects().concat();
         let mut dead_letters = Vec::with_capacity(page_size);
         let mut next = from.max(1);
-        while dead_letters.len() < page_size {
+        let mut scanned = 0;
+        while dead_letters.len() < page_size && scanned < SCAN_BUDGET {
             let found = stream
                 .raw_message_builder()
                 .sequence(next)
@@ -206,7 +248,11 @@ impl DeadLetters {
             match found {
                 Ok(message) => {
                     next = message.sequence + 1;
-                    dead_letters.push(from_stored(message)?);
+                    scanned += 1;
+                    let dead_letter = from_stored(message)?;
+                    if wanted(&dead_letter) {
+                        dead_letters.push(dead_letter);
+                    }
                 }
                 Err(err) if is_not_found(&err) => {
                     return Ok(Page {

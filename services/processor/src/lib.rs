@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bulk;
 pub mod consumer;
 pub mod dead_letter;
 pub mod events;
@@ -40,8 +41,10 @@ pub mod metrics;
 pub mod operator;
 pub mod payments;
 pub mod processing;
+pub mod selection;
 pub mod settings;
 pub mod store;
+pub mod view;
 
 pub use app::Application;
 pub use settings::Settings;

@@ -95,6 +95,57 @@ impl Operator {
         Ok(redriven)
     }
 
+    /// What a purge of `dead_letter` would do to its order, decided by the
+    /// payment machine as the purge itself would first decide it, without
+    /// calling the provider or writing anything.
+    pub async fn purge_preview(&self, dead_letter: &DeadLetter) -> Result<String, OperatorError> {
+        let Some(order_id) = dead_letter
+            .order_id
+            .as_deref()
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
+            return Ok("would remove it: it is about no order".to_owned());
+        };
+        let stored = self.store.processing_get(order_id).await?;
+        let read = stored
+            .as_ref()
+            .map_or_else(Record::new, |stored| stored.machine());
+        let step = payment::next(
+            &read,
+            &Input::Purge {
+                reason: String::new(),
+                answer: None,
+            },
+        );
+        Ok(match step.then {
+            Then::Call(call) => format!(
+                "would ask the payment provider to {} for order {order_id} (now {}), then settle it \
+                 as the answer says, then remove the dead letter",
+                match call {
+                    payment::Call::Authorize => "authorize".to_owned(),
+                    payment::Call::Void => "void the payment".to_owned(),
+                    payment::Call::Refund { payment_id } => format!("refund payment {payment_id}"),
+                },
+                read.stage.as_str()
+            ),
+            Then::Settle { verdict, outcome } => {
+                let what = match outcome {
+                    payment::Outcome::Applied(what) | payment::Outcome::Ignored(what) => what,
+                };
+                let announced = match verdict {
+                    Some(payment::Verdict::Confirmed { .. }) => ", announcing orders.confirmed",
+                    Some(payment::Verdict::Rejected { .. }) => ", announcing orders.rejected",
+                    Some(payment::Verdict::Refunded { .. }) => ", announcing orders.refunded",
+                    None => "",
+                };
+                format!(
+                    "would settle order {order_id} (now {}): {what}{announced}, then remove the dead letter",
+                    read.stage.as_str()
+                )
+            }
+        })
+    }
+
     /// Settles dead letter `id`'s order, then removes the dead letter.
     pub async fn purge(&self, id: u64, decision: Decision<'_>) -> Result<Purged, OperatorError> {
         let dead_letter = self.dead_letter(id).await?;

@@ -46,12 +46,48 @@ pub const ERROR_HISTORY_RETENTION: ordo_inbox::RetentionJob = ordo_inbox::Retent
        ORDER BY e.occurred_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED)",
 };
 
+/// The sweep of deferral counts older than `ERROR_HISTORY_RETENTION`
+/// whose order is settled (or was never recorded).
+pub const DEFERRAL_RETENTION: ordo_inbox::RetentionJob = ordo_inbox::RetentionJob {
+    name: "deferral-retention",
+    rows: "deferral counts",
+    delete_batch_sql: "DELETE FROM processing_deferrals WHERE order_id IN ( \
+       SELECT d.order_id FROM processing_deferrals d \
+       WHERE d.last_at < now() - $1 * interval '1 millisecond' \
+         AND NOT EXISTS (SELECT 1 FROM order_processing p WHERE p.order_id = d.order_id \
+               AND p.state NOT IN ('confirmed', 'rejected', 'cancelled', 'refunded')) \
+       ORDER BY d.last_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED)",
+};
+
 /// Which message is being settled.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct MessageRef<'a> {
     /// Its `Nats-Msg-Id`: the inbox key.
     pub message_id: &'a str,
     pub subject: &'a str,
+    /// Its sequence in the stream and when the stream stored it, kept with
+    /// its inbox row for the order's trail.
+    pub stream_sequence: u64,
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl MessageRef<'_> {
+    fn delivery(&self, order_id: Uuid) -> ordo_inbox::Delivery {
+        ordo_inbox::Delivery {
+            order_id: Some(order_id),
+            stream_sequence: self.stream_sequence,
+            published_at: self.published_at,
+        }
+    }
+}
+
+/// An order's deferrals: payment calls the open breaker refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferrals {
+    pub count: u32,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub last_reason: String,
 }
 
 /// Which order, and the request it stems from.
@@ -193,15 +229,20 @@ impl ProcessingStore {
             message.subject.into(),
             inbox_outcome(outcome).into(),
         ]);
+        values.extend(message.delivery(write.order.order_id).values());
         let event = verdict.map(|verdict| verdict_event(write.order, verdict));
         let mut sql = format!(
             "WITH moved AS ({moved}), \
-             recorded AS (INSERT INTO inbox (consumer, message_id, subject, outcome) \
-               SELECT ${}, ${}, ${}, ${} FROM moved RETURNING message_id) ",
+             recorded AS (INSERT INTO inbox \
+               (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
+               SELECT ${}, ${}, ${}, ${}, ${}, ${}, ${} FROM moved RETURNING message_id) ",
             inbox_at + 1,
             inbox_at + 2,
             inbox_at + 3,
             inbox_at + 4,
+            inbox_at + 5,
+            inbox_at + 6,
+            inbox_at + 7,
         );
         let partition = match &event {
             Some(event) => {
@@ -343,16 +384,42 @@ impl ProcessingStore {
         Ok(Some(u32::try_from(attempt).unwrap_or_default()))
     }
 
-    /// Sets the order's status reason, leaving everything else alone (a
-    /// deferral: no decision, only a note).
-    pub async fn processing_note(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {
+    /// Notes a deferral: the order's status reason set (if it has a
+    /// record), and one more deferral counted with its time and reason;
+    /// nothing decided.
+    pub async fn processing_deferred(&self, order_id: Uuid, reason: &str) -> Result<(), DbErr> {
         self.db
             .execute_raw(statement(
-                "UPDATE order_processing SET status_reason = $2, updated_at = now() WHERE order_id = $1",
+                "WITH noted AS (UPDATE order_processing SET status_reason = $2, updated_at = now() \
+                   WHERE order_id = $1) \
+                 INSERT INTO processing_deferrals (order_id, last_reason) VALUES ($1, $2) \
+                 ON CONFLICT (order_id) DO UPDATE SET deferrals = processing_deferrals.deferrals + 1, \
+                   last_at = now(), last_reason = EXCLUDED.last_reason",
                 [order_id.into(), reason.into()],
             ))
             .await?;
         Ok(())
+    }
+
+    /// How often the order's messages were deferred, when, and why last.
+    pub async fn deferrals_of(&self, order_id: Uuid) -> Result<Option<Deferrals>, DbErr> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                "SELECT deferrals, first_at, last_at, last_reason FROM processing_deferrals \
+                 WHERE order_id = $1",
+                [order_id.into()],
+            ))
+            .await?;
+        row.map(|row| {
+            Ok(Deferrals {
+                count: u32::try_from(row.try_get::<i32>("", "deferrals")?).unwrap_or_default(),
+                first_at: row.try_get("", "first_at")?,
+                last_at: row.try_get("", "last_at")?,
+                last_reason: row.try_get("", "last_reason")?,
+            })
+        })
+        .transpose()
     }
 
     /// Records an operator's decision on a dead letter that settled nothing

@@ -22,7 +22,8 @@ use crate::store::{OrderStore, StatusOutcome};
 
 /// This consumer's name in the inbox.
 pub const CONSUMER_NAME: &str = "order-service.status";
-const KINDS: [&str; 3] = ["confirmed", "rejected", "refunded"];
+/// The status subjects consumed, one durable consumer each (`order-service-<kind>`).
+pub const KINDS: [&str; 3] = ["confirmed", "rejected", "refunded"];
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Consumes status messages until told to stop.
@@ -118,6 +119,15 @@ impl StatusConsumer {
 
     async fn handle_in_span(&self, message: jetstream::Message) {
         let subject = message.subject.to_string();
+        let delivery = message
+            .info()
+            .map_or_else(|_| ordo_inbox::Delivery::default(), |info| {
+                ordo_inbox::Delivery {
+                    order_id: None,
+                    stream_sequence: info.stream_sequence,
+                    published_at: ordo_inbox::published_at(info.published.unix_timestamp_nanos()),
+                }
+            });
         let message_id = ordo_inbox::message_key(
             message
                 .headers
@@ -125,12 +135,12 @@ impl StatusConsumer {
                 .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
                 .map(async_nats::HeaderValue::as_str),
             &self.stream.name,
-            message.info().map_or(0, |info| info.stream_sequence),
+            delivery.stream_sequence,
         );
         let event = decode(&subject, &message.payload);
         match self
             .store
-            .order_status_apply(CONSUMER_NAME, &message_id, &subject, event)
+            .order_status_apply(CONSUMER_NAME, &message_id, &subject, delivery, event)
             .await
         {
             Ok(outcome) => {

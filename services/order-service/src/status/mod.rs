@@ -14,5 +14,5 @@
 mod consumer;
 mod decode;
 
-pub use consumer::{CONSUMER_NAME, StatusConsumer};
+pub use consumer::{CONSUMER_NAME, KINDS, StatusConsumer};
 pub use decode::{StatusChange, StatusEvent, decode};

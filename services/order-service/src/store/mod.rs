@@ -282,11 +282,16 @@ impl OrderStore {
         consumer: &str,
         message_id: &str,
         subject: &str,
+        delivery: ordo_inbox::Delivery,
         event: Result<StatusEvent, String>,
     ) -> Result<StatusOutcome, StoreError> {
+        let delivery = ordo_inbox::Delivery {
+            order_id: event.as_ref().ok().map(|event| event.order_id.as_uuid()),
+            ..delivery
+        };
         if let Ok(event) = &event
             && let Some(outcome) = self
-                .status_apply_at_once(consumer, message_id, subject, event)
+                .status_apply_at_once(consumer, message_id, subject, &delivery, event)
                 .await?
         {
             return Ok(outcome);
@@ -301,7 +306,9 @@ impl OrderStore {
             StatusOutcome::Ignored(why) => format!("ignored: {why}"),
             StatusOutcome::Duplicate => String::new(),
         };
-        if !ordo_inbox::inbox_record_in_txn(&txn, consumer, message_id, subject, &recorded).await? {
+        if !ordo_inbox::inbox_record_in_txn(&txn, consumer, message_id, subject, &recorded, &delivery)
+            .await?
+        {
             txn.rollback().await?;
             return Ok(StatusOutcome::Duplicate);
         }
@@ -321,6 +328,7 @@ impl OrderStore {
         consumer: &str,
         message_id: &str,
         subject: &str,
+        delivery: &ordo_inbox::Delivery,
         event: &StatusEvent,
     ) -> Result<Option<StatusOutcome>, StoreError> {
         // Decided as if the order were PENDING (the common case); the
@@ -338,8 +346,9 @@ impl OrderStore {
                 "WITH moved AS ( \
                    UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 \
                    WHERE id = $1 AND status = 'PENDING' RETURNING id) \
-                 INSERT INTO inbox (consumer, message_id, subject, outcome) \
-                 SELECT $5, $6, $7, $8 FROM moved",
+                 INSERT INTO inbox \
+                   (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
+                 SELECT $5, $6, $7, $8, $9, $10, $11 FROM moved",
                 [
                     event.order_id.as_uuid().into(),
                     status.as_str().into(),
@@ -349,7 +358,9 @@ impl OrderStore {
                     message_id.into(),
                     subject.into(),
                     format!("applied: {applied}").into(),
-                ],
+                ]
+                .into_iter()
+                .chain(delivery.values()),
             ))
             .await;
         match moved {

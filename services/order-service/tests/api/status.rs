@@ -199,7 +199,7 @@ async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
         })
     };
     let outcomes = futures::future::join_all(
-        (0..20).map(|_| store.order_status_apply("race", "v-race", "orders.confirmed", event())),
+        (0..20).map(|_| store.order_status_apply("race", "v-race", "orders.confirmed", Default::default(), event())),
     )
     .await;
     let applied = outcomes
@@ -218,6 +218,7 @@ async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
             "race",
             "v-late",
             "orders.rejected",
+            Default::default(),
             Ok(StatusEvent {
                 order_id: OrderId::parse(&order_id).unwrap(),
                 change: StatusChange::Rejected {

@@ -81,6 +81,8 @@ pub fn dead_letter_to_proto(dead_letter: DeadLetter) -> api::DeadLetter {
         .unwrap_or_default();
     api::DeadLetter {
         correlation_id,
+        code: crate::selection::code_of(&dead_letter),
+        fingerprint: crate::selection::fingerprint_of(&dead_letter),
         id: dead_letter.id,
         source_stream: dead_letter.source_stream,
         source_subject: dead_letter.source_subject,

@@ -10,8 +10,10 @@ use ordo_proto::processor::v1::processor_service_server::ProcessorService;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::bulk::{Action, BulkRun, DEFAULT_RATE, MAX_RATE};
 use crate::dead_letter::DeadLetters;
 use crate::operator::{Decision, Operator, OperatorError};
+use crate::selection::{Filter, Selection};
 use crate::store::ProcessingStore;
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -37,8 +39,107 @@ impl ProcessorApi {
     }
 }
 
+/// The outcomes of a bulk run, as they come.
+pub type BulkStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+impl ProcessorApi {
+    /// Checks a bulk request and starts its run; the run's outcomes, each
+    /// wrapped by `wrap`.
+    fn bulk<T: Send + 'static>(
+        &self,
+        action: Action,
+        actor: String,
+        request: BulkRequest<'_>,
+        wrap: fn(api::BulkOutcome) -> T,
+    ) -> Result<BulkStream<T>, Status> {
+        let selection = Selection::from_proto(request.selection)
+            .map_err(|(field, why)| invalid(&field, why))?;
+        let reason = required_reason(request.reason)?;
+        let max_per_second = match request.max_per_second {
+            0 => DEFAULT_RATE,
+            rate if rate <= MAX_RATE => rate,
+            rate => {
+                return Err(invalid(
+                    "max_per_second",
+                    format!("{rate} is above {MAX_RATE}"),
+                ));
+            }
+        };
+        tracing::info!(?action, ?selection, actor, reason, dry_run = request.dry_run, max_per_second, "bulk dead-letter run");
+        let run = BulkRun {
+            action,
+            selection,
+            actor,
+            reason,
+            dry_run: request.dry_run,
+            max_per_second,
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(run.run(self.operator.clone(), sender));
+        Ok(Box::pin(futures::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+            move |outcome| Ok(wrap(outcome)),
+        )))
+    }
+}
+
+/// The parts the two bulk requests share.
+struct BulkRequest<'a> {
+    selection: Option<&'a api::DeadLetterSelection>,
+    reason: &'a str,
+    dry_run: bool,
+    max_per_second: u32,
+}
+
 #[tonic::async_trait]
 impl ProcessorService for ProcessorApi {
+    type RedriveDeadLettersStream = BulkStream<api::RedriveDeadLettersResponse>;
+    type PurgeDeadLettersStream = BulkStream<api::PurgeDeadLettersResponse>;
+
+    async fn redrive_dead_letters(
+        &self,
+        request: Request<api::RedriveDeadLettersRequest>,
+    ) -> Result<Response<Self::RedriveDeadLettersStream>, Status> {
+        let actor = self.admin.check(request.metadata())?;
+        let request = request.get_ref();
+        let outcomes = self.bulk(
+            Action::Redrive,
+            actor,
+            BulkRequest {
+                selection: request.selection.as_ref(),
+                reason: &request.reason,
+                dry_run: request.dry_run,
+                max_per_second: request.max_per_second,
+            },
+            |outcome| api::RedriveDeadLettersResponse {
+                outcome: Some(outcome),
+            },
+        )?;
+        Ok(Response::new(outcomes))
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        request: Request<api::PurgeDeadLettersRequest>,
+    ) -> Result<Response<Self::PurgeDeadLettersStream>, Status> {
+        let actor = self.admin.check(request.metadata())?;
+        let request = request.get_ref();
+        let outcomes = self.bulk(
+            Action::Purge,
+            actor,
+            BulkRequest {
+                selection: request.selection.as_ref(),
+                reason: &request.reason,
+                dry_run: request.dry_run,
+                max_per_second: request.max_per_second,
+            },
+            |outcome| api::PurgeDeadLettersResponse {
+                outcome: Some(outcome),
+            },
+        )?;
+        Ok(Response::new(outcomes))
+    }
+
     async fn get_order_processing(
         &self,
         request: Request<api::GetOrderProcessingRequest>,
@@ -109,9 +210,15 @@ impl ProcessorService for ProcessorApi {
                     )
                 })?,
         };
+        let filter = Filter::from_proto(request.filter.as_ref())
+            .map_err(|(field, why)| invalid(&field, why))?;
         let page = self
             .dead_letters
-            .list(from, usize::try_from(page_size).unwrap_or(20))
+            .list_matching(
+                from,
+                usize::try_from(page_size).unwrap_or(20),
+                |dead_letter| filter.matches(dead_letter),
+            )
             .await
             .map_err(nats_unavailable)?;
         let mut dead_letters: Vec<api::DeadLetter> = page

@@ -46,6 +46,7 @@ async fn dead_letter_rpcs_need_the_right_token() {
             ListDeadLettersRequest {
                 page_size: 101,
                 page_token: String::new(),
+                filter: None,
             },
             ADMIN_TOKEN,
         ))

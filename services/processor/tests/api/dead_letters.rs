@@ -211,6 +211,7 @@ async fn dead_letters_page_oldest_first() {
                 ListDeadLettersRequest {
                     page_size: 2,
                     page_token: token.clone(),
+                    filter: None,
                 },
                 ADMIN_TOKEN,
             ))

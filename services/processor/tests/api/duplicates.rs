@@ -183,6 +183,7 @@ mod racing_copies {
                     MessageRef {
                         message_id: &message_id,
                         subject: "orders.placed",
+                        ..Default::default()
                     },
                     RecordWrite {
                         order,
@@ -254,6 +255,7 @@ mod racing_copies {
         let message = MessageRef {
             message_id: "cancelled-1",
             subject: "orders.cancelled",
+            ..Default::default()
         };
         let Then::Settle { verdict, outcome } = &cancelled.then else {
             panic!("a cancellation is recorded at once");
@@ -280,6 +282,7 @@ mod racing_copies {
         let placed = MessageRef {
             message_id: "placed-1",
             subject: "orders.placed",
+            ..Default::default()
         };
         let write = RecordWrite {
             order,

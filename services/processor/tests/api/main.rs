@@ -10,6 +10,7 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod money;
+mod operations;
 mod outage;
 mod pipeline;
 mod poison;

@@ -94,6 +94,7 @@ async fn one_run(store: &ProcessingStore, events: Vec<Event>) -> Result<(), Test
         let message = MessageRef {
             message_id: &message_id,
             subject: "orders.placed",
+            ..Default::default()
         };
         let settles_a_message = matches!(
             event.input,
