@@ -122,3 +122,50 @@ async fn an_expired_lease_is_taken_over() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn the_messages_about_an_order_come_back_oldest_first_with_where_they_came_from() {
+    use ordo_inbox::{Delivery, inbox_received_for_order};
+    let database = TestDatabase::create().await.unwrap();
+    let db = database.connect().await.unwrap();
+    let order_id = uuid::Uuid::now_v7();
+    let published_at = chrono::DateTime::from_timestamp(1_800_000_000, 5_000).unwrap();
+    let txn = db.begin().await.unwrap();
+    for (message_id, sequence) in [("m1", 7), ("m2", 9)] {
+        let delivery = Delivery {
+            order_id: Some(order_id),
+            stream_sequence: sequence,
+            published_at: Some(published_at),
+        };
+        assert!(
+            inbox_record_in_txn(&txn, "c", message_id, "orders.placed", "applied: x", &delivery)
+                .await
+                .unwrap()
+        );
+    }
+    // About another order, and about none (undecodable): not returned.
+    let other = Delivery {
+        order_id: Some(uuid::Uuid::now_v7()),
+        ..Default::default()
+    };
+    inbox_record_in_txn(&txn, "c", "m3", "orders.placed", "", &other)
+        .await
+        .unwrap();
+    inbox_record_in_txn(&txn, "c", "m4", "orders.placed", "", &Delivery::default())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    let received = inbox_received_for_order(&db, order_id, 10).await.unwrap();
+    let ids: Vec<&str> = received.iter().map(|r| r.message_id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(received[0].stream_sequence, Some(7));
+    assert_eq!(received[1].stream_sequence, Some(9));
+    assert_eq!(received[0].published_at, Some(published_at));
+    assert_eq!(received[0].outcome, "applied: x");
+    assert_eq!(
+        inbox_received_for_order(&db, order_id, 1).await.unwrap().len(),
+        1,
+        "bounded"
+    );
+}

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod logs;
+mod operations;
 mod placing;
 mod poison;
 mod properties;
