@@ -1,5 +1,6 @@
 # One image with every Ordo binary (order-service, processor, payments-sim,
-# ordo-migrate); the Helm chart picks the command per Deployment.
+# ordo-migrate, and the operator's command ordo); the Helm chart picks the
+# command per Deployment, and `kubectl exec … -- ordo lag` works in any pod.
 #
 #   docker build -t ghcr.io/ordo/ordo:0.1.0 .
 #
@@ -11,10 +12,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-        -p order-service -p processor -p payments-sim -p ordo-migrations \
+        -p order-service -p processor -p payments-sim -p ordo-migrations -p ordo-cli \
     && mkdir -p /out \
     && cp target/release/order-service target/release/processor \
-          target/release/payments-sim target/release/ordo-migrate /out/
+          target/release/payments-sim target/release/ordo-migrate target/release/ordo /out/
 
 # Runtime stage: glibc and CA certificates only, no shell, uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
