@@ -8,6 +8,10 @@
 # protoc is needed.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# The commit `--version` prints (the build context has no .git):
+#   docker build --build-arg ORDO_GIT_COMMIT=$(git rev-parse --short HEAD) .
+ARG ORDO_GIT_COMMIT=unknown
+ENV ORDO_GIT_COMMIT=$ORDO_GIT_COMMIT
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -11,7 +11,7 @@ export NATS_URL := env_var_or_default("NATS_URL", "nats://127.0.0.1:4222")
 default:
     @just --list
 
-# start PostgreSQL and NATS when missing, the local trace viewer, the three services, and place a demo order
+# start PostgreSQL and NATS when missing, the local trace viewer, the three services, a local Prometheus with the alert rules, and place a demo order
 up: deps build
     scripts/up.sh
 
@@ -33,7 +33,7 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm and API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
+# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm checks, the alert rules (promtool) and the dashboard against a live Prometheus, the API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
@@ -41,6 +41,7 @@ test: deps
     scripts/smoke.sh
     ORDO_SMOKE_TLS=1 scripts/smoke.sh
     scripts/helm-check.sh
+    scripts/prometheus-check.sh
     scripts/proto-check.sh
     scripts/clients.sh
     "$CARGO_TARGET_DIR/debug/ordo-chaos" --orders 3000 --nats-nodes 3
@@ -57,6 +58,11 @@ clients: build
 chaos *ARGS: deps
     cargo build --workspace --bins
     "$CARGO_TARGET_DIR/debug/ordo-chaos" {{ARGS}}
+
+# the alert rules (promtool check and test), then the rules and the Grafana dashboard against a real Prometheus scraping the services as an outage plays out
+prometheus-check: deps
+    cargo build --workspace --bins
+    scripts/prometheus-check.sh
 
 # lint, render and validate the Helm chart (real Helm engine, Kubernetes schemas; no cluster)
 helm-check:

@@ -107,7 +107,7 @@ relayed() { # the relay publishes and deletes the order's outbox rows
 check "the outbox relay publishes the event" relayed
 check "GetOrder finds it" contains "$(call -d "{\"order_id\":\"$order_id\"}" "$addr" ordo.order.v1.OrderService/GetOrder)" "$order_id"
 scrape() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://$metrics/metrics"; }
-check "/metrics counts PlaceOrder" contains "$(scrape)" 'ordo_grpc_server_handled_total{method="ordo.order.v1.OrderService/PlaceOrder",code="OK"}'
+check "/metrics counts PlaceOrder" contains "$(scrape)" 'ordo_grpc_server_handled_total{grpc_service="ordo.order.v1.OrderService",grpc_method="PlaceOrder",grpc_code="OK"}'
 check "ListOrders pages it" contains "$(call -d '{"customer_id":"smoke","page_size":10}' "$addr" ordo.order.v1.OrderService/ListOrders)" "$order_id"
 check "CancelOrder cancels" contains "$(call -d "{\"order_id\":\"$order_id\",\"reason\":\"smoke\"}" "$addr" ordo.order.v1.OrderService/CancelOrder)" ORDER_STATUS_CANCELLED
 check "a second cancel is FailedPrecondition" contains "$(call -d "{\"order_id\":\"$order_id\"}" "$addr" ordo.order.v1.OrderService/CancelOrder 2>&1)" FailedPrecondition

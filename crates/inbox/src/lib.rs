@@ -25,8 +25,8 @@ pub use retention::{
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
-use uuid::Uuid;
 use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
 
 /// The longest `Nats-Msg-Id` used as it is for an inbox key.
 pub const MESSAGE_KEY_MAX_LEN: usize = 200;

@@ -14,22 +14,43 @@ async fn a_message_is_recorded_once() {
     let db = database.connect().await.unwrap();
     let txn = db.begin().await.unwrap();
     assert!(
-        inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "applied", &Default::default())
-            .await
-            .unwrap()
+        inbox_record_in_txn(
+            &txn,
+            "c",
+            "m1",
+            "orders.placed",
+            "applied",
+            &Default::default()
+        )
+        .await
+        .unwrap()
     );
     txn.commit().await.unwrap();
     let txn = db.begin().await.unwrap();
     assert!(
-        !inbox_record_in_txn(&txn, "c", "m1", "orders.placed", "again", &Default::default())
-            .await
-            .unwrap()
+        !inbox_record_in_txn(
+            &txn,
+            "c",
+            "m1",
+            "orders.placed",
+            "again",
+            &Default::default()
+        )
+        .await
+        .unwrap()
     );
     // Another consumer handles the same message on its own account.
     assert!(
-        inbox_record_in_txn(&txn, "other", "m1", "orders.placed", "applied", &Default::default())
-            .await
-            .unwrap()
+        inbox_record_in_txn(
+            &txn,
+            "other",
+            "m1",
+            "orders.placed",
+            "applied",
+            &Default::default()
+        )
+        .await
+        .unwrap()
     );
     txn.rollback().await.unwrap();
     assert!(inbox_contains(&db, "c", "m1").await.unwrap());
@@ -138,9 +159,16 @@ async fn the_messages_about_an_order_come_back_oldest_first_with_where_they_came
             published_at: Some(published_at),
         };
         assert!(
-            inbox_record_in_txn(&txn, "c", message_id, "orders.placed", "applied: x", &delivery)
-                .await
-                .unwrap()
+            inbox_record_in_txn(
+                &txn,
+                "c",
+                message_id,
+                "orders.placed",
+                "applied: x",
+                &delivery
+            )
+            .await
+            .unwrap()
         );
     }
     // About another order, and about none (undecodable): not returned.
@@ -164,7 +192,10 @@ async fn the_messages_about_an_order_come_back_oldest_first_with_where_they_came
     assert_eq!(received[0].published_at, Some(published_at));
     assert_eq!(received[0].outcome, "applied: x");
     assert_eq!(
-        inbox_received_for_order(&db, order_id, 1).await.unwrap().len(),
+        inbox_received_for_order(&db, order_id, 1)
+            .await
+            .unwrap()
+            .len(),
         1,
         "bounded"
     );

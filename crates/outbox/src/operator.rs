@@ -95,7 +95,11 @@ impl<V: ServiceView> OperatorService for OperatorApi<V> {
         let order_id = Uuid::parse_str(request.get_ref().order_id.trim())
             .map_err(|_| invalid_order_id(&request.get_ref().order_id))?;
         let mut entries = self.view.order_trail(order_id).await?;
-        entries.extend(received_trail(&self.db, order_id).await.map_err(unavailable)?);
+        entries.extend(
+            received_trail(&self.db, order_id)
+                .await
+                .map_err(unavailable)?,
+        );
         entries.extend(
             outbox_trail(&self.db, &order_id.to_string())
                 .await
@@ -199,7 +203,10 @@ pub async fn outbox_status(db: &impl ConnectionTrait) -> Result<api::OutboxStatu
         });
     }
     let parked = db
-        .query_one_raw(statement("SELECT count(*) AS parked FROM outbox_parked", []))
+        .query_one_raw(statement(
+            "SELECT count(*) AS parked FROM outbox_parked",
+            [],
+        ))
         .await?
         .map(|row| row.try_get::<i64>("", "parked"))
         .transpose()?
@@ -276,7 +283,10 @@ pub async fn received_trail(
             entries.push(about(entry(
                 published_at,
                 "published",
-                format!("{} stored in the stream as sequence {sequence}", message.subject),
+                format!(
+                    "{} stored in the stream as sequence {sequence}",
+                    message.subject
+                ),
             )));
         }
         let outcome = if message.outcome.is_empty() {
@@ -289,7 +299,10 @@ pub async fn received_trail(
             ..about(entry(
                 message.received_at,
                 "received",
-                format!("{} taken by {}: {outcome}", message.subject, message.consumer),
+                format!(
+                    "{} taken by {}: {outcome}",
+                    message.subject, message.consumer
+                ),
             ))
         });
     }

@@ -3,6 +3,8 @@
 //!
 //! - [`admin`]: the named bearer tokens of the admin RPCs, and the reason
 //!   every operator's decision takes.
+//! - [`cli`]: the command line of every service binary (`--help`,
+//!   `--version`, `--check-config`).
 //! - [`env`]: reading settings by name, one line naming a bad one.
 //! - [`health`]: `grpc.health.v1` per dependency, following probes.
 //! - [`telemetry`]: the `LOG_FORMAT`, `RUST_LOG` and `OTEL_*` settings of
@@ -12,6 +14,9 @@
 //! - [`nats`]: connecting to one NATS server or a list of cluster seeds,
 //!   over TLS and with credentials.
 //! - [`postgres`]: checking a `DATABASE_URL`'s TLS parameters.
+//! - [`mod@reference`]: the one declaration of each binary's settings, from
+//!   which `--help` and the README's tables come, and the checks that keep
+//!   it true to the code.
 //! - [`resilience`]: backoff and circuit-breaker settings under names each
 //!   caller chooses.
 //! - [`serving`]: server reflection over every descriptor a client meets,
@@ -22,11 +27,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod env;
 pub mod health;
 pub mod metrics;
 pub mod nats;
 pub mod postgres;
+pub mod reference;
 pub mod resilience;
 pub mod serving;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! gRPC servers: one span per request continuing the caller's trace, and
-//! request counts and latencies by method and code.
+//! request counts and latencies by service, method and code.
 //!
 //! The layer sits at the HTTP level (outermost on every server). It reads
 //! `traceparent` / `tracestate` and `x-correlation-id` from the request
@@ -85,7 +85,10 @@ impl GrpcMetrics {
         histogram.record(took);
     }
 
-    /// `ordo_grpc_server_handled_total` and `ordo_grpc_server_handling_seconds`.
+    /// `ordo_grpc_server_handled_total` and `ordo_grpc_server_handling_seconds`,
+    /// labelled as the gRPC ecosystem's server metrics are: `grpc_service`
+    /// (`ordo.order.v1.OrderService`), `grpc_method` (`PlaceOrder`),
+    /// `grpc_code` (`OK`, `UNAVAILABLE`, …).
     pub fn expose(&self, out: &mut Exposition) {
         let handled: Vec<((String, &'static str), Arc<LatencyHistogram>)> = self
             .handled
@@ -94,13 +97,20 @@ impl GrpcMetrics {
             .iter()
             .map(|(key, histogram)| (key.clone(), Arc::clone(histogram)))
             .collect();
-        let labels: Vec<[(&str, &str); 2]> = handled
+        let labels: Vec<[(&str, &str); 3]> = handled
             .iter()
-            .map(|((method, code), _)| [("method", method.as_str()), ("code", *code)])
+            .map(|((path, code), _)| {
+                let (service, method) = service_and_method(path);
+                [
+                    ("grpc_service", service),
+                    ("grpc_method", method),
+                    ("grpc_code", *code),
+                ]
+            })
             .collect();
         out.counter(
             "ordo_grpc_server_handled_total",
-            "gRPC requests answered, by method and status code.",
+            "gRPC requests answered, by service, method and status code.",
             labels
                 .iter()
                 .zip(&handled)
@@ -108,7 +118,7 @@ impl GrpcMetrics {
         );
         out.histogram(
             "ordo_grpc_server_handling_seconds",
-            "Time to answer a gRPC request (to its response headers), by method and status code.",
+            "Time to answer a gRPC request (to its response headers), by service, method and status code.",
             labels
                 .iter()
                 .zip(&handled)
@@ -217,6 +227,12 @@ where
             response
         })
     }
+}
+
+/// `pkg.Service/Method` as (`pkg.Service`, `Method`); a path without a
+/// slash (`unknown`: a method the server does not serve) is both.
+fn service_and_method(path: &str) -> (&str, &str) {
+    path.split_once('/').unwrap_or((path, path))
 }
 
 /// A gRPC status code's canonical name.

@@ -12,10 +12,13 @@
 //!   code ([`metrics::GrpcMetrics`]); and client-side injection.
 //! - [`metrics`]: Prometheus text exposition — a writer, a histogram, and
 //!   the `/metrics` HTTP endpoint.
+//! - [`process`]: the standard `process_*` families from `/proc/self`, and
+//!   `ordo_build_info`.
 #![forbid(unsafe_code)]
 
 pub mod grpc;
 pub mod metrics;
+pub mod process;
 pub mod propagation;
 mod subscriber;
 

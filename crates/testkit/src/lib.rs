@@ -12,6 +12,8 @@
 //! - [`postgres`]: a PostgreSQL cluster of a test's own, to crash and
 //!   restart, or to run with TLS only.
 //! - [`certs`]: a CA and certificates made at test time, as PEM files.
+//! - [`command_line`]: a service binary's `--help`, `--version` and
+//!   `--check-config`, checked by running it.
 //!
 //! The admin connection comes from `ORDO_TEST_DATABASE_URL`, default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`; every database the
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod certs;
+pub mod command_line;
 pub mod database;
 pub mod nats;
 pub mod ports;

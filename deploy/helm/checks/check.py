@@ -7,6 +7,7 @@ environment. Exits non-zero, naming the failed check, on any failure.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import sys
@@ -120,6 +121,13 @@ COMBINATIONS: dict[str, dict] = {
         "metrics": {"serviceMonitor": {"enabled": True}},
         "stream": {"replicas": 3},
     },
+    "monitoring (ServiceMonitor, PrometheusRule, Grafana dashboard)": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Ordo"}},
+        },
+    },
 }
 
 # Values the schema must refuse, and a word its message must contain.
@@ -133,6 +141,8 @@ BAD_VALUES: list[tuple[str, dict, str]] = [
     ("a short admin token", {"adminToken": "short"}, "adminToken"),
     ("no payment provider with the simulator off", {"paymentsSim": {"enabled": False}}, "paymentsUrl"),
     ("an unknown key", {"orderServise": {}}, "orderServise"),
+    ("a dashboard label value that is not a string", {"metrics": {"grafanaDashboard": {"labelValue": 1}}}, "labelValue"),
+    ("an unknown PrometheusRule key", {"metrics": {"prometheusRule": {"enable": True}}}, "enable"),
     ("a short order service admin token", {"orderServiceAdminToken": "short"}, "orderServiceAdminToken"),
     ("an sslmode libpq does not know", {"tls": {"postgresql": {"sslmode": "bogus"}}}, "sslmode"),
     ("gRPC TLS without its Secret", {"tls": {"grpc": {"enabled": True}}}, "/tls/grpc/existingSecret"),
@@ -179,14 +189,11 @@ BAD_COMBINATIONS: list[tuple[str, dict, str]] = [
      {"podSecurityContext": {"fsGroup": None}, "tls": {"grpc": {"enabled": True, "existingSecret": "s"}}}, "fsGroup"),
 ]
 
-# Where each binary reads its settings (string literals naming variables).
-SETTINGS_SOURCES = {
-    "order-service": ["services/order-service/src/settings.rs", "crates/outbox/src/settings.rs"],
-    "processor": ["services/processor/src/settings.rs", "crates/outbox/src/settings.rs"],
-    "payments-sim": ["services/payments-sim/src/settings.rs"],
-}
-# Every service uses the service kit (settings, serving, TLS, telemetry).
-SHARED_SOURCES = "crates/service-kit/src/**/*.rs"
+# Each binary's settings: its table in the README, between
+# `<!-- settings:<binary>:begin -->` and `end`, which is the binary's
+# `--settings-markdown` (its tests fail when the two differ, and when the
+# declaration differs from what the code reads).
+README = ROOT / "README.md"
 GRPC_PORTS = {"order-service": 50051, "processor": 50052, "payments-sim": 50053}
 
 # Settings that hold a secret: only ever from a Secret (secretKeyRef) or a
@@ -215,9 +222,13 @@ def check(name: str):
 
 
 def env_names(binary: str) -> set[str]:
-    names: set[str] = set()
-    for path in [ROOT / p for p in SETTINGS_SOURCES[binary]] + sorted(ROOT.glob(SHARED_SOURCES)):
-        names |= set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', path.read_text()))
+    """The settings `binary` declares, from its table in the README."""
+    text = README.read_text()
+    begin, end = f"<!-- settings:{binary}:begin -->", f"<!-- settings:{binary}:end -->"
+    assert begin in text and end in text, f"the README has no settings table for {binary}"
+    table = text.split(begin, 1)[1].split(end, 1)[0]
+    names = set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", table, re.MULTILINE))
+    assert names, f"the README's settings table for {binary} names no setting"
     return names
 
 
@@ -329,8 +340,8 @@ for name, values in COMBINATIONS.items():
     @check(f"every manifest is valid Kubernetes {KUBE_VERSION} (strict): {name}")
     def _valid(name=name):
         for document in rendered[name]:
-            if document["kind"] == "ServiceMonitor":
-                continue  # a CRD: not in the Kubernetes schemas
+            if document["kind"] in ("ServiceMonitor", "PrometheusRule"):
+                continue  # CRDs: not in the Kubernetes schemas
             manifest = {k: v for k, v in document.items() if k != "__template"}
             kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
 
@@ -366,12 +377,12 @@ for name, values in COMBINATIONS.items():
                 else:
                     assert container[probe]["grpc"] == {"port": port, "service": "ordo.liveness"}, container[probe]
 
-    @check(f"every variable a Deployment sets is one its binary reads: {name}")
+    @check(f"every variable a Deployment sets is a setting its binary declares: {name}")
     def _env(name=name):
         for binary, document in deployments(name).items():
             known = env_names(binary)
             for variable in env(document):
-                assert reads(known, variable), f"{binary} does not read {variable}"
+                assert reads(known, variable), f"{binary} declares no setting {variable}"
 
     @check(f"every Secret is mounted read-only as a whole directory (mode 0440), every file setting names a mounted key: {name}")
     def _mounts(name=name):
@@ -712,6 +723,48 @@ def _documented_paths():
             for mount in container.get("volumeMounts", []):
                 if "secret" in volumes.get(mount["name"], {}):
                     assert mount["mountPath"] in text, f"{mount['mountPath']} is not in values.yaml"
+
+
+MONITORING = "monitoring (ServiceMonitor, PrometheusRule, Grafana dashboard)"
+RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "ordo.json"
+
+
+@check("the chart's alert rules and dashboard are byte-identical copies of deploy/prometheus/rules.yml and deploy/grafana/ordo.json")
+def _one_source():
+    for source, copy in ((RULES, CHART / "files" / "prometheus-rules.yml"), (DASHBOARD, CHART / "files" / "grafana-dashboard.json")):
+        assert copy.read_bytes() == source.read_bytes(), (
+            f"{copy.relative_to(ROOT)} differs from {source.relative_to(ROOT)}: cp {source.relative_to(ROOT)} {copy.relative_to(ROOT)}"
+        )
+
+
+@check("PrometheusRule and Grafana dashboard: off by default")
+def _monitoring_off():
+    for document in rendered["defaults (existing PostgreSQL and NATS)"]:
+        assert document["kind"] != "PrometheusRule", "a PrometheusRule by default"
+        assert "grafana_dashboard" not in document["metadata"].get("labels", {}), "a dashboard by default"
+
+
+@check("PrometheusRule: every rule of deploy/prometheus/rules.yml, with the labels given")
+def _prometheus_rule():
+    rules = [d for d in rendered[MONITORING] if d["kind"] == "PrometheusRule"]
+    assert len(rules) == 1, rules
+    rule = rules[0]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load(RULES.read_text()), "the PrometheusRule differs from rules.yml"
+    names = [r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert len(names) >= 9 and len(set(names)) == len(names), names
+
+
+@check("Grafana dashboard: a ConfigMap with the sidecar's label holding deploy/grafana/ordo.json")
+def _grafana_dashboard():
+    maps = [d for d in rendered[MONITORING] if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]]
+    assert len(maps) == 1, maps
+    config_map = maps[0]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Ordo"}
+    assert json.loads(config_map["data"]["ordo.json"]) == json.loads(DASHBOARD.read_text())
 
 
 for combination in ("self-contained", "self-contained, everything secured"):

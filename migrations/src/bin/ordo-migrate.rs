@@ -7,12 +7,45 @@
 //!   partitions under `N` and records `N`; every replica of the service
 //!   must be stopped (it refuses while one runs), and started again with
 //!   `OUTBOX_PARTITIONS=N`.
+//! - `ordo-migrate --version` prints the version and the git commit, when
+//!   the build had `ORDO_GIT_COMMIT` (this crate sits under every test
+//!   binary, so it does not ask git at each commit as the services do).
 
 use ordo_migrations::{Migrator, ProcessorMigrator, Schema};
 use ordo_outbox::PartitionCount;
 
+const HELP: &str = "\
+ordo-migrate: applies or inspects Ordo's schemas, or changes the outbox's partition count.
+
+Settings, from the environment:
+  DATABASE_URL    the database (also -u/--database-url)
+  MIGRATE_SCHEMA  orders (default) or processor: which schema's migrations
+
+  ordo-migrate repartition N   move the outbox's waiting rows to N partitions and record N;
+                               every replica must be stopped (docs/operations.md)
+  ordo-migrate -V, --version   print the version and the git commit
+
+The migration commands, from SeaORM:
+";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("-V" | "--version") => {
+            println!(
+                "{}",
+                ordo_service_kit::cli::version_line(
+                    "ordo-migrate",
+                    env!("CARGO_PKG_VERSION"),
+                    option_env!("ORDO_GIT_COMMIT").unwrap_or("unknown"),
+                )
+            );
+            return std::process::ExitCode::SUCCESS;
+        }
+        // SeaORM's command line prints its own help after this and exits.
+        Some("-h" | "--help") => println!("{HELP}"),
+        _ => {}
+    }
     let name = std::env::var("MIGRATE_SCHEMA").unwrap_or_else(|_| "orders".to_owned());
     let Some(schema) = Schema::parse(&name) else {
         eprintln!("ordo-migrate: MIGRATE_SCHEMA is {name:?}; expected orders or processor");

@@ -13,10 +13,10 @@ use ordo_service_kit::admin::AdminToken;
 /// The admin services every service with an outbox serves.
 const OUTBOX_ADMIN: &str = "ordo.outbox.v1.OutboxAdminService";
 const OPERATOR: &str = "ordo.operator.v1.OperatorService";
-use ordo_outbox::operator::OperatorApi;
-use ordo_proto::operator::v1::operator_service_server::OperatorServiceServer;
 use ordo_migrations::Schema;
 use ordo_outbox::RelayHandle;
+use ordo_outbox::operator::OperatorApi;
+use ordo_proto::operator::v1::operator_service_server::OperatorServiceServer;
 use ordo_proto::order::v1::order_service_server::OrderServiceServer;
 use ordo_service_kit::metrics::MetricsEndpoint;
 use ordo_service_kit::serving::GrpcListener;
@@ -26,6 +26,7 @@ use crate::grpc::OrderApi;
 use crate::health;
 use crate::metrics::ServiceMetrics;
 use crate::settings::Settings;
+use crate::status::KINDS;
 use crate::store::OrderStore;
 
 /// A built order service: its database is reachable and migrated, and its
@@ -186,6 +187,37 @@ impl Application {
             )
             .run(consumer_stop.clone()),
         );
+        let lag_poll = self.settings.status_consumer.then(|| {
+            let poll = ordo_service_kit::metrics::JetStreamPoll {
+                stream: self.settings.relay.stream.name.clone(),
+                consumers: KINDS
+                    .iter()
+                    .map(|kind| format!("order-service-{kind}"))
+                    .collect(),
+                dead_letter_stream: None,
+            };
+            let (url, security) = (
+                self.settings.relay.nats_url.clone(),
+                self.settings.relay.nats_security.clone(),
+            );
+            let gauges = Arc::clone(&self.metrics.jetstream);
+            let stop = consumer_stop.clone();
+            tokio::spawn(async move {
+                match ordo_service_kit::nats::connect_service(
+                    &url,
+                    &security,
+                    "order-service metrics",
+                )
+                .await
+                {
+                    Ok((client, _)) => {
+                        poll.run(async_nats::jetstream::new(client), gauges, stop)
+                            .await;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "consumer lag not measured"),
+                }
+            })
+        });
         let consumer = self.settings.status_consumer.then(|| {
             tokio::spawn(
                 crate::status::StatusConsumer {
@@ -208,6 +240,9 @@ impl Application {
         }
         if let Some(retention) = retention {
             let _ = tokio::time::timeout(deadline, retention).await;
+        }
+        if let Some(lag_poll) = lag_poll {
+            lag_poll.abort();
         }
         let _ = tokio::time::timeout(deadline, key_retention).await;
         if let Some(relay) = relay {

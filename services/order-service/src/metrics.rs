@@ -1,13 +1,14 @@
-//! What the order service exposes at `/metrics`: gRPC requests by method and
-//! code, the relay's outbox families and its NATS breaker, and the status
-//! consumer's outcomes.
+//! What the order service exposes at `/metrics`: gRPC requests by service,
+//! method and code, the relay's outbox families and its NATS breaker, the
+//! status consumer's outcomes and its durable consumers' lag, and the
+//! process and build families.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use ordo_outbox::RelayMetrics;
 use ordo_resilience::CircuitBreaker;
-use ordo_service_kit::metrics::{ConsumerCounters, expose_breakers};
+use ordo_service_kit::metrics::{ConsumerCounters, JetStreamGauges, expose_breakers};
 use ordo_telemetry::grpc::GrpcMetrics;
 use ordo_telemetry::metrics::{Exposition, MetricsSource};
 
@@ -19,6 +20,7 @@ pub struct ServiceMetrics {
     pub grpc: Arc<GrpcMetrics>,
     pub relay: Option<(Arc<RelayMetrics>, Arc<CircuitBreaker>)>,
     pub status: Arc<ConsumerCounters>,
+    pub jetstream: Arc<JetStreamGauges>,
 }
 
 impl MetricsSource for ServiceMetrics {
@@ -30,6 +32,12 @@ impl MetricsSource for ServiceMetrics {
                 expose_breakers(out, &[("nats", breaker)]);
             }
             self.status.expose(out, CONSUMER_NAME);
+            self.jetstream.expose(out);
+            ordo_telemetry::process::expose(
+                out,
+                env!("CARGO_PKG_VERSION"),
+                option_env!("ORDO_GIT_COMMIT").unwrap_or("unknown"),
+            );
         })
     }
 }

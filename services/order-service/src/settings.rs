@@ -1,6 +1,9 @@
 //! Configuration, read from the environment in one place and handed around
 //! as a typed struct. Tests build [`Settings`] directly and never touch the
-//! process environment.
+//! process environment. [`reference`] declares every setting read here,
+//! with its default and meaning.
+
+pub mod reference;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -30,8 +30,9 @@ pub struct Application {
     settings: Settings,
 }
 
-/// What the simulator exposes at `/metrics`: gRPC requests by method and
-/// code, and the payment calls it received.
+/// What the simulator exposes at `/metrics`: gRPC requests by service,
+/// method and code, the payment calls it received, and the process and
+/// build families.
 #[derive(Debug, Default)]
 struct SimMetrics {
     grpc: Arc<GrpcMetrics>,
@@ -47,6 +48,11 @@ impl MetricsSource for SimMetrics {
                 "ordo_payments_calls_received_total",
                 "Authorize, Refund and Void calls received, failed ones included.",
                 [(none, self.calls_received.load(Ordering::Relaxed) as f64)],
+            );
+            ordo_telemetry::process::expose(
+                out,
+                env!("CARGO_PKG_VERSION"),
+                option_env!("ORDO_GIT_COMMIT").unwrap_or("unknown"),
             );
         })
     }

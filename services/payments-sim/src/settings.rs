@@ -1,4 +1,7 @@
-//! Configuration from the environment, read in one place.
+//! Configuration from the environment, read in one place. [`reference`]
+//! declares every setting read here, with its default and meaning.
+
+pub mod reference;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +42,9 @@ pub struct Settings {
     pub ledger_retention: Duration,
 }
 
+/// Log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,tower=warn";
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -47,7 +53,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(10),
             limits: ServerLimits::default(),
             grpc_tls: None,
-            telemetry: TelemetryConfig::new("payments-sim", "info,h2=warn,tower=warn"),
+            telemetry: TelemetryConfig::new("payments-sim", DEFAULT_LOG_FILTER),
             metrics_listen_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9103))),
             ledger_retention: Duration::from_secs(24 * 3600),
         }

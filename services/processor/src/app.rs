@@ -100,6 +100,7 @@ impl Application {
             payments: handler.payments.metrics(),
             payment_retries: handler.payments.retries(),
             payments_breaker: handler.payments.breaker(),
+            jetstream: Arc::default(),
         });
         let metrics_endpoint =
             MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;
@@ -190,6 +191,24 @@ impl Application {
                 .run(stop_rx.clone()),
             )
         });
+        // The dead-letter stream's depth is measured even without a consumer
+        // here: an operator's redrive or purge changes it.
+        let lag_poll = tokio::spawn(
+            ordo_service_kit::metrics::JetStreamPoll {
+                stream: self.settings.relay.stream.name.clone(),
+                consumers: if self.settings.consumer {
+                    crate::view::CONSUMERS.map(str::to_owned).to_vec()
+                } else {
+                    Vec::new()
+                },
+                dead_letter_stream: Some(self.settings.relay.stream.dead_letter_name()),
+            }
+            .run(
+                self.jetstream.clone(),
+                Arc::clone(&self.metrics.jetstream),
+                stop_rx.clone(),
+            ),
+        );
         let retention = tokio::spawn(
             InboxRetention::new(
                 self.store.connection().clone(),
@@ -273,6 +292,7 @@ impl Application {
             // Messages in flight finish; what does not is redelivered.
             let _ = tokio::time::timeout(deadline, consumer).await;
         }
+        lag_poll.abort();
         let _ = tokio::time::timeout(Duration::from_secs(2), retention).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), history_retention).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), deferral_retention).await;

@@ -142,7 +142,7 @@ fn outcome(
 }
 
 enum Found {
-    Letter(DeadLetter),
+    Letter(Box<DeadLetter>),
     Missing(u64),
 }
 
@@ -184,7 +184,7 @@ impl Walk {
                 let mut batch = Vec::new();
                 for id in ids.by_ref().take(BATCH) {
                     match operator.dead_letters.get(id).await {
-                        Ok(Some(dead_letter)) => batch.push(Found::Letter(dead_letter)),
+                        Ok(Some(dead_letter)) => batch.push(Found::Letter(Box::new(dead_letter))),
                         Ok(None) => batch.push(Found::Missing(id)),
                         Err(err) => {
                             return Err(outcome(
@@ -219,8 +219,10 @@ impl Walk {
                 Ok(Some(
                     page.dead_letters
                         .into_iter()
-                        .filter(|dead_letter| dead_letter.id <= limit && filter.matches(dead_letter))
-                        .map(Found::Letter)
+                        .filter(|dead_letter| {
+                            dead_letter.id <= limit && filter.matches(dead_letter)
+                        })
+                        .map(|dead_letter| Found::Letter(Box::new(dead_letter)))
                         .collect(),
                 ))
             }

@@ -143,7 +143,11 @@ impl Handler {
         };
         self.breaker_deferrals.fetch_add(1, Ordering::Relaxed);
         let reason = format!("deferred: {}: {}", failure.code, failure.text);
-        if let Err(err) = self.store.processing_deferred(order.order_id, &reason).await {
+        if let Err(err) = self
+            .store
+            .processing_deferred(order.order_id, &reason)
+            .await
+        {
             tracing::debug!(order_id = %order.order_id, error = %err, "could not note the deferral");
         }
         Ok(Handled::Deferred(after.max(Duration::from_millis(10))))

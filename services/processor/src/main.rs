@@ -1,18 +1,23 @@
-//! `processor`: settings, telemetry, build, run until SIGINT/SIGTERM, flush.
+//! `processor`: the command line, settings, telemetry, build, run until
+//! SIGINT/SIGTERM, flush.
 
 use std::process::ExitCode;
 
+use ordo_service_kit::cli::{Binary, Start};
 use ordo_service_kit::serving::shutdown_signal;
 use processor::{Application, Settings};
 
+const BINARY: Binary = Binary {
+    reference: &processor::settings::reference::SETTINGS,
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("ORDO_GIT_COMMIT"),
+};
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("processor: {err}");
-            return ExitCode::from(2);
-        }
+    let settings = match BINARY.start(std::env::args_os().skip(1), Settings::from_env) {
+        Start::Serve(settings) => settings,
+        Start::Exit(code) => return code,
     };
     let telemetry = ordo_telemetry::init(&settings.telemetry);
     let served = async {

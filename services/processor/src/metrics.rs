@@ -1,6 +1,7 @@
 //! What the processor exposes at `/metrics`: gRPC requests, the relay's
-//! outbox families, the consumer's outcomes, payment calls by outcome and
-//! retries, and both breakers' states.
+//! outbox families, the consumer's outcomes, its durable consumers' lag and
+//! the dead-letter stream's depth, payment calls by outcome and retries,
+//! both breakers' states, and the process and build families.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use ordo_outbox::RelayMetrics;
 use ordo_resilience::CircuitBreaker;
-use ordo_service_kit::metrics::{ConsumerCounters, expose_breakers};
+use ordo_service_kit::metrics::{ConsumerCounters, JetStreamGauges, expose_breakers};
 use ordo_telemetry::grpc::GrpcMetrics;
 use ordo_telemetry::metrics::{Exposition, MetricsSource};
 
@@ -70,6 +71,7 @@ pub struct ProcessorMetrics {
     pub payments: Arc<PaymentMetrics>,
     pub payment_retries: Arc<AtomicU64>,
     pub payments_breaker: Arc<CircuitBreaker>,
+    pub jetstream: Arc<JetStreamGauges>,
 }
 
 impl MetricsSource for ProcessorMetrics {
@@ -87,6 +89,12 @@ impl MetricsSource for ProcessorMetrics {
                 breakers.push(("nats", nats.as_ref()));
             }
             expose_breakers(out, &breakers);
+            self.jetstream.expose(out);
+            ordo_telemetry::process::expose(
+                out,
+                env!("CARGO_PKG_VERSION"),
+                option_env!("ORDO_GIT_COMMIT").unwrap_or("unknown"),
+            );
         })
     }
 }

@@ -141,10 +141,18 @@ impl Filter {
             && same(&self.code, &code_of(dead_letter))
             && same(
                 &self.order_id,
-                &dead_letter.order_id.as_deref().unwrap_or_default().to_lowercase(),
+                &dead_letter
+                    .order_id
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_lowercase(),
             )
-            && self.since.is_none_or(|since| at.is_some_and(|at| at >= since))
-            && self.until.is_none_or(|until| at.is_some_and(|at| at < until))
+            && self
+                .since
+                .is_none_or(|since| at.is_some_and(|at| at >= since))
+            && self
+                .until
+                .is_none_or(|until| at.is_some_and(|at| at < until))
             && same(&self.fingerprint, &fingerprint_of(dead_letter))
     }
 }
@@ -161,7 +169,9 @@ pub enum Selection {
 impl Selection {
     /// The selection a request names. Nothing named is refused, so a
     /// forgotten filter never means "everything".
-    pub fn from_proto(selection: Option<&api::DeadLetterSelection>) -> Result<Self, (String, String)> {
+    pub fn from_proto(
+        selection: Option<&api::DeadLetterSelection>,
+    ) -> Result<Self, (String, String)> {
         let nothing = || {
             (
                 "selection".to_owned(),
@@ -222,8 +232,14 @@ mod tests {
 
     #[test]
     fn one_cause_has_one_fingerprint_whatever_the_ids_and_numbers() {
-        let a = dead_letter("payment_timeout", "deadline of 2000 ms exceeded for order 0190a8c2-1111");
-        let b = dead_letter("payment_timeout", "deadline of 3500 ms exceeded for order 0190ffff-2222");
+        let a = dead_letter(
+            "payment_timeout",
+            "deadline of 2000 ms exceeded for order 0190a8c2-1111",
+        );
+        let b = dead_letter(
+            "payment_timeout",
+            "deadline of 3500 ms exceeded for order 0190ffff-2222",
+        );
         assert_eq!(fingerprint_of(&a), fingerprint_of(&b));
         assert_eq!(
             fingerprint_of(&a),

@@ -1,5 +1,8 @@
 //! Configuration, read from the environment in one place and handed around
-//! as a typed struct. Tests build [`Settings`] directly.
+//! as a typed struct. Tests build [`Settings`] directly. [`reference`]
+//! declares every setting read here, with its default and meaning.
+
+pub mod reference;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -42,8 +42,11 @@ impl ServiceView for ProcessorView {
                 Err(why) => status.unavailable.push(format!("consumers: {why}")),
             }
         }
-        match tokio::time::timeout(ordo_outbox::operator::NATS_ASK_TIMEOUT, self.dead_letters.status())
-            .await
+        match tokio::time::timeout(
+            ordo_outbox::operator::NATS_ASK_TIMEOUT,
+            self.dead_letters.status(),
+        )
+        .await
         {
             Ok(Ok(dead_letters)) => status.dead_letters.push(dead_letters),
             Ok(Err(err)) => status.unavailable.push(format!("dead letters: {err}")),
@@ -233,14 +236,24 @@ mod tests {
         let kinds: Vec<&str> = entries.iter().map(|entry| entry.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            ["attempt_failed", "deferred", "deferred", "operator", "state"]
+            [
+                "attempt_failed",
+                "deferred",
+                "deferred",
+                "operator",
+                "state"
+            ]
         );
         assert_eq!(entries[0].code, "payment_timeout");
         assert_eq!(entries[0].actor, "proc-a");
         assert!(entries[2].text.contains("3 time(s)"), "{}", entries[2].text);
         assert_eq!(entries[3].actor, "oncall");
         assert!(entries[3].text.contains("provider back"));
-        assert!(entries[4].text.contains("payment pay-1"), "{}", entries[4].text);
+        assert!(
+            entries[4].text.contains("payment pay-1"),
+            "{}",
+            entries[4].text
+        );
     }
 
     #[test]

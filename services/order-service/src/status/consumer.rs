@@ -119,15 +119,14 @@ impl StatusConsumer {
 
     async fn handle_in_span(&self, message: jetstream::Message) {
         let subject = message.subject.to_string();
-        let delivery = message
-            .info()
-            .map_or_else(|_| ordo_inbox::Delivery::default(), |info| {
-                ordo_inbox::Delivery {
-                    order_id: None,
-                    stream_sequence: info.stream_sequence,
-                    published_at: ordo_inbox::published_at(info.published.unix_timestamp_nanos()),
-                }
-            });
+        let delivery = message.info().map_or_else(
+            |_| ordo_inbox::Delivery::default(),
+            |info| ordo_inbox::Delivery {
+                order_id: None,
+                stream_sequence: info.stream_sequence,
+                published_at: ordo_inbox::published_at(info.published.unix_timestamp_nanos()),
+            },
+        );
         let message_id = ordo_inbox::message_key(
             message
                 .headers

@@ -306,8 +306,10 @@ impl OrderStore {
             StatusOutcome::Ignored(why) => format!("ignored: {why}"),
             StatusOutcome::Duplicate => String::new(),
         };
-        if !ordo_inbox::inbox_record_in_txn(&txn, consumer, message_id, subject, &recorded, &delivery)
-            .await?
+        if !ordo_inbox::inbox_record_in_txn(
+            &txn, consumer, message_id, subject, &recorded, &delivery,
+        )
+        .await?
         {
             txn.rollback().await?;
             return Ok(StatusOutcome::Duplicate);

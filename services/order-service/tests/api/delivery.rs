@@ -238,8 +238,9 @@ async fn nats_down_for_ten_seconds_opens_the_relay_breaker_and_loses_nothing() {
         .iter()
         .find(|sample| {
             sample.metric == "ordo_grpc_server_handled_total"
-                && sample.labels.get("method") == Some("ordo.order.v1.OrderService/PlaceOrder")
-                && sample.labels.get("code") == Some("OK")
+                && sample.labels.get("grpc_service") == Some("ordo.order.v1.OrderService")
+                && sample.labels.get("grpc_method") == Some("PlaceOrder")
+                && sample.labels.get("grpc_code") == Some("OK")
         })
         .expect("PlaceOrder counted");
     assert!(matches!(placed_ok.value, prometheus_parse::Value::Counter(n) if n >= placed as f64));

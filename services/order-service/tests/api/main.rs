@@ -13,5 +13,6 @@ mod placing;
 mod poison;
 mod properties;
 mod reading;
+mod settings;
 mod status;
 mod validation;

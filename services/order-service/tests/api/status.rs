@@ -198,9 +198,15 @@ async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
             },
         })
     };
-    let outcomes = futures::future::join_all(
-        (0..20).map(|_| store.order_status_apply("race", "v-race", "orders.confirmed", Default::default(), event())),
-    )
+    let outcomes = futures::future::join_all((0..20).map(|_| {
+        store.order_status_apply(
+            "race",
+            "v-race",
+            "orders.confirmed",
+            Default::default(),
+            event(),
+        )
+    }))
     .await;
     let applied = outcomes
         .iter()

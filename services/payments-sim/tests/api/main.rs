@@ -1,6 +1,9 @@
 //! The payments simulator over gRPC: idempotency, the decline rule, refunds
-//! at most once, counts, and the fault knobs.
+//! at most once, counts, and the fault knobs; and its command line
+//! ([`settings`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod settings;
 
 use std::time::{Duration, Instant};
 

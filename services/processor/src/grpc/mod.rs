@@ -65,7 +65,15 @@ impl ProcessorApi {
                 ));
             }
         };
-        tracing::info!(?action, ?selection, actor, reason, dry_run = request.dry_run, max_per_second, "bulk dead-letter run");
+        tracing::info!(
+            ?action,
+            ?selection,
+            actor,
+            reason,
+            dry_run = request.dry_run,
+            max_per_second,
+            "bulk dead-letter run"
+        );
         let run = BulkRun {
             action,
             selection,

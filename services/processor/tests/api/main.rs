@@ -15,5 +15,6 @@ mod outage;
 mod pipeline;
 mod poison;
 mod security;
+mod settings;
 mod store_model;
 mod traces;

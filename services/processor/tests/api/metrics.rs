@@ -51,9 +51,28 @@ async fn metrics_follow_the_orders() {
                 &[("outcome", "dead_lettered")],
             ) >= 1.0
             && sample(&now, "ordo_outbox_published_total", &[]) >= 2.0
+            // Polled from JetStream in the background.
+            && sample(&now, "ordo_dead_letters", &[]) >= 1.0
     })
     .await;
     let after = scrape(processor.metrics_addr).await;
+    for consumer in ["processor-placed", "processor-cancelled"] {
+        for family in [
+            "ordo_consumer_pending_messages",
+            "ordo_consumer_ack_pending_messages",
+        ] {
+            assert!(
+                after
+                    .samples
+                    .iter()
+                    .any(|s| s.metric == family && s.labels.get("consumer") == Some(consumer)),
+                "{family} of {consumer}"
+            );
+        }
+    }
+    assert_eq!(sample(&after, "ordo_build_info", &[]), 1.0);
+    assert!(sample(&after, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(sample(&after, "process_start_time_seconds", &[]) > 1.7e9);
     assert_eq!(
         sample(
             &after,
@@ -77,11 +96,9 @@ async fn metrics_follow_the_orders() {
             scrape,
             "ordo_grpc_server_handled_total",
             &[
-                (
-                    "method",
-                    "ordo.processor.v1.ProcessorService/GetOrderProcessing",
-                ),
-                ("code", "OK"),
+                ("grpc_service", "ordo.processor.v1.ProcessorService"),
+                ("grpc_method", "GetOrderProcessing"),
+                ("grpc_code", "OK"),
             ],
         )
     };
@@ -103,8 +120,9 @@ async fn metrics_follow_the_orders() {
             &simulator,
             "ordo_grpc_server_handled_total",
             &[
-                ("method", "ordo.payments.v1.PaymentService/Authorize"),
-                ("code", "OK")
+                ("grpc_service", "ordo.payments.v1.PaymentService"),
+                ("grpc_method", "Authorize"),
+                ("grpc_code", "OK")
             ]
         ) >= 2.0
     );

@@ -64,38 +64,41 @@ async fn listed(processor: &TestProcessor, filter: Option<DeadLetterFilter>) -> 
     }
 }
 
+/// Every outcome a bulk call streams, until it ends.
+async fn collected<T>(
+    call: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+    outcome: fn(T) -> Option<BulkOutcome>,
+) -> Result<Vec<BulkOutcome>, tonic::Status> {
+    let mut stream = call?.into_inner();
+    let mut outcomes = Vec::new();
+    while let Some(next) = stream.message().await? {
+        outcomes.push(outcome(next).unwrap());
+    }
+    Ok(outcomes)
+}
+
 async fn redrive_all(
     processor: &TestProcessor,
     request: RedriveDeadLettersRequest,
 ) -> Result<Vec<BulkOutcome>, tonic::Status> {
-    let mut stream = processor
+    let call = processor
         .client
         .clone()
         .redrive_dead_letters(authorized(request, ADMIN_TOKEN))
-        .await?
-        .into_inner();
-    let mut outcomes = Vec::new();
-    while let Some(next) = stream.message().await? {
-        outcomes.push(next.outcome.unwrap());
-    }
-    Ok(outcomes)
+        .await;
+    collected(call, |next| next.outcome).await
 }
 
 async fn purge_all(
     processor: &TestProcessor,
     request: PurgeDeadLettersRequest,
 ) -> Result<Vec<BulkOutcome>, tonic::Status> {
-    let mut stream = processor
+    let call = processor
         .client
         .clone()
         .purge_dead_letters(authorized(request, ADMIN_TOKEN))
-        .await?
-        .into_inner();
-    let mut outcomes = Vec::new();
-    while let Some(next) = stream.message().await? {
-        outcomes.push(next.outcome.unwrap());
-    }
-    Ok(outcomes)
+        .await;
+    collected(call, |next| next.outcome).await
 }
 
 #[tokio::test]
@@ -123,10 +126,13 @@ async fn a_stuck_orders_trail_shows_each_failed_attempt_its_publish_and_the_verd
     assert!(state.text.contains("dead_lettered"), "{}", state.text);
     let times: Vec<_> = entries
         .iter()
-        .map(|entry| entry.occur_time.clone().unwrap())
+        .map(|entry| entry.occur_time.unwrap())
         .map(|at| (at.seconds, at.nanos))
         .collect();
-    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "oldest first");
+    assert!(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "oldest first"
+    );
 
     // Redriven once the provider is back: the redrive, the message's publish
     // (with its stream sequence) and its settling are in the trail.
@@ -307,10 +313,7 @@ async fn dead_letters_are_filtered_and_grouped_by_cause() {
     let processor = spawn_without_breaker().await;
     let (orders, all) = two_causes(&processor).await;
     assert_eq!(all.len(), 4);
-    let fingerprints: BTreeSet<&str> = all
-        .iter()
-        .map(|dead| dead.fingerprint.as_str())
-        .collect();
+    let fingerprints: BTreeSet<&str> = all.iter().map(|dead| dead.fingerprint.as_str()).collect();
     assert_eq!(fingerprints.len(), 2, "{fingerprints:?}");
     let outage = all
         .iter()
@@ -408,7 +411,10 @@ async fn a_group_redrive_dry_run_changes_nothing_and_the_real_one_settles_each_o
     .await
     .unwrap();
     assert_eq!(done.len(), 3, "{done:?}");
-    assert!(done.iter().all(|outcome| outcome.result == "done"), "{done:?}");
+    assert!(
+        done.iter().all(|outcome| outcome.result == "done"),
+        "{done:?}"
+    );
     for order_id in &orders {
         let record = processor
             .wait_for_state(*order_id, ProcessingState::Confirmed)
@@ -489,7 +495,11 @@ async fn a_bulk_call_needs_a_reason_and_a_selection_and_a_purge_dry_run_says_wha
         preview[0].detail
     );
     assert_eq!(preview[1].result, "not_found");
-    assert!(preview[2].detail.contains("about no order"), "{}", preview[2].detail);
+    assert!(
+        preview[2].detail.contains("about no order"),
+        "{}",
+        preview[2].detail
+    );
     assert_eq!(listed(&processor, None).await.len(), 4, "nothing moved");
 
     // The provider is down: it cannot confirm that nothing stays charged,
@@ -515,13 +525,19 @@ async fn a_bulk_call_needs_a_reason_and_a_selection_and_a_purge_dry_run_says_wha
     processor.payments.set_faults(0.0, false).await;
     let second = purge_all(&processor, all_purge()).await.unwrap();
     assert_eq!(second.len(), 3, "{second:?}");
-    assert!(second.iter().all(|outcome| outcome.result == "done"), "{second:?}");
+    assert!(
+        second.iter().all(|outcome| outcome.result == "done"),
+        "{second:?}"
+    );
     assert!(listed(&processor, None).await.is_empty());
     for outcome in &second {
         let order_id = Uuid::parse_str(&outcome.order_id).unwrap();
         let record = processor.processing(order_id).await.unwrap();
         assert_eq!(record.state(), ProcessingState::Rejected);
         let counts = processor.payments.counts(order_id).await;
-        assert_eq!(counts.approvals, counts.refunds, "nothing stays charged: {counts:?}");
+        assert_eq!(
+            counts.approvals, counts.refunds,
+            "nothing stays charged: {counts:?}"
+        );
     }
 }
