@@ -33,7 +33,7 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm checks, the alert rules (promtool) and the dashboard against a live Prometheus, the API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
+# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm checks, the release script on a copy of the tree, the alert rules (promtool) and the dashboard against a live Prometheus, the API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
@@ -41,6 +41,7 @@ test: deps
     scripts/smoke.sh
     ORDO_SMOKE_TLS=1 scripts/smoke.sh
     scripts/helm-check.sh
+    scripts/release-check.sh
     scripts/prometheus-check.sh
     scripts/proto-check.sh
     scripts/clients.sh
@@ -67,6 +68,14 @@ prometheus-check: deps
 # lint, render and validate the Helm chart (real Helm engine, Kubernetes schemas; no cluster)
 helm-check:
     scripts/helm-check.sh
+
+# cut release VERSION from a clean tree: bump Cargo.toml, Cargo.lock and the chart, date CHANGELOG's Unreleased, commit, tag vVERSION, print the image and chart commands (nothing is pushed); `just release 0.2.0 --dry-run` shows the changes and makes none
+release VERSION *FLAGS:
+    scripts/release.sh {{FLAGS}} {{VERSION}}
+
+# scripts/release.sh on a throwaway copy of the tree: the dry run changes nothing, refusals, a real release
+release-check:
+    scripts/release-check.sh
 
 # benchmarks (release build): the outbox relay beside the raw limits of this machine; run on a quiet machine
 bench *ARGS: deps

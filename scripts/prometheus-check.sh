@@ -4,7 +4,8 @@
 #
 # 1. `promtool check rules` and `promtool test rules`: every alert of
 #    deploy/prometheus/rules.yml fires in one case of rules.test.yml and
-#    stays silent in another.
+#    stays silent in another; and each has its runbook section in
+#    docs/operations.md.
 # 2. Live: its own nats-server, two fresh databases and the three built
 #    binaries on free loopback ports, and a Prometheus (loopback, a free port
 #    below 32768) scraping them every second with the rules loaded (their
@@ -25,6 +26,13 @@ dashboard="$ORDO_ROOT/deploy/grafana/ordo.json"
 command -v promtool >/dev/null || die "no promtool: apt-get install prometheus (./dev installs it)"
 promtool check rules "$rules" || die "promtool check rules failed"
 (cd "$ORDO_ROOT/deploy/prometheus" && promtool test rules rules.test.yml) || die "promtool test rules failed"
+# Every alert has its runbook: a section of docs/operations.md named after
+# it, which its runbook_url points at.
+for alert in $(sed -n 's/^ *- alert: *//p' "$rules"); do
+  grep -qx "### $alert" "$ORDO_ROOT/docs/operations.md" || die "docs/operations.md has no runbook section ### $alert"
+  grep -q "operations.md#${alert,,}\$" "$rules" || die "$alert's runbook_url does not point at docs/operations.md#${alert,,}"
+done
+echo "every alert has its runbook in docs/operations.md"
 [ "${1:-}" = --rules-only ] && { echo "prometheus-check: rules passed"; exit 0; }
 command -v prometheus >/dev/null || die "no prometheus binary: apt-get install prometheus"
 

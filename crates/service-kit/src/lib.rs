@@ -36,6 +36,7 @@ pub mod postgres;
 pub mod reference;
 pub mod resilience;
 pub mod serving;
+pub mod shutdown;
 pub mod tls;
 
 pub use env::{Lookup, SettingsError, parse_bool, parse_duration};

@@ -121,11 +121,15 @@ impl MetricsEndpoint {
         self.addr
     }
 
-    /// Stops serving.
+    /// Stops serving: a scrape in flight has a few seconds to finish.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Serving pieces every Ordo gRPC server uses.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -8,7 +7,6 @@ use std::sync::Arc;
 
 use ordo_telemetry::grpc::GrpcMetrics;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::tls::{ReloadingTls, ServerTls};
 
@@ -67,29 +65,6 @@ impl GrpcListener {
         Box<dyn futures::Stream<Item = std::io::Result<crate::tls::Connection>> + Send>,
     > {
         crate::tls::incoming(self.listener, self.tls)
-    }
-}
-
-/// Runs `server` to its end, but once `draining` fires (the server stopped
-/// accepting) gives in-flight requests at most `deadline` to finish.
-pub async fn serve_draining_within<E>(
-    server: impl Future<Output = Result<(), E>>,
-    draining: oneshot::Receiver<()>,
-    deadline: Duration,
-) -> Result<(), E> {
-    let drain_deadline = async move {
-        if draining.await.is_ok() {
-            tokio::time::sleep(deadline).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = server => served,
-        () = drain_deadline => {
-            tracing::warn!(?deadline, "drain deadline passed, stopping with requests in flight");
-            Ok(())
-        }
     }
 }
 

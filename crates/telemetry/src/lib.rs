@@ -10,8 +10,9 @@
 //! - [`grpc`]: the server layer that continues a caller's trace in a span per
 //!   request (with the correlation id) and counts requests by method and
 //!   code ([`metrics::GrpcMetrics`]); and client-side injection.
-//! - [`metrics`]: Prometheus text exposition — a writer, a histogram, and
-//!   the `/metrics` HTTP endpoint.
+//! - [`metrics`]: Prometheus exposition — families a service reads at
+//!   scrape time, encoded by the `prometheus-client` crate, a lock-free
+//!   latency histogram, and the `/metrics` endpoint (axum).
 //! - [`process`]: the standard `process_*` families from `/proc/self`, and
 //!   `ordo_build_info`.
 #![forbid(unsafe_code)]

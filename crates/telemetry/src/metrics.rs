@@ -1,15 +1,26 @@
-//! Prometheus text exposition (format 0.0.4), written by hand: a service
-//! collects its counters, gauges and histograms into an [`Exposition`] at
-//! scrape time, and [`serve`] answers `GET /metrics` with it.
+//! Prometheus exposition with the `prometheus-client` crate, served by axum.
+//!
+//! A service keeps its figures where they are cheapest to update — atomics,
+//! small maps, the lock-free [`LatencyHistogram`] — and reads them only when
+//! scraped: its [`MetricsSource`] fills an [`Exposition`] with counter,
+//! gauge and histogram families, which is a prometheus-client
+//! [`Collector`] encoded in the Prometheus text format 0.0.4. [`serve`]
+//! answers `GET /metrics` with it (axum over hyper); any other path is 404.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use futures::future::BoxFuture;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -79,10 +90,35 @@ impl LatencyHistogram {
 /// Label pairs of one sample.
 pub type Labels<'a> = &'a [(&'a str, &'a str)];
 
-/// A scrape's worth of text.
+/// A scrape's worth of families, in the order they were added.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    out: String,
+    families: Vec<Family>,
+}
+
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    samples: Samples,
+}
+
+type LabelSet = Vec<(String, String)>;
+
+#[derive(Debug)]
+enum Samples {
+    Counter(Vec<(LabelSet, f64)>),
+    Gauge(Vec<(LabelSet, f64)>),
+    /// Per sample: the sum in seconds and the count of each bucket (not
+    /// cumulative; the last bound is +Inf).
+    Histogram(Vec<(LabelSet, f64, Vec<(f64, u64)>)>),
+}
+
+fn owned(labels: Labels<'_>) -> LabelSet {
+    labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
 }
 
 impl Exposition {
@@ -90,14 +126,17 @@ impl Exposition {
         Self::default()
     }
 
-    /// A counter family; `samples` are (labels, value).
+    /// A counter family, named with its `_total`; `samples` are (labels, value).
     pub fn counter<'a>(
         &mut self,
         name: &str,
         help: &str,
         samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
     ) {
-        self.family(name, help, "counter", samples);
+        let samples = samples
+            .into_iter()
+            .map(|(labels, value)| (owned(labels), value));
+        self.push(name, help, Samples::Counter(samples.collect()));
     }
 
     /// A gauge family; `samples` are (labels, value).
@@ -107,7 +146,10 @@ impl Exposition {
         help: &str,
         samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
     ) {
-        self.family(name, help, "gauge", samples);
+        let samples = samples
+            .into_iter()
+            .map(|(labels, value)| (owned(labels), value));
+        self.push(name, help, Samples::Gauge(samples.collect()));
     }
 
     /// A histogram family in seconds; `samples` are (labels, histogram).
@@ -117,82 +159,79 @@ impl Exposition {
         help: &str,
         samples: impl IntoIterator<Item = (Labels<'a>, &'a LatencyHistogram)>,
     ) {
-        self.header(name, help, "histogram");
-        for (labels, histogram) in samples {
-            let counts = histogram.bucket_counts();
-            let mut cumulative = 0;
-            for (bound, count) in LATENCY_BUCKETS_MICROS.iter().zip(&counts) {
-                cumulative += count;
-                let le = format!("{}", *bound as f64 / 1e6);
-                self.sample(
-                    &format!("{name}_bucket"),
-                    labels,
-                    Some(("le", &le)),
-                    cumulative as f64,
-                );
-            }
-            cumulative += counts.last().copied().unwrap_or(0);
-            self.sample(
-                &format!("{name}_bucket"),
-                labels,
-                Some(("le", "+Inf")),
-                cumulative as f64,
-            );
-            self.sample(
-                &format!("{name}_sum"),
-                labels,
-                None,
-                histogram.sum().as_secs_f64(),
-            );
-            self.sample(&format!("{name}_count"), labels, None, cumulative as f64);
-        }
+        let samples = samples.into_iter().map(|(labels, histogram)| {
+            let bounds = LATENCY_BUCKETS_MICROS
+                .iter()
+                .map(|micros| *micros as f64 / 1e6)
+                .chain([f64::INFINITY]);
+            let buckets = bounds.zip(histogram.bucket_counts()).collect();
+            (owned(labels), histogram.sum().as_secs_f64(), buckets)
+        });
+        self.push(name, help, Samples::Histogram(samples.collect()));
     }
 
-    /// The text, ready to serve.
+    /// The text, ready to serve: the Prometheus text format 0.0.4.
     pub fn finish(self) -> String {
-        self.out
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut text = String::new();
+        // Writing into a String cannot fail, nor can encoding these values.
+        let _ = prometheus_text::encode(&mut text, &registry);
+        text
     }
 
-    fn family<'a>(
-        &mut self,
-        name: &str,
-        help: &str,
-        kind: &str,
-        samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
-    ) {
-        self.header(name, help, kind);
-        for (labels, value) in samples {
-            self.sample(name, labels, None, value);
-        }
+    fn push(&mut self, name: &str, help: &str, samples: Samples) {
+        self.families.push(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            samples,
+        });
     }
+}
 
-    fn header(&mut self, name: &str, help: &str, kind: &str) {
-        let _ = writeln!(
-            self.out,
-            "# HELP {name} {}",
-            help.replace('\\', "\\\\").replace('\n', "\\n")
-        );
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: Labels<'_>, extra: Option<(&str, &str)>, value: f64) {
-        self.out.push_str(name);
-        let all: Vec<(&str, &str)> = labels.iter().copied().chain(extra).collect();
-        if !all.is_empty() {
-            self.out.push('{');
-            for (index, (key, value)) in all.iter().enumerate() {
-                if index > 0 {
-                    self.out.push(',');
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        for family in &self.families {
+            match &family.samples {
+                Samples::Counter(samples) => {
+                    // The encoder appends `_total` to a counter's name.
+                    let name = family.name.strip_suffix("_total").unwrap_or(&family.name);
+                    let mut metric =
+                        encoder.encode_descriptor(name, &family.help, None, MetricType::Counter)?;
+                    for (labels, value) in samples {
+                        metric
+                            .encode_family(labels)?
+                            .encode_counter::<NoLabelSet, _, f64>(value, None)?;
+                    }
                 }
-                let escaped = value
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.out, "{key}=\"{escaped}\"");
+                Samples::Gauge(samples) => {
+                    let mut metric = encoder.encode_descriptor(
+                        &family.name,
+                        &family.help,
+                        None,
+                        MetricType::Gauge,
+                    )?;
+                    for (labels, value) in samples {
+                        metric.encode_family(labels)?.encode_gauge(value)?;
+                    }
+                }
+                Samples::Histogram(samples) => {
+                    let mut metric = encoder.encode_descriptor(
+                        &family.name,
+                        &family.help,
+                        None,
+                        MetricType::Histogram,
+                    )?;
+                    for (labels, sum, buckets) in samples {
+                        let count = buckets.iter().map(|(_, count)| count).sum();
+                        metric
+                            .encode_family(labels)?
+                            .encode_histogram::<NoLabelSet>(*sum, count, buckets, None)?;
+                    }
+                }
             }
-            self.out.push('}');
         }
-        let _ = writeln!(self.out, " {value}");
+        Ok(())
     }
 }
 
@@ -201,9 +240,9 @@ pub trait MetricsSource: Send + Sync + 'static {
     fn collect<'a>(&'a self, out: &'a mut Exposition) -> BoxFuture<'a, ()>;
 }
 
-/// Serves `GET /metrics` on `addr` until `stop` turns true; returns the
-/// bound address (port 0 picks one). Any other path is 404. One request per
-/// connection; requests are bounded in size and time.
+/// Serves `GET /metrics` on `addr` until `stop` turns true (requests in
+/// flight finish); returns the bound address (port 0 picks one). Any other
+/// path is 404.
 pub async fn serve(
     addr: SocketAddr,
     source: Arc<dyn MetricsSource>,
@@ -216,53 +255,29 @@ pub async fn serve(
         )
     })?;
     let local = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try GET /metrics\n") })
+        .with_state(source);
     let task = tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|stop| *stop) => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let source = Arc::clone(&source);
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, source)).await;
-            });
+        let stopped = async move { drop(stop.wait_for(|stop| *stop).await) };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::warn!(error = %err, "metrics endpoint failed");
         }
     });
     Ok((local, task))
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
-    source: Arc<dyn MetricsSource>,
-) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 || request.len() > 8192 {
-            return Ok(());
-        }
-        request.extend_from_slice(&chunk[..read]);
-    }
-    let line = String::from_utf8_lossy(&request);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?"))
-    {
-        let mut out = Exposition::new();
-        source.collect(&mut out).await;
-        ("200 OK", out.finish())
-    } else {
-        ("404 Not Found", "not found: try GET /metrics\n".to_owned())
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+async fn scrape(State(source): State<Arc<dyn MetricsSource>>) -> impl IntoResponse {
+    let mut out = Exposition::new();
+    source.collect(&mut out).await;
+    (
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+        out.finish(),
+    )
 }
 
 #[cfg(test)]
@@ -287,6 +302,16 @@ mod tests {
             [(&[("p", "1")][..], &histogram)],
         );
         let text = out.finish();
+        for line in [
+            "# TYPE ordo_things_total counter",
+            "ordo_things_total{kind=\"a\\\"b\"} 3",
+            "ordo_level 1.5",
+            "ordo_latency_seconds_bucket{p=\"1\",le=\"0.003\"} 1",
+            "ordo_latency_seconds_bucket{p=\"1\",le=\"+Inf\"} 2",
+        ] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+        assert!(!text.contains("_total_total"), "{text}");
         let lines = text.lines().map(|line| Ok(line.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
         assert!(
@@ -303,5 +328,50 @@ mod tests {
         assert!(
             matches!(count.value, prometheus_parse::Value::Untyped(n) | prometheus_parse::Value::Counter(n) if n == 2.0)
         );
+    }
+
+    struct Fixed;
+
+    impl MetricsSource for Fixed {
+        fn collect<'a>(&'a self, out: &'a mut Exposition) -> BoxFuture<'a, ()> {
+            Box::pin(async move { out.gauge("ordo_up", "Up.", [(&[][..], 1.0)]) })
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: ordo\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_at_their_path_until_stopped() {
+        let (stop, stopped) = watch::channel(false);
+        let (addr, task) = serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Arc::new(Fixed),
+            stopped,
+        )
+        .await
+        .unwrap();
+        let answer = get(addr, "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer
+                .to_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{answer}"
+        );
+        assert!(answer.contains("\nordo_up 1"), "{answer}");
+        assert!(get(addr, "/other").await.starts_with("HTTP/1.1 404"));
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -11,6 +11,7 @@ import json
 import pathlib
 import re
 import sys
+import tomllib
 import traceback
 
 import helm_python as helm
@@ -130,6 +131,94 @@ COMBINATIONS: dict[str, dict] = {
     },
 }
 
+# Every knob a platform team sets without forking (issue 19), each on every
+# component it applies to; the checks below find each where it belongs.
+PLATFORM = "platform knobs (scheduling, pod metadata, extra env and volumes, ServiceMonitor, extraObjects)"
+VALUES_KEYS = {"order-service": "orderService", "processor": "processor", "payments-sim": "paymentsSim", "migrations": "migrations"}
+TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "ordo", "effect": "NoSchedule"}
+NODE_AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}]}]
+        }
+    }
+}
+ZONE_SPREAD = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+# A NetworkPolicy as a YAML string: extraObjects go through tpl.
+NETWORK_POLICY = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "ordo.fullname" . }}-grpc
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/instance: {{ .Release.Name }}
+  policyTypes: [Ingress]
+  ingress:
+    - ports:
+        - port: grpc
+"""
+
+
+def platform_knobs(name: str, extra_env: list[dict]) -> dict:
+    return {
+        "nodeSelector": {"ordo.example.com/pool": name},
+        "tolerations": [TOLERATION],
+        "affinity": NODE_AFFINITY,
+        "priorityClassName": f"ordo-{name}",
+        "podLabels": {"team": "payments", "ordo.example.com/part": name},
+        "podAnnotations": {"example.com/owner": name},
+        "extraEnv": extra_env,
+        "extraEnvFrom": [{"configMapRef": {"name": "{{ .Release.Name }}-tuning"}}, {"secretRef": {"name": "ordo-extra", "optional": True}}],
+        "extraVolumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+    }
+
+
+COMBINATIONS[PLATFORM] = {
+    "orderService": {
+        **platform_knobs("order-service", [
+            # valueFrom, its ConfigMap's name through tpl
+            {"name": "GRPC_MAX_IN_FLIGHT", "valueFrom": {"configMapKeyRef": {"name": "{{ .Release.Name }}-tuning", "key": "maxInFlight"}}},
+            # a file setting naming a key of an extra Secret volume
+            {"name": "ORDER_SERVICE_ADMIN_TOKENS_FILE", "value": "/etc/ordo/extra/tokens"},
+        ]),
+        "extraVolumes": [
+            {"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "admin-tokens", "secret": {"secretName": "ordo-admin-tokens", "defaultMode": 0o440, "items": [{"key": "tokens", "path": "tokens"}]}},
+        ],
+        "extraVolumeMounts": [
+            {"name": "scratch", "mountPath": "/scratch"},
+            {"name": "admin-tokens", "mountPath": "/etc/ordo/extra", "readOnly": True},
+        ],
+        "terminationGracePeriodSeconds": 45,
+    },
+    "processor": {
+        **platform_knobs("processor", [
+            {"name": "PROCESSOR_ADMIN_TOKENS", "valueFrom": {"secretKeyRef": {"name": "ordo-admin-tokens", "key": "tokens"}}},
+            {"name": "HEALTH_PROBE_INTERVAL", "value": "2s"},
+        ]),
+        "topologySpreadConstraints": [ZONE_SPREAD],
+    },
+    "paymentsSim": {
+        **platform_knobs("payments-sim", [{"name": "PAYMENTS_LATENCY", "value": "20ms"}]),
+        "topologySpreadConstraints": [],
+    },
+    "migrations": platform_knobs("migrations", [{"name": "RUST_LOG", "value": "debug"}]),
+    "metrics": {
+        "serviceMonitor": {
+            "enabled": True,
+            "labels": {"release": "kube-prometheus-stack"},
+            "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"}],
+            "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}],
+        },
+    },
+    "extraObjects": [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-tuning"}, "data": {"maxInFlight": "512"}},
+        NETWORK_POLICY,
+    ],
+}
+
 # Values the schema must refuse, and a word its message must contain.
 BAD_VALUES: list[tuple[str, dict, str]] = [
     ("replicas below 1", {"orderService": {"replicas": 0}}, "replicas"),
@@ -189,6 +278,54 @@ BAD_COMBINATIONS: list[tuple[str, dict, str]] = [
      {"podSecurityContext": {"fsGroup": None}, "tls": {"grpc": {"enabled": True, "existingSecret": "s"}}}, "fsGroup"),
 ]
 
+BAD_VALUES += [
+    ("a shutdown timeout that is no duration", {"shutdown": {"timeout": "soon"}}, "timeout"),
+    ("a topology spread without its topologyKey",
+     {"processor": {"topologySpreadConstraints": [{"maxSkew": 1, "whenUnsatisfiable": "ScheduleAnyway"}]}}, "topologyKey"),
+    ("a topology spread on the migration Jobs", {"migrations": {"topologySpreadConstraints": []}}, "topologySpreadConstraints"),
+    ("an extra variable without a name", {"orderService": {"extraEnv": [{"value": "x"}]}}, "name"),
+    ("an extra variable with both value and valueFrom",
+     {"orderService": {"extraEnv": [{"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}}, "extraEnv"),
+    ("an extra variable from an unknown source", {"processor": {"extraEnv": [{"name": "A", "valueFrom": {"vaultRef": {}}}]}}, "vaultRef"),
+    ("an extra volume mount without its path", {"paymentsSim": {"extraVolumeMounts": [{"name": "scratch"}]}}, "mountPath"),
+    ("a pod label that is not a string", {"orderService": {"podLabels": {"tier": 1}}}, "podLabels"),
+    ("a toleration key Kubernetes does not know", {"processor": {"tolerations": [{"keys": "dedicated"}]}}, "keys"),
+    ("a negative grace period", {"orderService": {"terminationGracePeriodSeconds": -1}}, "terminationGracePeriodSeconds"),
+    ("an unknown ServiceMonitor key", {"metrics": {"serviceMonitor": {"label": {}}}}, "label"),
+    ("a relabeling action Prometheus does not have", {"metrics": {"serviceMonitor": {"relabelings": [{"action": "rename"}]}}}, "action"),
+    ("an extra object that is neither an object nor a string", {"extraObjects": [42]}, "extraObjects"),
+]
+
+# A name the chart sets already is refused rather than duplicated: the
+# decision for extraEnv (and env), pod labels and annotations, volumes.
+BAD_COMBINATIONS += [
+    ("an extraEnv variable the chart sets (SHUTDOWN_TIMEOUT)",
+     {"processor": {"extraEnv": [{"name": "SHUTDOWN_TIMEOUT", "value": "1m"}]}}, "processor.extraEnv sets SHUTDOWN_TIMEOUT, which the chart (from shutdown.timeout)"),
+    ("an extraEnv variable the chart sets from a Secret (DATABASE_URL)",
+     {"orderService": {"extraEnv": [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]}},
+     "orderService.extraEnv sets DATABASE_URL"),
+    ("an env setting the chart sets (RUST_LOG)", {"paymentsSim": {"env": {"RUST_LOG": "debug"}}}, "paymentsSim.env sets RUST_LOG, which the chart (from logs.filter)"),
+    ("an extraEnv variable env sets too",
+     {"orderService": {"env": {"OUTBOX_PARTITIONS": "32"}, "extraEnv": [{"name": "OUTBOX_PARTITIONS", "value": "8"}]}},
+     "which orderService.env sets already"),
+    ("an extraEnv variable twice", {"processor": {"extraEnv": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
+     "which processor.extraEnv sets already"),
+    ("a migration Job variable the chart sets (MIGRATE_SCHEMA)",
+     {"migrations": {"extraEnv": [{"name": "MIGRATE_SCHEMA", "value": "orders"}]}}, "migrations.extraEnv sets MIGRATE_SCHEMA"),
+    ("a pod label the selector relies on",
+     {"orderService": {"podLabels": {"app.kubernetes.io/component": "other"}}}, "orderService.podLabels sets app.kubernetes.io/component"),
+    ("a pod annotation the chart sets", {"processor": {"podAnnotations": {"prometheus.io/port": "1"}}}, "metrics.annotations"),
+    ("an extra volume named like one of the chart's",
+     {"tls": {"grpc": {"enabled": True, "existingSecret": "s"}}, "paymentsSim": {"extraVolumes": [{"name": "grpc-tls", "emptyDir": {}}]}},
+     "paymentsSim.extraVolumes names a volume grpc-tls"),
+    ("an extra mount where the chart mounts a Secret",
+     {"tls": {"grpc": {"enabled": True, "existingSecret": "s"}},
+      "processor": {"extraVolumes": [{"name": "x", "emptyDir": {}}], "extraVolumeMounts": [{"name": "x", "mountPath": "/etc/ordo/tls/grpc"}]}},
+     "mounts at /etc/ordo/tls/grpc"),
+    ("a ServiceMonitor label the chart sets",
+     {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"app.kubernetes.io/name": "x"}}}}, "metrics.serviceMonitor.labels sets app.kubernetes.io/name"),
+]
+
 # Each binary's settings: its table in the README, between
 # `<!-- settings:<binary>:begin -->` and `end`, which is the binary's
 # `--settings-markdown` (its tests fail when the two differ, and when the
@@ -203,6 +340,14 @@ SECRET_SETTINGS = {
     "ORDER_SERVICE_ADMIN_TOKEN", "ORDER_SERVICE_ADMIN_TOKENS", "NATS_PASSWORD", "NATS_TOKEN",
     "OTEL_EXPORTER_OTLP_HEADERS", "POSTGRES_PASSWORD",
 }
+
+# The README's production values file, checked as it stands there (every
+# check of a combination runs on it).
+README_PRODUCTION = "the README's production values file"
+_production = re.search(
+    r"<!-- helm:production-values:begin -->\n```yaml\n(.*?)```\n<!-- helm:production-values:end -->", README.read_text(), re.DOTALL
+)
+COMBINATIONS[README_PRODUCTION] = yaml.safe_load(_production.group(1)) if _production else {"missing": "the README's production values"}
 
 failures: list[str] = []
 
@@ -436,6 +581,159 @@ for name, values in COMBINATIONS.items():
         for text in exposed:
             for secret in secrets:
                 assert secret not in text, f"a secret value in {text[:120]}"
+
+
+DEFAULTS = "defaults (existing PostgreSQL and NATS)"
+
+
+def selector_labels(binary: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "ordo", "app.kubernetes.io/instance": "ordo", "app.kubernetes.io/component": binary}
+
+
+def default_spread(binary: str) -> dict:
+    return {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector_labels(binary)},
+        "matchLabelKeys": ["pod-template-hash"],
+    }
+
+
+def pod_metadata(document: dict) -> dict:
+    return document["spec"]["template"]["metadata"]
+
+
+@check("platform knobs land in every Deployment and migration Job: nodeSelector, tolerations, affinity, priorityClassName, podLabels, podAnnotations, extraEnv last (valueFrom, tpl), extraEnvFrom, extraVolumes, extraVolumeMounts")
+def _platform_knobs():
+    given_all = COMBINATIONS[PLATFORM]
+    targets = [d for d in workloads(rendered[PLATFORM]) if component(d) in VALUES_KEYS]
+    assert sorted(component(d) for d in targets) == ["migrations", "migrations", "order-service", "payments-sim", "processor"], targets
+    for document in targets:
+        given = given_all[VALUES_KEYS[component(document)]]
+        where = f"{document['kind']}/{document['metadata']['name']}"
+        pod, container = pod_spec(document), containers(document)[0]
+        assert pod["nodeSelector"] == given["nodeSelector"], where
+        assert pod["tolerations"] == given["tolerations"], where
+        assert pod["affinity"] == given["affinity"], where
+        assert pod["priorityClassName"] == given["priorityClassName"], where
+        labels, annotations = pod_metadata(document)["labels"], pod_metadata(document)["annotations"]
+        assert given["podLabels"].items() <= labels.items(), (where, labels)
+        assert labels["app.kubernetes.io/component"] == component(document), where
+        assert given["podAnnotations"].items() <= annotations.items(), (where, annotations)
+        if document["kind"] == "Deployment":
+            assert document["spec"]["selector"]["matchLabels"] == selector_labels(component(document)), "pod labels stay out of the selector"
+            assert "checksum/env" in annotations and annotations["prometheus.io/scrape"] == "true", where
+        names = [v["name"] for v in container["env"]]
+        extra = [v["name"] for v in given["extraEnv"]]
+        assert len(names) > len(extra) and names[-len(extra):] == extra, f"{where}: extraEnv comes after the chart's, in order: {names}"
+        assert len(names) == len(set(names)), f"{where}: a variable twice: {names}"
+        assert container["envFrom"] == [{"configMapRef": {"name": "ordo-tuning"}}, {"secretRef": {"name": "ordo-extra", "optional": True}}], container["envFrom"]
+        for volume in given["extraVolumes"]:
+            assert volume in pod["volumes"], (where, pod["volumes"])
+        for mount in given["extraVolumeMounts"]:
+            assert mount in container["volumeMounts"], (where, container["volumeMounts"])
+    services = deployments(PLATFORM)
+    assert env(services["order-service"])["GRPC_MAX_IN_FLIGHT"]["valueFrom"] == {"configMapKeyRef": {"name": "ordo-tuning", "key": "maxInFlight"}}
+    assert secret_files(services["order-service"])["/etc/ordo/extra/tokens"] == ("ordo-admin-tokens", "tokens")
+    assert env(services["processor"])["PROCESSOR_ADMIN_TOKENS"]["valueFrom"] == {"secretKeyRef": {"name": "ordo-admin-tokens", "key": "tokens"}}
+    for job in (d for d in targets if d["kind"] == "Job"):
+        assert [v["name"] for v in containers(job)[0]["env"]][:2] == ["MIGRATE_SCHEMA", "DATABASE_URL"], "the Job's own settings first"
+    for document in workloads(rendered[DEFAULTS]):
+        pod, where = pod_spec(document), document["metadata"]["name"]
+        for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+            assert field not in pod, f"{where}: {field} by default"
+        assert "envFrom" not in containers(document)[0], where
+
+
+@check("topology spread: by default a soft spread over nodes per component (its selector, one rollout); a list replaces it (labelSelector filled in); [] drops it; none on the Jobs")
+def _topology_spread():
+    for combination in (DEFAULTS, "production", "self-contained, everything secured"):
+        for binary, document in deployments(combination).items():
+            assert pod_spec(document)["topologySpreadConstraints"] == [default_spread(binary)], (combination, binary)
+    services = deployments(PLATFORM)
+    assert pod_spec(services["order-service"])["topologySpreadConstraints"] == [default_spread("order-service")]
+    assert pod_spec(services["processor"])["topologySpreadConstraints"] == [
+        {**ZONE_SPREAD, "labelSelector": {"matchLabels": selector_labels("processor")}}
+    ]
+    assert "topologySpreadConstraints" not in pod_spec(services["payments-sim"]), "[] turns spreading off"
+    own_selector = {**ZONE_SPREAD, "labelSelector": {"matchLabels": {"tier": "ordo"}}}
+    documents = {component(d): d for d in render({"processor": {"topologySpreadConstraints": [own_selector]}}) if d["kind"] == "Deployment"}
+    assert pod_spec(documents["processor"])["topologySpreadConstraints"] == [own_selector], "a labelSelector given is kept"
+    for combination in (DEFAULTS, PLATFORM):
+        for job in (d for d in rendered[combination] if d["kind"] == "Job"):
+            assert "topologySpreadConstraints" not in pod_spec(job)
+
+
+@check("shutdown: every service gets SHUTDOWN_DRAIN_DELAY and SHUTDOWN_TIMEOUT; the grace period is their sum + 5 s (rounded up), an explicit one wins")
+def _grace_period():
+    for binary, document in deployments(DEFAULTS).items():
+        settings = values_of(document)
+        assert (settings["SHUTDOWN_DRAIN_DELAY"], settings["SHUTDOWN_TIMEOUT"]) == ("5s", "20s"), binary
+        assert pod_spec(document)["terminationGracePeriodSeconds"] == 30, binary
+    values = {"shutdown": {"drainDelay": "1500ms", "timeout": "1m30s"}, "processor": {"terminationGracePeriodSeconds": 120}}
+    documents = {component(d): d for d in render(values) if d["kind"] == "Deployment"}
+    for binary in ("order-service", "payments-sim"):
+        assert values_of(documents[binary])["SHUTDOWN_DRAIN_DELAY"] == "1500ms"
+        assert values_of(documents[binary])["SHUTDOWN_TIMEOUT"] == "1m30s"
+        assert pod_spec(documents[binary])["terminationGracePeriodSeconds"] == 2 + 90 + 5, binary
+    assert pod_spec(documents["processor"])["terminationGracePeriodSeconds"] == 120, "an explicit grace period wins"
+    assert pod_spec(deployments(PLATFORM)["order-service"])["terminationGracePeriodSeconds"] == 45
+    for job in (d for d in rendered[DEFAULTS] if d["kind"] == "Job"):
+        assert not any(n.startswith("SHUTDOWN") for n in env(job)), "ordo-migrate does not serve"
+
+
+@check("ServiceMonitor: the labels given (for a serviceMonitorSelector), relabelings and metricRelabelings on its endpoint")
+def _service_monitor():
+    given = COMBINATIONS[PLATFORM]["metrics"]["serviceMonitor"]
+    monitors = [d for d in rendered[PLATFORM] if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 1, monitors
+    monitor = monitors[0]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == "ordo"
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["relabelings"] == given["relabelings"] and endpoint["metricRelabelings"] == given["metricRelabelings"], endpoint
+    plain = next(d for d in rendered["production"] if d["kind"] == "ServiceMonitor")
+    assert "relabelings" not in plain["spec"]["endpoints"][0] and "release" not in plain["metadata"]["labels"]
+
+
+@check("extraObjects: each item rendered through tpl, objects and YAML strings alike")
+def _extra_objects():
+    extra = [d for d in rendered[PLATFORM] if d["__template"].endswith("extra-objects.yaml")]
+    assert [(d["kind"], d["metadata"]["name"]) for d in extra] == [("ConfigMap", "ordo-tuning"), ("NetworkPolicy", "ordo-grpc")], extra
+    assert extra[0]["data"] == {"maxInFlight": "512"}
+    assert extra[1]["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/instance": "ordo"}
+    assert not any(d["__template"].endswith("extra-objects.yaml") for d in rendered[DEFAULTS])
+
+
+@check("the README's production values file: spread over zones and nodes, resources, admin tokens through valueFrom, ServiceMonitor labels, a 35 s grace period")
+def _readme_production():
+    values = COMBINATIONS[README_PRODUCTION]
+    services = deployments(README_PRODUCTION)
+    assert set(services) == {"order-service", "processor"}, set(services)
+    for binary, key, secret_key in (("order-service", "orderService", "order-service"), ("processor", "processor", "processor")):
+        pod = pod_spec(services[binary])
+        assert [c["topologyKey"] for c in pod["topologySpreadConstraints"]] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        assert all(c["labelSelector"]["matchLabels"] == selector_labels(binary) for c in pod["topologySpreadConstraints"])
+        assert containers(services[binary])[0]["resources"] == values[key]["resources"]
+        assert pod["terminationGracePeriodSeconds"] == 35 and pod["priorityClassName"] == "ordo-critical"
+        tokens = next(v for v in containers(services[binary])[0]["env"] if v["name"].endswith("_ADMIN_TOKENS"))
+        assert tokens["valueFrom"] == {"secretKeyRef": {"name": "ordo-admin-tokens", "key": secret_key}}, tokens
+        assert services[binary]["spec"]["replicas"] == 3
+    monitor = next(d for d in rendered[README_PRODUCTION] if d["kind"] == "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert not any(d["kind"] == "Secret" for d in rendered[README_PRODUCTION]), "existingSecret: the chart makes none"
+
+
+@check("the chart's appVersion is the Cargo workspace version, and the default image is that version")
+def _app_version():
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert str(chart["appVersion"]) == workspace, f"Chart.yaml appVersion {chart['appVersion']} != workspace version {workspace}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["tag"] == "", "an empty tag means the chart's appVersion"
+    for document in deployments(DEFAULTS).values():
+        assert containers(document)[0]["image"] == f"{values['image']['repository']}:{workspace}"
 
 
 @check("the migration Jobs are pre-install/pre-upgrade hooks (post-install with the in-chart PostgreSQL)")

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use ordo_outbox::parked::OutboxAdmin;
 use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
 use ordo_service_kit::admin::AdminToken;
+use ordo_service_kit::shutdown::{Stopping, accept_until_drained, serve_within};
 
 /// The admin services every service with an outbox serves.
 const OUTBOX_ADMIN: &str = "ordo.outbox.v1.OutboxAdminService";
@@ -102,10 +103,11 @@ impl Application {
         self.relay.as_ref()
     }
 
-    /// Serves until `shutdown` completes, then reports NOT_SERVING, stops
-    /// accepting, and lets in-flight requests drain for at most
-    /// `SHUTDOWN_TIMEOUT`; then the relay finishes its rounds and releases
-    /// its leases.
+    /// Serves until `shutdown` completes; then NOT_SERVING at once, serving
+    /// on through `SHUTDOWN_DRAIN_DELAY`; then stops accepting and taking
+    /// status messages, lets requests and messages in flight finish, and the
+    /// relay its rounds (its leases released) — all by one deadline,
+    /// `SHUTDOWN_TIMEOUT` after the drain delay ([`ordo_service_kit::shutdown`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -124,20 +126,17 @@ impl Application {
         let reflection_v1 = ordo_service_kit::serving::reflection(&served).build_v1()?;
         let reflection_v1alpha = ordo_service_kit::serving::reflection(&served).build_v1alpha()?;
 
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
-        let stop_accepting = {
+        let stopping = Stopping::new(self.settings.shutdown);
+        let stop_accepting = accept_until_drained(shutdown, stopping.clone(), {
             let reporter = reporter.clone();
             async move {
-                shutdown.await;
-                tracing::info!("shutting down: not serving, draining requests");
                 for probe in probes {
                     probe.abort();
                     let _ = probe.await;
                 }
                 ordo_service_kit::health::close(reporter, &health::NAMES).await;
-                let _ = draining_tx.send(());
             }
-        };
+        });
 
         tracing::info!(addr = %self.listener.local_addr(), tls = self.listener.is_tls(), "order service listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
@@ -167,9 +166,17 @@ impl Application {
             )))
             .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 
-        let deadline = self.settings.shutdown_timeout;
         let relay = self.relay;
         let (stop_consumer, consumer_stop) = tokio::sync::watch::channel(false);
+        let stop_consumer = Arc::new(stop_consumer);
+        // The consumers stop taking messages when the server stops accepting.
+        let consumers_stopped_at_drain = {
+            let (stopping, stop_consumer) = (stopping.clone(), Arc::clone(&stop_consumer));
+            tokio::spawn(async move {
+                stopping.drain_delay_over().await;
+                let _ = stop_consumer.send(true);
+            })
+        };
         let retention = self.settings.status_consumer.then(|| {
             tokio::spawn(
                 ordo_inbox::InboxRetention::new(
@@ -230,25 +237,25 @@ impl Application {
                 .run(consumer_stop),
             )
         });
-        ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline)
-            .await
-            .context("gRPC server failed")?;
+        let served = serve_within(server, &stopping).await;
+        consumers_stopped_at_drain.abort();
         let _ = stop_consumer.send(true);
         if let Some(consumer) = consumer {
             // A message in flight finishes; its ack or redelivery decides the rest.
-            let _ = tokio::time::timeout(deadline, consumer).await;
+            let _ = stopping.within("status consumer", consumer).await;
         }
         if let Some(retention) = retention {
-            let _ = tokio::time::timeout(deadline, retention).await;
+            let _ = stopping.within("inbox retention", retention).await;
         }
         if let Some(lag_poll) = lag_poll {
             lag_poll.abort();
         }
-        let _ = tokio::time::timeout(deadline, key_retention).await;
+        let _ = stopping.within("key retention", key_retention).await;
         if let Some(relay) = relay {
-            relay.shutdown(deadline).await?;
+            relay.shutdown(stopping.remaining()).await?;
         }
         self.metrics_endpoint.stop().await;
+        served.context("gRPC server failed")?;
         tracing::info!("order service stopped");
         Ok(())
     }

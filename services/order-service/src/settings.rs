@@ -28,8 +28,9 @@ pub struct Settings {
     pub migrate: bool,
     /// `HEALTH_PROBE_INTERVAL`: how often dependencies are probed for health.
     pub health_probe_interval: Duration,
-    /// `SHUTDOWN_TIMEOUT`: how long in-flight requests may drain on shutdown.
-    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DRAIN_DELAY`, `SHUTDOWN_TIMEOUT`: how a stop drains
+    /// (serving on while NOT_SERVING, then one deadline for everything).
+    pub shutdown: ordo_service_kit::shutdown::ShutdownPlan,
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
@@ -80,7 +81,7 @@ impl Default for Settings {
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             migrate: true,
             health_probe_interval: Duration::from_secs(1),
-            shutdown_timeout: Duration::from_secs(10),
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::default(),
             limits: ServerLimits::default(),
             grpc_tls: None,
             telemetry: TelemetryConfig::new("order-service", DEFAULT_LOG_FILTER),
@@ -205,11 +206,7 @@ impl Settings {
                 Duration::ZERO,
                 defaults.health_probe_interval,
             )?,
-            shutdown_timeout: env.duration(
-                "SHUTDOWN_TIMEOUT",
-                Duration::ZERO,
-                defaults.shutdown_timeout,
-            )?,
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::from_env(&env, defaults.shutdown)?,
             limits: ServerLimits::from_env(&env)?,
             grpc_tls: ordo_service_kit::tls::ServerTls::from_env(&env)?,
             telemetry: ordo_service_kit::telemetry::telemetry_from(

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use ordo_service_kit::shutdown::{Stopping, accept_until_drained, serve_within};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
@@ -96,7 +98,8 @@ impl Application {
         self.metrics_endpoint.addr()
     }
 
-    /// Serves until `shutdown`, then drains for at most `SHUTDOWN_TIMEOUT`.
+    /// Serves until `shutdown`, then NOT_SERVING but serving on through
+    /// `SHUTDOWN_DRAIN_DELAY`, then drains until `SHUTDOWN_TIMEOUT` after it.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -111,12 +114,18 @@ impl Application {
             Arc::clone(&self.ledger),
             self.settings.ledger_retention,
         ));
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
-        let stop_accepting = async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining calls");
-            let _ = draining_tx.send(());
-        };
+        let stopping = Stopping::new(self.settings.shutdown);
+        let stop_accepting = accept_until_drained(shutdown, stopping.clone(), {
+            let reporter = reporter.clone();
+            async move {
+                reporter
+                    .set_not_serving::<PaymentServiceServer<PaymentApi>>()
+                    .await;
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        });
         tracing::info!(addr = %self.listener.local_addr(), tls = self.listener.is_tls(), faults = ?self.settings.faults, "payments simulator listening");
         let (trace, shed, request_deadline) = self.settings.limits.layers(&self.metrics.grpc);
         let server = tonic::transport::Server::builder()
@@ -134,13 +143,9 @@ impl Application {
             )
             .add_service(PaymentServiceServer::new(api))
             .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
-        ordo_service_kit::serving::serve_draining_within(
-            server,
-            draining_rx,
-            self.settings.shutdown_timeout,
-        )
-        .await
-        .context("gRPC server failed")?;
+        serve_within(server, &stopping)
+            .await
+            .context("gRPC server failed")?;
         sweeper.abort();
         self.metrics_endpoint.stop().await;
         Ok(())

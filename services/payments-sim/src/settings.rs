@@ -21,8 +21,9 @@ pub struct Settings {
     /// `PAYMENTS_LATENCY`, `PAYMENTS_ERROR_RATE`, `PAYMENTS_OUTAGE`,
     /// `PAYMENTS_DECLINE_ABOVE_MINOR`: the fault knobs at start.
     pub faults: Faults,
-    /// `SHUTDOWN_TIMEOUT`: how long in-flight calls may drain.
-    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DRAIN_DELAY`, `SHUTDOWN_TIMEOUT`: how a stop drains
+    /// (serving on while NOT_SERVING, then one deadline for everything).
+    pub shutdown: ordo_service_kit::shutdown::ShutdownPlan,
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
     /// request deadline of the gRPC server.
     pub limits: ServerLimits,
@@ -50,7 +51,7 @@ impl Default for Settings {
         Self {
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50053)),
             faults: Faults::default(),
-            shutdown_timeout: Duration::from_secs(10),
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::default(),
             limits: ServerLimits::default(),
             grpc_tls: None,
             telemetry: TelemetryConfig::new("payments-sim", DEFAULT_LOG_FILTER),
@@ -105,13 +106,7 @@ impl Settings {
             faults,
             limits: ServerLimits::from_env(&env)?,
             grpc_tls: ordo_service_kit::tls::ServerTls::from_env(&env)?,
-            shutdown_timeout: env
-                .parse(
-                    "SHUTDOWN_TIMEOUT",
-                    "a duration such as 10s",
-                    ordo_service_kit::parse_duration,
-                )?
-                .unwrap_or(defaults.shutdown_timeout),
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::from_env(&env, defaults.shutdown)?,
             telemetry: ordo_service_kit::telemetry::telemetry_from(
                 &env,
                 &defaults.telemetry.service_name,

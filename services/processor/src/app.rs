@@ -30,6 +30,7 @@ use ordo_outbox::operator::OperatorApi;
 use ordo_outbox::parked::OutboxAdmin;
 use ordo_proto::operator::v1::operator_service_server::OperatorServiceServer;
 use ordo_proto::outbox::v1::outbox_admin_service_server::OutboxAdminServiceServer;
+use ordo_service_kit::shutdown::{Stopping, accept_until_drained, serve_within};
 
 const SERVICE_NAME: &str = health::PROCESSOR_SERVICE;
 /// What reflection lists: the processor's API, its outbox's admin and the
@@ -155,9 +156,11 @@ impl Application {
         Arc::clone(&self.faults)
     }
 
-    /// Serves and consumes until `shutdown` completes; then stops taking
-    /// messages (those in flight finish), drains gRPC, and stops the relay,
-    /// each within `SHUTDOWN_TIMEOUT`.
+    /// Serves and consumes until `shutdown` completes; then NOT_SERVING at
+    /// once, serving on through `SHUTDOWN_DRAIN_DELAY`; then stops accepting
+    /// and fetching, lets requests and messages in flight finish, and the
+    /// relay its rounds (its leases released) — all by one deadline,
+    /// `SHUTDOWN_TIMEOUT` after the drain delay ([`ordo_service_kit::shutdown`]).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -233,19 +236,26 @@ impl Application {
             .run(stop_rx_history),
         );
 
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
-        let stop_accepting = {
+        let stopping = Stopping::new(self.settings.shutdown);
+        let stop_accepting = accept_until_drained(shutdown, stopping.clone(), {
             let reporter = reporter.clone();
             async move {
-                shutdown.await;
-                tracing::info!("shutting down: not serving, draining");
                 for probe in probes {
                     probe.abort();
                     let _ = probe.await;
                 }
                 ordo_service_kit::health::close(reporter, &health::NAMES).await;
-                let _ = draining_tx.send(());
             }
+        });
+        // The consumers stop fetching when the server stops accepting, and
+        // settle what they hold while requests drain.
+        let stop_tx = Arc::new(stop_tx);
+        let consumers_stopped_at_drain = {
+            let (stopping, stop_tx) = (stopping.clone(), Arc::clone(&stop_tx));
+            tokio::spawn(async move {
+                stopping.drain_delay_over().await;
+                let _ = stop_tx.send(true);
+            })
         };
         let api = ProcessorApi::new(
             Operator {
@@ -284,20 +294,19 @@ impl Application {
             )))
             .serve_with_incoming_shutdown(self.listener.incoming(), stop_accepting);
 
-        let deadline = self.settings.shutdown_timeout;
-        let served =
-            ordo_service_kit::serving::serve_draining_within(server, draining_rx, deadline).await;
+        let served = serve_within(server, &stopping).await;
+        consumers_stopped_at_drain.abort();
         let _ = stop_tx.send(true);
         if let Some(consumer) = consumer {
             // Messages in flight finish; what does not is redelivered.
-            let _ = tokio::time::timeout(deadline, consumer).await;
+            let _ = stopping.within("order consumer", consumer).await;
         }
         lag_poll.abort();
         let _ = tokio::time::timeout(Duration::from_secs(2), retention).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), history_retention).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), deferral_retention).await;
         if let Some(relay) = self.relay {
-            relay.shutdown(deadline).await?;
+            relay.shutdown(stopping.remaining()).await?;
         }
         self.metrics_endpoint.stop().await;
         served.context("gRPC server failed")?;

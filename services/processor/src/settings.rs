@@ -29,8 +29,9 @@ pub struct Settings {
     pub grpc_listen_addr: SocketAddr,
     /// `MIGRATE`: apply pending migrations at start-up.
     pub migrate: bool,
-    /// `SHUTDOWN_TIMEOUT`: how long in-flight work may drain on shutdown.
-    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DRAIN_DELAY`, `SHUTDOWN_TIMEOUT`: how a stop drains
+    /// (serving on while NOT_SERVING, then one deadline for everything).
+    pub shutdown: ordo_service_kit::shutdown::ShutdownPlan,
     /// `HEALTH_PROBE_INTERVAL`: how often dependencies are probed for health.
     pub health_probe_interval: Duration,
     /// `GRPC_MAX_IN_FLIGHT`, `GRPC_REQUEST_TIMEOUT`: load shedding and the
@@ -153,7 +154,7 @@ impl Default for Settings {
             database_max_connections: 16,
             grpc_listen_addr: SocketAddr::from(([0, 0, 0, 0], 50052)),
             migrate: true,
-            shutdown_timeout: Duration::from_secs(10),
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::default(),
             health_probe_interval: Duration::from_secs(1),
             limits: ServerLimits::default(),
             grpc_tls: None,
@@ -312,11 +313,7 @@ impl Settings {
                 Duration::ZERO,
                 defaults.health_probe_interval,
             )?,
-            shutdown_timeout: env.duration(
-                "SHUTDOWN_TIMEOUT",
-                Duration::ZERO,
-                defaults.shutdown_timeout,
-            )?,
+            shutdown: ordo_service_kit::shutdown::ShutdownPlan::from_env(&env, defaults.shutdown)?,
             telemetry: ordo_service_kit::telemetry::telemetry_from(
                 &env,
                 &defaults.telemetry.service_name,

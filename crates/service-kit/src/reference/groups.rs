@@ -10,7 +10,7 @@ use crate::resilience::{BackoffVars, BreakerVars};
 
 /// What every gRPC server reads ([`crate::serving::ServerLimits`] and
 /// the listener), `listen_addr` being the binary's default address.
-pub const fn server(listen_addr: &'static str) -> [Setting; 4] {
+pub const fn server(listen_addr: &'static str) -> [Setting; 5] {
     [
         Setting::value(
             "GRPC_LISTEN_ADDR",
@@ -18,9 +18,14 @@ pub const fn server(listen_addr: &'static str) -> [Setting; 4] {
             "where gRPC is served, `host:port` (port 0 picks a free one)",
         ),
         Setting::value(
+            "SHUTDOWN_DRAIN_DELAY",
+            "0s",
+            "after SIGTERM/SIGINT, how long the server goes on serving while its health says NOT_SERVING, so load balancers stop routing to it first (the chart sets 5s)",
+        ),
+        Setting::value(
             "SHUTDOWN_TIMEOUT",
             "10s",
-            "how long in-flight work may drain after SIGTERM/SIGINT",
+            "then how long requests in flight, messages in hand and relay rounds may take to finish: one deadline for all of them",
         ),
         Setting::value(
             "GRPC_MAX_IN_FLIGHT",

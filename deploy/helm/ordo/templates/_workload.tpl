@@ -10,6 +10,12 @@ PodDisruptionBudget and a HorizontalPodAutoscaler.
 {{- $fullname := printf "%s-%s" (include "ordo.fullname" $root) .name -}}
 {{- $selector := dict "root" $root "component" .name -}}
 {{- $mounts := include "ordo.secretMounts" (dict "root" $root "component" .name) | fromJsonArray -}}
+{{- $pod := dict "root" $root "component" .name "values" $values "mounts" $mounts "spread" true -}}
+{{- $annotations := printf "checksum/env: %s\n%s" (include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum) (include "ordo.podAnnotations" (dict "root" $root "metricsPort" $values.metricsPort) | trim) | trim -}}
+{{- $chartEnv := include "ordo.commonEnv" (dict "root" $root "name" .name "port" $values.port "metricsPort" $values.metricsPort) -}}
+{{- $chartEnv = printf "%s\n%s\n%s\n%s" $chartEnv (include "ordo.shutdownEnv" $root) (include "ordo.securityEnv" (dict "root" $root "component" .name) | trim) (.env | trim) -}}
+{{- $volumeMounts := include "ordo.volumeMounts" $pod | trim -}}
+{{- $volumes := include "ordo.volumes" $pod | trim -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -29,9 +35,14 @@ spec:
       labels:
         {{- include "ordo.labels" $root | nindent 8 }}
         app.kubernetes.io/component: {{ .name }}
+        {{- with include "ordo.podLabels" $pod }}
+        {{- . | nindent 8 }}
+        {{- end }}
       annotations:
-        checksum/env: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
-        {{- include "ordo.podAnnotations" (dict "root" $root "metricsPort" $values.metricsPort) | nindent 8 }}
+        {{- $annotations | nindent 8 }}
+        {{- with include "ordo.podAnnotations.extra" (merge (dict "chart" $annotations) $pod) }}
+        {{- . | nindent 8 }}
+        {{- end }}
     spec:
       serviceAccountName: {{ include "ordo.serviceAccountName" $root }}
       automountServiceAccountToken: false
@@ -41,7 +52,10 @@ spec:
       {{- end }}
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: {{ include "ordo.terminationGracePeriodSeconds" $pod }}
+      {{- with include "ordo.podScheduling" $pod | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       containers:
         - name: {{ .name }}
           image: {{ include "ordo.image" $root }}
@@ -55,27 +69,23 @@ spec:
               containerPort: {{ $values.metricsPort }}
               protocol: TCP
           env:
-            {{- include "ordo.commonEnv" (dict "root" $root "name" .name "port" $values.port "metricsPort" $values.metricsPort) | nindent 12 }}
-            {{- with include "ordo.securityEnv" (dict "root" $root "component" .name) | trim }}
-            {{- . | nindent 12 }}
-            {{- end }}
-            {{- .env | nindent 12 }}
-            {{- range $name, $value := $values.env }}
-            - name: {{ $name }}
-              value: {{ $value | quote }}
-            {{- end }}
+            {{- include "ordo.env" (merge (dict "chart" $chartEnv) $pod) | nindent 12 }}
+          {{- with $values.extraEnvFrom }}
+          envFrom:
+            {{- tpl (toYaml .) $root | nindent 12 }}
+          {{- end }}
           {{- include "ordo.probes" (dict "port" $values.port "tls" $root.Values.tls.grpc.enabled) | nindent 10 }}
           resources:
             {{- toYaml $values.resources | nindent 12 }}
           securityContext:
             {{- toYaml $root.Values.securityContext | nindent 12 }}
-          {{- with $mounts }}
+          {{- with $volumeMounts }}
           volumeMounts:
-            {{- include "ordo.secretVolumeMounts" . | trim | nindent 12 }}
+            {{- . | nindent 12 }}
           {{- end }}
-      {{- with $mounts }}
+      {{- with $volumes }}
       volumes:
-        {{- include "ordo.secretVolumes" . | trim | nindent 8 }}
+        {{- . | nindent 8 }}
       {{- end }}
 ---
 apiVersion: v1

@@ -13,6 +13,7 @@ mod placing;
 mod poison;
 mod properties;
 mod reading;
+mod rolling;
 mod settings;
 mod status;
 mod validation;
