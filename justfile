@@ -33,13 +33,14 @@ deps:
 build:
     cargo build --workspace --bins
 
-# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the Helm checks, the release script on a copy of the tree, the alert rules (promtool) and the dashboard against a live Prometheus, the API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
+# the whole test suite: unit and integration tests (the state machines model-checked), the grpcurl smoke test (plaintext, then every connection over TLS), the image check (the smoke test again on the binaries started from the runtime image's root filesystem), the Helm checks, the release script on a copy of the tree, the alert rules (promtool) and the dashboard against a live Prometheus, the API checks, the client examples, the chaos suite (bounded, on a three-node NATS cluster)
 test: deps
     scripts/drop-test-databases.sh
     if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
     cargo build --workspace --bins
     scripts/smoke.sh
     ORDO_SMOKE_TLS=1 scripts/smoke.sh
+    scripts/image-check.sh
     scripts/helm-check.sh
     scripts/release-check.sh
     scripts/prometheus-check.sh
@@ -64,6 +65,11 @@ chaos *ARGS: deps
 prometheus-check: deps
     cargo build --workspace --bins
     scripts/prometheus-check.sh
+
+# the runtime image without a container engine: distroless cc-debian12's Debian packages and the binaries assembled into a root filesystem as the Dockerfile says, its layout checked (no shell, uid 65532, every library inside), the smoke test (plaintext and TLS) run on the binaries started from it (chroot), podman import when podman is installed
+image-check: deps
+    cargo build --workspace --bins
+    scripts/image-check.sh
 
 # lint, render and validate the Helm chart (real Helm engine, Kubernetes schemas; no cluster)
 helm-check:

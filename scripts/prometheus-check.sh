@@ -146,6 +146,18 @@ name="a payments outage: 20 more orders, the payments breaker opens"
 verdict eval 'place 20 && ask wait "max(ordo_breaker_state{dependency=\"payments\"}) >= 1" 60'
 name="the outage alert OrdoBreakerOpen fires for payments"
 verdict ask alert OrdoBreakerOpen dependency=payments 180
+# The families each service must expose (beyond what the queries below
+# sum over): every job's own, not just one service's.
+for expr in \
+  'ordo_consumer_pending_messages{job="order-service",consumer="order-service-confirmed"}' \
+  'ordo_consumer_ack_pending_messages{job="processor",consumer="processor-placed"}' \
+  'ordo_dead_letters{job="processor"}' \
+  'ordo_grpc_server_handled_total{job="payments-sim",grpc_service="ordo.payments.v1.PaymentService",grpc_method="Authorize"}' \
+  'count by (job) (ordo_build_info) == 1' 'count(count by (job) (process_resident_memory_bytes)) == 3' \
+  'count(count by (job) (process_start_time_seconds)) == 3' 'count(count by (job) (process_open_fds)) == 3'; do
+  name="series: $expr"
+  verdict ask wait "$expr" 30
+done
 echo "every dashboard query and every alert expression through the HTTP API:"
 name="dashboard and alert queries"
 verdict ask all "$dashboard" 60

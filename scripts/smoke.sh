@@ -8,6 +8,12 @@
 # PostgreSQL over TLS (sslmode=require), and a NATS of its own that
 # requires TLS; plus checks that plaintext, an unknown CA and a client
 # without a certificate are refused.
+#
+# ORDO_SMOKE_BIN_DIR runs the binaries found there instead of
+# $CARGO_TARGET_DIR/debug; scripts/image-check.sh points it at wrappers that
+# start each binary from the image's root filesystem (chroot, uid 65532);
+# ORDO_SMOKE_FILES_OWNER (uid:gid) then owns the test certificates, as a
+# Secret mounted for the pod's user would.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -19,6 +25,7 @@ nats_pid=""
 if [ -n "${ORDO_SMOKE_TLS:-}" ]; then
   tls_dir=$(mktemp -d)
   make_test_pki "$tls_dir" || die "cannot make test certificates (openssl)"
+  [ -z "${ORDO_SMOKE_FILES_OWNER:-}" ] || chown -R "$ORDO_SMOKE_FILES_OWNER" "$tls_dir"
   grpc_flags=(-cacert "$tls_dir/ca.crt" -cert "$tls_dir/client.crt" -key "$tls_dir/client.key")
   [ "$(psql "$PG_ADMIN_URL" -qtAc 'SHOW ssl')" = on ] || die "ORDO_SMOKE_TLS needs PostgreSQL with ssl=on"
   db_params="?sslmode=require"
@@ -34,7 +41,7 @@ if [ -n "${ORDO_SMOKE_TLS:-}" ]; then
 fi
 stop_tls() { [ -n "$nats_pid" ] && kill "$nats_pid" 2>/dev/null; [ -n "$tls_dir" ] && rm -rf "$tls_dir"; }
 
-bin="$CARGO_TARGET_DIR/debug"
+bin="${ORDO_SMOKE_BIN_DIR:-$CARGO_TARGET_DIR/debug}"
 passed=0 failed=0
 check() { # check NAME COMMAND...: runs COMMAND, counts and reports the outcome
   local name=$1; shift

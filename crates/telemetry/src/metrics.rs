@@ -109,9 +109,15 @@ type LabelSet = Vec<(String, String)>;
 enum Samples {
     Counter(Vec<(LabelSet, f64)>),
     Gauge(Vec<(LabelSet, f64)>),
-    /// Per sample: the sum in seconds and the count of each bucket (not
-    /// cumulative; the last bound is +Inf).
-    Histogram(Vec<(LabelSet, f64, Vec<(f64, u64)>)>),
+    Histogram(Vec<(LabelSet, HistogramSample)>),
+}
+
+/// A histogram as scraped: the sum in seconds, and each bucket's upper
+/// bound with its count (not cumulative; the last bound is +Inf).
+#[derive(Debug)]
+struct HistogramSample {
+    sum: f64,
+    buckets: Vec<(f64, u64)>,
 }
 
 fn owned(labels: Labels<'_>) -> LabelSet {
@@ -165,7 +171,11 @@ impl Exposition {
                 .map(|micros| *micros as f64 / 1e6)
                 .chain([f64::INFINITY]);
             let buckets = bounds.zip(histogram.bucket_counts()).collect();
-            (owned(labels), histogram.sum().as_secs_f64(), buckets)
+            let sample = HistogramSample {
+                sum: histogram.sum().as_secs_f64(),
+                buckets,
+            };
+            (owned(labels), sample)
         });
         self.push(name, help, Samples::Histogram(samples.collect()));
     }
@@ -222,11 +232,16 @@ impl Collector for Exposition {
                         None,
                         MetricType::Histogram,
                     )?;
-                    for (labels, sum, buckets) in samples {
-                        let count = buckets.iter().map(|(_, count)| count).sum();
+                    for (labels, sample) in samples {
+                        let count = sample.buckets.iter().map(|(_, count)| count).sum();
                         metric
                             .encode_family(labels)?
-                            .encode_histogram::<NoLabelSet>(*sum, count, buckets, None)?;
+                            .encode_histogram::<NoLabelSet>(
+                                sample.sum,
+                                count,
+                                &sample.buckets,
+                                None,
+                            )?;
                     }
                 }
             }

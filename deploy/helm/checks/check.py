@@ -324,6 +324,10 @@ BAD_COMBINATIONS += [
      "mounts at /etc/ordo/tls/grpc"),
     ("a ServiceMonitor label the chart sets",
      {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"app.kubernetes.io/name": "x"}}}}, "metrics.serviceMonitor.labels sets app.kubernetes.io/name"),
+    ("PrometheusRule labels that override the chart's",
+     {"metrics": {"prometheusRule": {"enabled": True, "labels": {"helm.sh/chart": "x"}}}}, "metrics.prometheusRule.labels sets helm.sh/chart"),
+    ("a dashboard label that overrides the chart's",
+     {"metrics": {"grafanaDashboard": {"enabled": True, "label": "app.kubernetes.io/instance"}}}, "metrics.grafanaDashboard.label is app.kubernetes.io/instance"),
 ]
 
 # Each binary's settings: its table in the README, between
