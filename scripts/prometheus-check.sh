@@ -12,7 +12,9 @@
 #    `for:` cut to 5s, nothing else changed). Orders are placed, then the
 #    payment simulator goes down (SetFaults outage) and more orders come
 #    (no alert may be active before it):
-#    OrdoBreakerOpen must fire for the payments breaker. Then every query of
+#    OrdoBreakerOpen must fire for the payments breaker. Each service must
+#    expose its own families (consumer lag, dead letters, gRPC labels, build
+#    and process metrics). Then every query of
 #    deploy/grafana/ordo.json must return series, and every alert expression
 #    must evaluate with each series selector in it returning series.
 #

@@ -30,6 +30,7 @@ pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod proxy;
+pub mod replicas;
 pub mod wait;
 
 pub use database::{Schema, TestDatabase};

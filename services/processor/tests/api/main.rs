@@ -14,6 +14,7 @@ mod operations;
 mod outage;
 mod pipeline;
 mod poison;
+mod rolling;
 mod security;
 mod settings;
 mod store_model;
