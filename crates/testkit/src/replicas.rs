@@ -31,9 +31,8 @@ impl Replica {
     /// Starts `exe` with only `env` (plus its listen address, and no
     /// metrics endpoint), watching `health_service` for readiness.
     pub fn start(exe: &str, env: &[(&str, &str)], health_service: &'static str) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port().expect("a free port"))
-            .parse()
-            .expect("an address");
+        let port = free_port().unwrap_or_else(|err| panic!("no free port: {err}"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let process = Command::new(exe)
             .env_clear()
             .envs(env.iter().copied())
@@ -82,7 +81,7 @@ impl Replica {
         let sent = Command::new("kill")
             .args(["-TERM", &self.process.id().to_string()])
             .status()
-            .expect("kill runs");
+            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(sent.success(), "SIGTERM sent");
     }
 
@@ -90,7 +89,11 @@ impl Replica {
     pub async fn exited(mut self, deadline: Duration) -> ExitStatus {
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            if let Some(status) = self.process.try_wait().expect("the process") {
+            let exited = self
+                .process
+                .try_wait()
+                .unwrap_or_else(|err| panic!("cannot wait for the replica: {err}"));
+            if let Some(status) = exited {
                 return status;
             }
             assert!(

@@ -45,8 +45,10 @@ async fn copies_in_stream(nats_url: &str, placed: &[String]) -> BTreeMap<String,
     let jetstream = jetstream::new(async_nats::connect(nats_url).await.unwrap());
     let mut stream = jetstream.get_stream("ORDERS").await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
-    let mut copies: BTreeMap<String, u32> =
-        placed.iter().map(|order_id| (order_id.clone(), 0)).collect();
+    let mut copies: BTreeMap<String, u32> = placed
+        .iter()
+        .map(|order_id| (order_id.clone(), 0))
+        .collect();
     for sequence in 1..=last {
         let Ok(message) = stream.get_raw_message(sequence).await else {
             continue;
@@ -109,7 +111,10 @@ async fn a_replica_stopped_under_load_fails_no_call_and_publishes_each_order_onc
         worker.await.unwrap();
     }
     let exited = first.exited(Duration::from_secs(30)).await;
-    assert!(exited.success(), "the stopped replica exits cleanly: {exited}");
+    assert!(
+        exited.success(),
+        "the stopped replica exits cleanly: {exited}"
+    );
 
     let failures = failures.lock().await;
     let placed = placed.lock().await.clone();
@@ -131,7 +136,10 @@ async fn a_replica_stopped_under_load_fails_no_call_and_publishes_each_order_onc
     .await;
     let copies = copies_in_stream(&nats.url(), &placed).await;
     let not_once: Vec<_> = copies.iter().filter(|(_, count)| **count != 1).collect();
-    assert!(not_once.is_empty(), "published other than once: {not_once:?}");
+    assert!(
+        not_once.is_empty(),
+        "published other than once: {not_once:?}"
+    );
     assert_eq!(copies.len(), placed.len(), "no event without an order");
     drop(second);
 }

@@ -52,7 +52,10 @@ async fn publish_placed(jetstream: &jetstream::Context, order_id: Uuid) {
         ..Default::default()
     };
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, payload.event_id.as_str());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        payload.event_id.as_str(),
+    );
     jetstream
         .publish_with_headers("orders.placed", headers, payload.encode_to_vec().into())
         .await
@@ -99,8 +102,11 @@ async fn a_processor_stopped_under_load_fails_no_call_and_settles_every_order_on
     let failures = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..WORKERS)
         .map(|worker| {
-            let (balancer, clients, orders) =
-                (Arc::clone(&balancer), Arc::clone(&clients), Arc::clone(&orders));
+            let (balancer, clients, orders) = (
+                Arc::clone(&balancer),
+                Arc::clone(&clients),
+                Arc::clone(&orders),
+            );
             let (failures, calls_done) = (Arc::clone(&failures), Arc::clone(&calls_done));
             tokio::spawn(async move {
                 let mut turn = worker;
@@ -133,7 +139,10 @@ async fn a_processor_stopped_under_load_fails_no_call_and_settles_every_order_on
         worker.await.unwrap();
     }
     let exited = first.exited(Duration::from_secs(30)).await;
-    assert!(exited.success(), "the stopped replica exits cleanly: {exited}");
+    assert!(
+        exited.success(),
+        "the stopped replica exits cleanly: {exited}"
+    );
     let failures = failures.lock().await;
     assert!(failures.is_empty(), "failed calls: {failures:?}");
 
@@ -160,13 +169,18 @@ async fn a_processor_stopped_under_load_fails_no_call_and_settles_every_order_on
         let counts = payments.counts(*order_id).await;
         assert_eq!(counts.approvals, 1, "charged once: {counts:?}");
     }
-    eventually("every verdict published", Duration::from_secs(30), || async {
-        verdicts(&jetstream).await.len() == ORDERS
-    })
+    eventually(
+        "every verdict published",
+        Duration::from_secs(30),
+        || async { verdicts(&jetstream).await.len() == ORDERS },
+    )
     .await;
     let verdicts = verdicts(&jetstream).await;
     let not_once: Vec<_> = verdicts.iter().filter(|(_, count)| **count != 1).collect();
-    assert!(not_once.is_empty(), "verdicts other than once: {not_once:?}");
+    assert!(
+        not_once.is_empty(),
+        "verdicts other than once: {not_once:?}"
+    );
     drop(second);
 }
 
