@@ -81,6 +81,14 @@ impl MessageRef<'_> {
     }
 }
 
+/// An order's record with its error history and audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderHistory {
+    pub record: Option<ProcessingRecord>,
+    pub errors: Vec<ErrorEntry>,
+    pub audit: Vec<AuditEntry>,
+}
+
 /// An order's deferrals: payment calls the open breaker refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferrals {
@@ -454,6 +462,21 @@ impl ProcessingStore {
                 })
             })
             .collect()
+    }
+
+    /// What the processor knows of `order_id`: its record, every failed
+    /// attempt and every operator's decision (the three read at once).
+    pub async fn order_history(&self, order_id: Uuid) -> Result<OrderHistory, DbErr> {
+        let (record, errors, audit) = futures::try_join!(
+            self.processing_get(order_id),
+            self.errors_for_order(order_id),
+            self.audit_for_order(order_id),
+        )?;
+        Ok(OrderHistory {
+            record,
+            errors,
+            audit,
+        })
     }
 
     /// Every failed attempt at messages about `order_id`, oldest first.

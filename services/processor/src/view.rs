@@ -61,30 +61,15 @@ impl ServiceView for ProcessorView {
     }
 
     async fn order_trail(&self, order_id: Uuid) -> Result<Vec<api::TrailEntry>, Status> {
-        let record = self
-            .store
-            .processing_get(order_id)
-            .await
-            .map_err(unavailable)?;
-        let errors = self
-            .store
-            .errors_for_order(order_id)
-            .await
-            .map_err(unavailable)?;
-        let audit = self
-            .store
-            .audit_for_order(order_id)
-            .await
-            .map_err(unavailable)?;
-        let deferrals = self
-            .store
-            .deferrals_of(order_id)
-            .await
-            .map_err(unavailable)?;
+        let (history, deferrals) = futures::try_join!(
+            self.store.order_history(order_id),
+            self.store.deferrals_of(order_id),
+        )
+        .map_err(unavailable)?;
         Ok(order_trail(
-            record.as_ref(),
-            &errors,
-            &audit,
+            history.record.as_ref(),
+            &history.errors,
+            &history.audit,
             deferrals.as_ref(),
         ))
     }

@@ -159,27 +159,21 @@ impl ProcessorService for ProcessorApi {
                 format!("{:?} is not a UUID", ordo_telemetry::safe_text(&raw, 64)),
             )
         })?;
-        let record = self
-            .store
-            .processing_get(order_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| {
-                Status::not_found(format!("the processor has no record of order {order_id}"))
-            })?;
         let history = self
             .store
-            .errors_for_order(order_id)
+            .order_history(order_id)
             .await
             .map_err(unavailable)?;
-        let audit = self
-            .store
-            .audit_for_order(order_id)
-            .await
-            .map_err(unavailable)?;
+        let record = history.record.ok_or_else(|| {
+            Status::not_found(format!("the processor has no record of order {order_id}"))
+        })?;
         let correlation_id = record.correlation_id.clone();
         let mut response = Response::new(api::GetOrderProcessingResponse {
-            processing: Some(convert::processing_to_proto(record, history, audit)),
+            processing: Some(convert::processing_to_proto(
+                record,
+                history.errors,
+                history.audit,
+            )),
         });
         if let Ok(value) = correlation_id.parse() {
             response
