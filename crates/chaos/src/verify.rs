@@ -10,7 +10,7 @@ use ordo_proto::processor::v1::{
     DeadLetter, ListDeadLettersRequest, PurgeDeadLetterRequest, RedriveDeadLetterRequest,
 };
 use ordo_proto::{PaymentServiceClient, ProcessorServiceClient};
-use ordo_testkit::TestStream;
+use ordo_testkit::{StreamMessage, TestStream};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tonic::transport::Channel;
 
@@ -235,15 +235,7 @@ pub async fn verify(sources: &Sources, acknowledged: &[(String, bool)]) -> anyho
         name: "ORDERS".into(),
         subject_prefix: String::new(),
     };
-    let options = sources
-        .nats_security
-        .apply(async_nats::ConnectOptions::new())
-        .await?;
-    let client = ordo_service_kit::nats::connect(&sources.nats_url, options).await?;
-    let messages = stream
-        .messages_via(client)
-        .await
-        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let messages = read_stream(sources, &stream).await?;
     report
         .facts
         .push(format!("{} messages in the ORDERS stream", messages.len()));
@@ -499,6 +491,34 @@ where
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             done => return done,
+        }
+    }
+}
+
+/// Every message of `stream`, retried as an operator would while a
+/// restarted cluster still elects its leaders (an API request times out).
+async fn read_stream(sources: &Sources, stream: &TestStream) -> anyhow::Result<Vec<StreamMessage>> {
+    let mut attempt = 1;
+    loop {
+        let read = async {
+            let options = sources
+                .nats_security
+                .apply(async_nats::ConnectOptions::new())
+                .await?;
+            let client = ordo_service_kit::nats::connect(&sources.nats_url, options).await?;
+            stream
+                .messages_via(client)
+                .await
+                .map_err(|err| anyhow::anyhow!("{err}"))
+        };
+        match read.await {
+            Ok(messages) => return Ok(messages),
+            Err(err) if attempt < 5 => {
+                println!("chaos: reading the stream failed ({err}); again in 2 s");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(err) => return Err(err.context("reading the ORDERS stream")),
         }
     }
 }

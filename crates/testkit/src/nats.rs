@@ -73,7 +73,10 @@ impl TestStream {
         &self,
         client: async_nats::Client,
     ) -> Result<Vec<StreamMessage>, async_nats::Error> {
-        let jetstream = jetstream::new(client);
+        // A cluster electing a leader answers API requests late: allow for it.
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(20))
+            .build(client);
         let mut stream = jetstream.get_stream(&self.name).await?;
         let total = stream.info().await?.state.messages;
         if total == 0 {
@@ -88,6 +91,7 @@ impl TestStream {
             })
             .await?;
         let mut messages = Vec::new();
+        let mut empty_fetches = 0;
         while (messages.len() as u64) < total {
             let mut batch = consumer
                 .fetch()
@@ -126,7 +130,12 @@ impl TestStream {
                 });
             }
             if messages.len() == before {
-                break;
+                // Messages may be deleted by limits meanwhile; a leader
+                // change may also answer one fetch empty: a few tries.
+                empty_fetches += 1;
+                if empty_fetches == 5 {
+                    break;
+                }
             }
         }
         messages.sort_by_key(|message| message.sequence);
