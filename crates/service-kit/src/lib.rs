@@ -6,6 +6,8 @@
 //! - [`cli`]: the command line of every service binary (`--help`,
 //!   `--version`, `--check-config`).
 //! - [`env`]: reading settings by name, one line naming a bad one.
+//! - [`group_commit`]: jobs that arrive while a commit is in flight are
+//!   written together in the next one, each answered with its own outcome.
 //! - [`health`]: `grpc.health.v1` per dependency, following probes.
 //! - [`telemetry`]: the `LOG_FORMAT`, `RUST_LOG` and `OTEL_*` settings of
 //!   `ordo-telemetry`.
@@ -29,6 +31,7 @@
 pub mod admin;
 pub mod cli;
 pub mod env;
+pub mod group_commit;
 pub mod health;
 pub mod metrics;
 pub mod nats;

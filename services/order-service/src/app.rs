@@ -59,10 +59,17 @@ impl Application {
         } else {
             None
         };
+        let store = OrderStore::new(
+            db,
+            settings.relay.partitions,
+            relay.as_ref().map(RelayHandle::nudger),
+        )
+        .with_group_commit(settings.group_commit);
         let metrics = Arc::new(ServiceMetrics {
             relay: relay
                 .as_ref()
                 .map(|relay| (relay.metrics(), relay.publish_breaker())),
+            group_commits: store.group_commit_counters(),
             ..ServiceMetrics::default()
         });
         let metrics_endpoint =
@@ -77,11 +84,7 @@ impl Application {
             listener,
             metrics,
             metrics_endpoint,
-            store: OrderStore::new(
-                db,
-                settings.relay.partitions,
-                relay.as_ref().map(RelayHandle::nudger),
-            ),
+            store,
             health_probe,
             relay,
             settings,

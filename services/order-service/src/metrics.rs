@@ -1,6 +1,7 @@
 //! What the order service exposes at `/metrics`: gRPC requests by service,
 //! method and code, the relay's outbox families and its NATS breaker, the
-//! status consumer's outcomes and its durable consumers' lag, and the
+//! status consumer's outcomes and its durable consumers' lag, group
+//! commit's transactions and the requests in them, and the
 //! process and build families.
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use ordo_outbox::RelayMetrics;
 use ordo_resilience::CircuitBreaker;
+use ordo_service_kit::group_commit::BatchCounts;
 use ordo_service_kit::metrics::{ConsumerCounters, JetStreamGauges, expose_breakers};
 use ordo_telemetry::grpc::GrpcMetrics;
 use ordo_telemetry::metrics::{Exposition, MetricsSource};
@@ -21,6 +23,8 @@ pub struct ServiceMetrics {
     pub relay: Option<(Arc<RelayMetrics>, Arc<CircuitBreaker>)>,
     pub status: Arc<ConsumerCounters>,
     pub jetstream: Arc<JetStreamGauges>,
+    /// Group commit's transactions and requests, by request kind.
+    pub group_commits: Vec<(&'static str, Arc<BatchCounts>)>,
 }
 
 impl MetricsSource for ServiceMetrics {
@@ -33,6 +37,7 @@ impl MetricsSource for ServiceMetrics {
             }
             self.status.expose(out, CONSUMER_NAME);
             self.jetstream.expose(out);
+            ordo_service_kit::group_commit::expose(out, &self.group_commits);
             ordo_telemetry::process::expose(
                 out,
                 env!("CARGO_PKG_VERSION"),

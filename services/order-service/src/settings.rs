@@ -11,6 +11,7 @@ use std::time::Duration;
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
+use ordo_service_kit::group_commit::GroupCommitConfig;
 use ordo_service_kit::serving::ServerLimits;
 pub use ordo_service_kit::{LogFormat, SettingsError};
 pub use ordo_telemetry::TelemetryConfig;
@@ -60,6 +61,10 @@ pub struct Settings {
     /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
     /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
     pub inbox_retention: RetentionConfig,
+    /// `GROUP_COMMIT_MAX` (1 turns batching off), `GROUP_COMMIT_WRITERS`:
+    /// PlaceOrder and CancelOrder calls that arrive while a commit is in
+    /// flight are written together in the next transaction.
+    pub group_commit: GroupCommitConfig,
     /// `IDEMPOTENCY_KEY_RETENTION` (default 7 days): PlaceOrder's
     /// idempotency keys are forgotten after this (a retry later places a new
     /// order); swept every `INBOX_RETENTION_INTERVAL`.
@@ -93,6 +98,10 @@ impl Default for Settings {
             outbox_relay: true,
             status_consumer: true,
             admin_tokens: Vec::new(),
+            group_commit: GroupCommitConfig {
+                max_batch: 64,
+                writers: 2,
+            },
             idempotency_key_retention: RetentionConfig {
                 horizon: Duration::from_secs(7 * 24 * 3600),
                 owner: owner.clone(),
@@ -186,15 +195,28 @@ impl Settings {
             )?
             .unwrap_or_default(),
         );
+        let database_max_connections = env.number(
+            "DATABASE_MAX_CONNECTIONS",
+            1..=1000,
+            defaults.database_max_connections,
+        )?;
+        let group_commit = GroupCommitConfig {
+            max_batch: env.number("GROUP_COMMIT_MAX", 1..=100, defaults.group_commit.max_batch)?,
+            writers: env.number(
+                "GROUP_COMMIT_WRITERS",
+                1..=database_max_connections.max(1) as usize,
+                defaults
+                    .group_commit
+                    .writers
+                    .min(database_max_connections as usize),
+            )?,
+        };
         Ok(Self {
             admin_tokens,
+            group_commit,
             idempotency_key_retention,
             database_url: env.postgres_url("DATABASE_URL", &defaults.database_url)?,
-            database_max_connections: env.number(
-                "DATABASE_MAX_CONNECTIONS",
-                1..=1000,
-                defaults.database_max_connections,
-            )?,
+            database_max_connections,
             grpc_listen_addr: env
                 .parse("GRPC_LISTEN_ADDR", "host:port, e.g. 0.0.0.0:50051", |raw| {
                     raw.parse().ok()

@@ -29,8 +29,19 @@ pub const SETTINGS: Reference = Reference {
     ],
 };
 
-/// The verdicts consumed here, and who may call the admin RPCs.
-const ORDERS: [Setting; 3] = [
+/// How orders are written, the verdicts consumed here, and who may call
+/// the admin RPCs.
+const ORDERS: [Setting; 5] = [
+    Setting::value(
+        "GROUP_COMMIT_MAX",
+        "64",
+        "PlaceOrder / CancelOrder calls written in one transaction at most (1–100): calls that arrive while a commit is in flight go together in the next one; `1` turns group commit off",
+    ),
+    Setting::value(
+        "GROUP_COMMIT_WRITERS",
+        "2",
+        "group commit's transactions in flight at once (at most `DATABASE_MAX_CONNECTIONS`)",
+    ),
     Setting::value(
         "STATUS_CONSUMER",
         "true",

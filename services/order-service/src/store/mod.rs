@@ -5,12 +5,15 @@
 
 mod entity;
 mod error;
+mod group;
 mod rows;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ordo_outbox::{Nudger, OutboxRow, PartitionCount, outbox_insert_in_txn};
+use ordo_outbox::{Nudger, PartitionCount, outbox_insert_in_txn};
+use ordo_service_kit::group_commit::{BatchCounts, GroupCommitConfig};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
@@ -21,10 +24,8 @@ pub use error::StoreError;
 
 use crate::domain::lifecycle::{self, Change, Decision};
 use crate::domain::{
-    CancelReason, CorrelationId, ListQuery, NewOrder, Order, OrderId, OrderLine, OrderStatus,
-    PageCursor,
+    CancelReason, CorrelationId, ListQuery, NewOrder, Order, OrderId, OrderStatus, PageCursor,
 };
-use crate::events;
 use crate::status::StatusEvent;
 use entity::{idempotency_keys, order_lines, orders};
 
@@ -70,6 +71,8 @@ pub struct OrderStore {
     db: DatabaseConnection,
     partitions: PartitionCount,
     nudger: Option<Nudger>,
+    /// The writers of group commit, when it is on.
+    groups: Option<group::Groups>,
 }
 
 impl OrderStore {
@@ -80,7 +83,27 @@ impl OrderStore {
             db,
             partitions,
             nudger,
+            groups: None,
         }
+    }
+
+    /// The same store with group commit for PlaceOrder and CancelOrder
+    /// (writers started on the current runtime); batching off when
+    /// `config.max_batch` is 1.
+    pub fn with_group_commit(self, config: GroupCommitConfig) -> Self {
+        let groups = config
+            .is_batching()
+            .then(|| group::Groups::start(self.clone(), config));
+        Self { groups, ..self }
+    }
+
+    /// Group commit's counts (transactions, requests in them) by request
+    /// kind (`place_order`, `cancel_order`); none with group commit off.
+    pub fn group_commit_counters(&self) -> Vec<(&'static str, Arc<BatchCounts>)> {
+        self.groups
+            .as_ref()
+            .map(group::Groups::counters)
+            .unwrap_or_default()
     }
 
     /// The store's pool (for background jobs on the same database).
@@ -97,45 +120,37 @@ impl OrderStore {
     /// Writes a new order, its lines and its `OrderPlaced` outbox row in one
     /// transaction; with an idempotency key already used, writes nothing and
     /// returns the first order (or [`StoreError::IdempotencyConflict`] when
-    /// the request differs).
+    /// the request differs). With group commit on, the transaction is
+    /// shared with the placements that arrived while the last one committed;
+    /// the answer still comes only after this order's rows are durable.
     pub async fn order_create(
         &self,
         new_order: NewOrder,
         correlation_id: CorrelationId,
     ) -> Result<Placement, StoreError> {
-        let now = now_micros();
-        let fingerprint = new_order.fingerprint();
-        let idempotency_key = new_order.idempotency_key;
-        let order = Order {
-            id: OrderId::generate(),
-            customer_id: new_order.customer_id,
-            lines: new_order
-                .lines
-                .into_iter()
-                .map(|line| OrderLine {
-                    sku: line.sku,
-                    quantity: line.quantity,
-                    unit_price_minor: line.unit_price_minor,
-                })
-                .collect(),
-            currency: new_order.currency,
-            total_minor: new_order.total_minor,
-            status: OrderStatus::Pending,
-            status_reason: String::new(),
-            correlation_id,
-            created_at: now,
-            updated_at: now,
-        };
+        let job = group::PlaceJob::new(new_order, correlation_id, self.partitions);
+        match &self.groups {
+            Some(groups) => groups.place(job).await,
+            None => self.place_one(job).await,
+        }
+    }
 
+    /// One placement in a transaction of its own.
+    async fn place_one(&self, job: group::PlaceJob) -> Result<Placement, StoreError> {
+        let group::PlaceJob {
+            order,
+            idempotency,
+            event,
+        } = job;
         let txn = self.db.begin().await?;
-        if let Some(key) = &idempotency_key {
+        if let Some((key, fingerprint)) = &idempotency {
             // On a key another transaction holds, this waits for its outcome:
             // committed → no row inserted here; rolled back → ours wins.
             let claimed = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
-                key: Set(key.as_str().to_owned()),
+                key: Set(key.clone()),
                 request_hash: Set(fingerprint.clone()),
                 order_id: Set(order.id.as_uuid()),
-                created_at: Set(now.fixed_offset()),
+                created_at: Set(order.created_at.fixed_offset()),
             })
             .on_conflict(
                 OnConflict::column(idempotency_keys::Column::Key)
@@ -146,12 +161,11 @@ impl OrderStore {
             .await?;
             if claimed == 0 {
                 txn.rollback().await?;
-                return self.order_replay(key.as_str(), &fingerprint).await;
+                return self.order_replay(key, fingerprint).await;
             }
         }
-        let event = OutboxRow::of(self.partitions, &events::order_placed(&order));
         let partition = event.partition;
-        txn.execute_raw(rows::order_insert_statement(&order, event))
+        txn.execute_raw(rows::orders_insert_statement(&[(&order, event)]))
             .await?;
         txn.commit().await.map_err(StoreError::from_commit)?;
         self.nudge(partition);
@@ -223,21 +237,27 @@ impl OrderStore {
     }
 
     /// Cancels a PENDING or CONFIRMED order and writes its `OrderCancelled`
-    /// outbox row, in one transaction holding the order's row lock.
+    /// outbox row, in one transaction holding the order's row lock (shared,
+    /// with group commit on, with the cancellations that arrived while the
+    /// last one committed).
     pub async fn order_cancel(
         &self,
         id: OrderId,
         reason: CancelReason,
         correlation_id: CorrelationId,
     ) -> Result<Order, StoreError> {
+        let job = group::CancelJob::new(id, reason, correlation_id);
+        match &self.groups {
+            Some(groups) => groups.cancel(job).await,
+            None => self.cancel_one(job).await,
+        }
+    }
+
+    /// One cancellation in a transaction of its own.
+    async fn cancel_one(&self, job: group::CancelJob) -> Result<Order, StoreError> {
         let txn = self.db.begin().await?;
-        let mut order = order_get_in_txn(&txn, id, true).await?;
-        let Decision::Move { status, .. } = lifecycle::decide(order.status, &Change::Cancel) else {
-            return Err(StoreError::CannotCancel(order.status));
-        };
-        order.status = status;
-        order.status_reason = reason.as_str().to_owned();
-        order.updated_at = now_micros();
+        let mut order = order_get_in_txn(&txn, job.id, true).await?;
+        let event = job.apply(&mut order, now_micros())?;
         orders::Entity::update_many()
             .col_expr(orders::Column::Status, Expr::value(order.status.as_str()))
             .col_expr(
@@ -248,10 +268,9 @@ impl OrderStore {
                 orders::Column::UpdatedAt,
                 Expr::value(order.updated_at.fixed_offset()),
             )
-            .filter(orders::Column::Id.eq(id.as_uuid()))
+            .filter(orders::Column::Id.eq(job.id.as_uuid()))
             .exec(&txn)
             .await?;
-        let event = events::order_cancelled(&order, &reason, &correlation_id);
         let partition = outbox_insert_in_txn(&txn, self.partitions, &event).await?;
         txn.commit().await.map_err(StoreError::from_commit)?;
         self.nudge(partition);

@@ -10,56 +10,139 @@ use crate::domain::{
     CorrelationId, Currency, CustomerId, Order, OrderId, OrderLine, OrderStatus, Sku,
 };
 
-/// One statement writing `order`, its lines and its outbox `event`
+/// `$first, $first+1, …, $first+count-1`, in parentheses: one row of a
+/// VALUES list.
+fn placeholder_row(first: usize, count: usize) -> String {
+    let list = (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("({list})")
+}
+
+/// One statement writing each order, its lines and its outbox event
 /// (data-modifying CTEs: all of it or, on any error, none of it; the
 /// foreign keys are checked at the statement's end, when all rows exist).
-pub(super) fn order_insert_statement(order: &Order, event: OutboxRow) -> Statement {
-    let mut values: Vec<Value> = vec![
-        order.id.as_uuid().into(),
-        order.customer_id.as_str().into(),
-        order.currency.as_str().into(),
-        order.total_minor.into(),
-        order.status.as_str().into(),
-        order.status_reason.as_str().into(),
-        order.correlation_id.as_str().into(),
-        order.created_at.fixed_offset().into(),
-        order.updated_at.fixed_offset().into(),
-    ];
-    let mut lines = Vec::with_capacity(order.lines.len());
-    for (line, line_no) in order.lines.iter().zip(0_i32..) {
-        let first = values.len() + 1;
-        lines.push(format!(
-            "(${first}, ${}, ${}, ${}, ${})",
-            first + 1,
-            first + 2,
-            first + 3,
-            first + 4
-        ));
+/// At most 518 values an order (100 lines): 100 orders stay under
+/// PostgreSQL's 65,535 parameters.
+pub(super) fn orders_insert_statement(placed: &[(&Order, OutboxRow)]) -> Statement {
+    let mut values: Vec<Value> = Vec::new();
+    let mut order_rows = Vec::with_capacity(placed.len());
+    for (order, _) in placed {
+        order_rows.push(placeholder_row(values.len() + 1, 9));
         values.extend([
             order.id.as_uuid().into(),
-            line_no.into(),
-            line.sku.as_str().into(),
-            // Quantities are at most 10,000.
-            i32::try_from(line.quantity).unwrap_or(i32::MAX).into(),
-            line.unit_price_minor.into(),
+            order.customer_id.as_str().into(),
+            order.currency.as_str().into(),
+            order.total_minor.into(),
+            order.status.as_str().into(),
+            order.status_reason.as_str().into(),
+            order.correlation_id.as_str().into(),
+            order.created_at.fixed_offset().into(),
+            order.updated_at.fixed_offset().into(),
         ]);
     }
-    let lines_cte = if lines.is_empty() {
+    let mut line_rows = Vec::new();
+    for (order, _) in placed {
+        for (line, line_no) in order.lines.iter().zip(0_i32..) {
+            line_rows.push(placeholder_row(values.len() + 1, 5));
+            values.extend([
+                order.id.as_uuid().into(),
+                line_no.into(),
+                line.sku.as_str().into(),
+                // Quantities are at most 10,000.
+                i32::try_from(line.quantity).unwrap_or(i32::MAX).into(),
+                line.unit_price_minor.into(),
+            ]);
+        }
+    }
+    let mut event_rows = Vec::with_capacity(placed.len());
+    for (_, event) in placed {
+        event_rows.push(format!("({})", event.placeholders(values.len() + 1)));
+        values.extend(event.clone().into_values());
+    }
+    let lines_cte = if line_rows.is_empty() {
         String::new()
     } else {
         format!(
             ", lines AS (INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) VALUES {})",
-            lines.join(", ")
+            line_rows.join(", ")
         )
     };
     let sql = format!(
         "WITH placed AS (INSERT INTO orders (id, customer_id, currency, total_minor, status, status_reason, correlation_id, created_at, updated_at) \
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)){lines_cte} \
-         INSERT INTO outbox ({columns}) VALUES ({placeholders})",
+           VALUES {orders}){lines_cte} \
+         INSERT INTO outbox ({columns}) VALUES {events}",
+        orders = order_rows.join(", "),
         columns = OutboxRow::COLUMNS,
-        placeholders = event.placeholders(values.len() + 1),
+        events = event_rows.join(", "),
     );
-    values.extend(event.into_values());
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// One idempotency key to claim for the order that would be placed under it.
+pub(super) struct KeyClaim<'a> {
+    pub key: &'a str,
+    pub fingerprint: &'a [u8],
+    pub order: &'a Order,
+}
+
+/// Claims every key not yet taken, in one statement; the ids of the
+/// orders whose key was claimed come back (a key another transaction holds
+/// waits for its outcome, as a single insert would).
+pub(super) fn keys_claim_statement(claims: &[KeyClaim<'_>]) -> Statement {
+    let mut values: Vec<Value> = Vec::with_capacity(claims.len() * 4);
+    let mut claim_rows = Vec::with_capacity(claims.len());
+    for claim in claims {
+        claim_rows.push(placeholder_row(values.len() + 1, 4));
+        values.extend([
+            claim.key.into(),
+            claim.fingerprint.to_vec().into(),
+            claim.order.id.as_uuid().into(),
+            claim.order.created_at.fixed_offset().into(),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO idempotency_keys (key, request_hash, order_id, created_at) VALUES {} \
+         ON CONFLICT (key) DO NOTHING RETURNING order_id",
+        claim_rows.join(", ")
+    );
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// One statement moving each order of `moved` to its new status and
+/// writing its event.
+pub(super) fn cancellations_statement(moved: &[(&Order, OutboxRow)]) -> Statement {
+    let mut values: Vec<Value> = Vec::new();
+    let mut status_rows = Vec::with_capacity(moved.len());
+    for (order, _) in moved {
+        let first = values.len() + 1;
+        // Typed once, in the first row: the VALUES list's column types.
+        status_rows.push(if first == 1 {
+            "($1::uuid, $2::text, $3::text, $4::timestamptz)".to_owned()
+        } else {
+            placeholder_row(first, 4)
+        });
+        values.extend([
+            order.id.as_uuid().into(),
+            order.status.as_str().into(),
+            order.status_reason.as_str().into(),
+            order.updated_at.fixed_offset().into(),
+        ]);
+    }
+    let mut event_rows = Vec::with_capacity(moved.len());
+    for (_, event) in moved {
+        event_rows.push(format!("({})", event.placeholders(values.len() + 1)));
+        values.extend(event.clone().into_values());
+    }
+    let sql = format!(
+        "WITH moved AS (UPDATE orders SET status = v.status, status_reason = v.status_reason, updated_at = v.updated_at \
+           FROM (VALUES {statuses}) AS v (id, status, status_reason, updated_at) WHERE orders.id = v.id) \
+         INSERT INTO outbox ({columns}) VALUES {events}",
+        statuses = status_rows.join(", "),
+        columns = OutboxRow::COLUMNS,
+        events = event_rows.join(", "),
+    );
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 

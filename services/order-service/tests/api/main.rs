@@ -4,6 +4,7 @@
 
 mod cancelling;
 mod delivery;
+mod group_commit;
 mod health;
 mod helpers;
 mod idempotency;
