@@ -265,7 +265,9 @@ pub mod database {
             .connect_timeout(Duration::from_secs(3))
             .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
-        Database::connect(options).await
+        let mut db = Database::connect(options).await?;
+        ordo_outbox::statements::count_statements_of(&mut db);
+        Ok(db)
     }
 
     /// Applies `schema`'s pending migrations at `url` while holding an

@@ -21,6 +21,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::hops::{Costs, Snapshot, Watched};
 use crate::latency::Percentiles;
 
 /// Clients of the closed-loop and raw SQL phases.
@@ -29,22 +30,45 @@ pub const CLIENTS: usize = 16;
 /// What the lifecycle run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lifecycle {
+    /// Every batching setting at its default.
+    pub batching: Pipeline,
+    /// Every batching setting off ([`BATCHING_OFF`]): one order per
+    /// transaction on every hop, as before group commit.
+    pub unbatched: Pipeline,
+    /// `OUTBOX_PARTITIONS` of the write path runs (the service's default unless set).
+    pub write_path_partitions: String,
+    /// The write path with one outbox partition: one relay actor, fuller rounds.
+    pub write_path_one_partition_place_per_second: f64,
+    /// Open loop at the sustained-throughput rate (batching on).
+    pub sustained: OpenLoop,
+    /// Open loop at the latency rate (batching on).
+    pub latency: OpenLoop,
+    pub resident_mb: Vec<(String, f64)>,
+}
+
+/// The figures of one pipeline: write path, closed loop, and an open loop
+/// at half the closed loop's terminal rate, with what each order cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
     /// PlaceOrder closed loop with the order service (and its relay) only.
     pub write_path_place_per_second: f64,
-    /// `OUTBOX_PARTITIONS` of that run (the service's default unless set).
-    pub write_path_partitions: String,
-    /// The same with one outbox partition: one relay actor, fuller rounds.
-    pub write_path_one_partition_place_per_second: f64,
+    pub write_path_costs: Costs,
     /// PlaceOrder closed loop with the whole life cycle running.
     pub closed_loop_place_per_second: f64,
     /// Orders that reached their verdict, per second, in that closed loop.
     pub closed_loop_terminal_per_second: f64,
-    /// Open loop at the sustained-throughput rate.
-    pub sustained: OpenLoop,
-    /// Open loop at the latency rate.
-    pub latency: OpenLoop,
-    pub resident_mb: Vec<(String, f64)>,
+    pub closed_loop_costs: Costs,
+    /// Open loop at half `closed_loop_terminal_per_second`.
+    pub half_rate: OpenLoop,
 }
+
+/// The settings that switch every batching off (unknown names are
+/// ignored by the binaries that do not read them).
+pub const BATCHING_OFF: &[(&str, &str)] = &[
+    ("GROUP_COMMIT_MAX", "1"),
+    ("STATUS_SETTLE_BATCH", "1"),
+    ("PROCESSOR_SETTLE_BATCH", "1"),
+];
 
 /// The open-loop runs to make.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +106,17 @@ impl OpenLoop {
 struct Process {
     name: &'static str,
     child: Child,
+    metrics: std::net::SocketAddr,
+}
+
+impl Process {
+    fn watched(&self) -> Watched {
+        Watched {
+            name: self.name,
+            pid: self.child.id(),
+            metrics: self.metrics,
+        }
+    }
 }
 
 async fn spawn(
@@ -90,10 +125,11 @@ async fn spawn(
     env: &[(&str, String)],
 ) -> anyhow::Result<(Process, String)> {
     let port = ordo_testkit::free_port()?;
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], ordo_testkit::free_port()?));
     let child = Command::new(bin_dir.join(name))
         .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
         .env("GRPC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_LISTEN_ADDR", "off")
+        .env("METRICS_LISTEN_ADDR", metrics.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -111,7 +147,14 @@ async fn spawn(
             .await
             .is_some()
         {
-            return Ok((Process { name, child }, format!("http://{addr}")));
+            return Ok((
+                Process {
+                    name,
+                    child,
+                    metrics,
+                },
+                format!("http://{addr}"),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -173,20 +216,62 @@ async fn watch_verdicts(nats_url: &str) -> anyhow::Result<Verdicts> {
     Ok(verdicts)
 }
 
-/// Runs the lifecycle phases with binaries from `bin_dir`.
+/// Runs the lifecycle phases with binaries from `bin_dir`: the pipeline
+/// with batching off, then on (and the open-loop runs of `plan` with it).
 pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     let write_path_one_partition_place_per_second = write_path_alone(bin_dir, "1").await?;
+    let off: Vec<(&'static str, String)> = BATCHING_OFF
+        .iter()
+        .map(|(name, value)| (*name, (*value).to_owned()))
+        .collect();
+    eprintln!("  every batching setting off:");
+    let (unbatched, _) = pipeline(bin_dir, &off, None).await?;
+    eprintln!("  batching on (the defaults):");
+    let (batching, extra) = pipeline(bin_dir, &[], Some(plan)).await?;
+    let (sustained, latency, resident_mb) = extra.context("the open-loop runs of the plan")?;
+    Ok(Lifecycle {
+        batching,
+        unbatched,
+        write_path_partitions: std::env::var("OUTBOX_PARTITIONS").unwrap_or_else(|_| "16".into()),
+        write_path_one_partition_place_per_second,
+        sustained,
+        latency,
+        resident_mb,
+    })
+}
+
+type PlanRuns = (OpenLoop, OpenLoop, Vec<(String, f64)>);
+
+/// The three binaries with `env` on a nats-server and databases of their
+/// own: write path, closed loop, open loop at half its rate; then, given a
+/// plan, its open-loop runs and the resident memory.
+async fn pipeline(
+    bin_dir: &Path,
+    env: &[(&'static str, String)],
+    plan: Option<Plan>,
+) -> anyhow::Result<(Pipeline, Option<PlanRuns>)> {
     let nats = NatsServer::start().await?;
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
-    let (payments, payments_url) = spawn(bin_dir, "payments-sim", &[]).await?;
+    let admin = sea_orm::Database::connect(orders_db.url()).await?;
+    let databases = [
+        ("orders", orders_db.name()),
+        ("processor", processor_db.name()),
+    ];
+    let with = |own: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        own.iter()
+            .cloned()
+            .chain(env.iter().map(|(k, v)| (*k, v.clone())))
+            .collect()
+    };
+    let (payments, payments_url) = spawn(bin_dir, "payments-sim", &with(&[])).await?;
     let (orders, orders_url) = spawn(
         bin_dir,
         "order-service",
-        &[
+        &with(&[
             ("DATABASE_URL", orders_db.url().to_owned()),
             ("NATS_URL", nats.url()),
-        ],
+        ]),
     )
     .await?;
     let verdicts = watch_verdicts(&nats.url()).await?;
@@ -198,67 +283,92 @@ pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     eprintln!(
         "  write path: {CLIENTS} clients back to back for {closed_for:?}, processor not started"
     );
+    let before = Snapshot::take(&[orders.watched()], &admin, &databases[..1]).await;
     let written = closed_loop(&clients, closed_for, 10_000_000).await;
     let write_path_place_per_second = written as f64 / closed_for.as_secs_f64();
+    // Let the relay publish what was written: its rounds count here too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = Snapshot::take(&[orders.watched()], &admin, &databases[..1]).await;
+    let write_path_costs = Costs::between(&before, &after, written);
 
     let (processor, _) = spawn(
         bin_dir,
         "processor",
-        &[
+        &with(&[
             ("DATABASE_URL", processor_db.url().to_owned()),
             ("NATS_URL", nats.url()),
             ("PAYMENTS_URL", payments_url),
-        ],
+        ]),
     )
     .await?;
     settle(&verdicts, written, Duration::from_secs(120)).await;
     clear(&verdicts);
+    let watched = [orders.watched(), processor.watched(), payments.watched()];
 
     // The whole life cycle, closed loop: CLIENTS callers back to back for
     // 10 s; terminal orders counted until the last of them settles.
     eprintln!("  life cycle: {CLIENTS} clients back to back for {closed_for:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = Snapshot::take(&watched, &admin, &databases).await;
     let closed_started = Instant::now();
     let placed_closed = closed_loop(&clients, closed_for, 500_000_000).await;
     let closed_loop_place_per_second = placed_closed as f64 / closed_for.as_secs_f64();
     let settled_closed = settle(&verdicts, placed_closed, Duration::from_secs(120)).await;
     let closed_loop_terminal_per_second =
         settled_closed as f64 / closed_started.elapsed().as_secs_f64();
+    // PostgreSQL's statistics reach pg_stat_database within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = Snapshot::take(&watched, &admin, &databases).await;
+    let closed_loop_costs = Costs::between(&before, &after, settled_closed);
     clear(&verdicts);
 
-    let sustained = open_loop(
-        &clients,
-        &verdicts,
-        plan.sustain_rate,
-        plan.sustain_for,
-        1_000_000_000,
-    )
-    .await;
+    let half = (closed_loop_terminal_per_second / 2.0).round().max(1.0) as u32;
+    let half_rate = open_loop(&clients, &verdicts, half, LATENCY_FOR, 700_000_000).await;
     clear(&verdicts);
-    let latency = open_loop(
-        &clients,
-        &verdicts,
-        plan.latency_rate,
-        plan.latency_for,
-        2_000_000_000,
-    )
-    .await;
 
-    let resident = [&payments, &orders, &processor]
-        .iter()
-        .map(|p| (p.name.to_owned(), resident_mb(p)))
-        .collect();
+    let extra = match plan {
+        None => None,
+        Some(plan) => {
+            let sustained = open_loop(
+                &clients,
+                &verdicts,
+                plan.sustain_rate,
+                plan.sustain_for,
+                1_000_000_000,
+            )
+            .await;
+            clear(&verdicts);
+            let latency = open_loop(
+                &clients,
+                &verdicts,
+                plan.latency_rate,
+                plan.latency_for,
+                2_000_000_000,
+            )
+            .await;
+            let resident = [&payments, &orders, &processor]
+                .iter()
+                .map(|p| (p.name.to_owned(), resident_mb(p)))
+                .collect();
+            Some((sustained, latency, resident))
+        }
+    };
     drop((payments, orders, processor));
-    Ok(Lifecycle {
-        write_path_place_per_second,
-        write_path_partitions: std::env::var("OUTBOX_PARTITIONS").unwrap_or_else(|_| "16".into()),
-        write_path_one_partition_place_per_second,
-        closed_loop_place_per_second,
-        closed_loop_terminal_per_second,
-        sustained,
-        latency,
-        resident_mb: resident,
-    })
+    Ok((
+        Pipeline {
+            write_path_place_per_second,
+            write_path_costs,
+            closed_loop_place_per_second,
+            closed_loop_terminal_per_second,
+            closed_loop_costs,
+            half_rate,
+        },
+        extra,
+    ))
 }
+
+/// How long the half-rate open loop runs.
+const LATENCY_FOR: Duration = Duration::from_secs(15);
 
 /// The write path of an order service with `partitions` outbox partitions
 /// over a database and a nats-server of its own: 16 clients back to back

@@ -25,6 +25,7 @@
 //!
 //! Usage: `ordo-bench [--backlog N] [--rate R] [--sustain R] [--seconds S] [--lifecycle true|false]`
 
+mod hops;
 mod latency;
 mod lifecycle;
 mod load;

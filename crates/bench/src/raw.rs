@@ -115,7 +115,7 @@ pub async fn claim_and_delete(rows: u64, workers: u32) -> anyhow::Result<Through
             while !partitions.is_empty() {
                 let mut still = Vec::new();
                 for partition in partitions {
-                    let batch = outbox_claim_batch(&pool, partition, "bench", 256).await?;
+                    let batch = outbox_claim_batch(&pool, partition, "bench", 256, &[]).await?;
                     if batch.is_empty() {
                         continue;
                     }

@@ -14,10 +14,14 @@
 //! than a horizon (which must outlast the duplicate window, or a late
 //! duplicate would find no row) in small batches, run by one replica at a
 //! time under a [`lease`] so replicas neither double the work nor deadlock.
+//!
+//! [`settle`] writes the statements that settle messages by group commit:
+//! many messages to a transaction, each with its own inbox row and result.
 #![forbid(unsafe_code)]
 
 pub mod lease;
 mod retention;
+pub mod settle;
 
 pub use retention::{
     INBOX_RETENTION, InboxRetention, Retention, RetentionConfig, RetentionJob, Sweep,

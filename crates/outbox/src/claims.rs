@@ -1,5 +1,6 @@
 //! The relay's queries on the `outbox` table: claim a partition's oldest
-//! rows (fenced by the lease), delete what was acked, measure the backlog.
+//! rows (fenced by the lease), delete what was acked (alone, or folded into
+//! the next claim), measure the backlog.
 //!
 //! Hand-written SQL, because the plan matters: the claim must walk the
 //! `(partition, id)` primary key even on a table of millions of rows (the
@@ -39,22 +40,53 @@ WHERE partition = $1
 ORDER BY id
 LIMIT $3";
 
+/// The claim query that first deletes the rows of the round before (`$4`,
+/// their ids: acked, so deleting them needs no lease): one statement per
+/// round under load. The claim skips them (it reads the table as it was
+/// before the delete).
+pub const DELETE_AND_CLAIM_SQL: &str = "\
+WITH done AS (DELETE FROM outbox WHERE partition = $1 AND id = ANY($4))
+SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
+FROM outbox
+WHERE partition = $1
+  AND NOT (id = ANY($4))
+  AND EXISTS (SELECT 1 FROM outbox_leases
+              WHERE partition = $1 AND owner = $2 AND expires_at > now())
+  AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                  WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
+ORDER BY id
+LIMIT $3";
+
 /// Up to `limit` rows of `partition` in id order, if `owner` still holds
 /// its lease; none otherwise (a replica that lost its lease stops at once).
+/// The rows `acked` before (published, not yet deleted) are deleted in the
+/// same statement.
 pub async fn outbox_claim_batch(
     db: &DatabaseConnection,
     partition: i32,
     owner: &str,
     limit: u32,
+    acked: &[i64],
 ) -> Result<Vec<entity::Model>, DbErr> {
-    entity::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
+    let statement = if acked.is_empty() {
+        Statement::from_sql_and_values(
             DbBackend::Postgres,
             CLAIM_SQL,
             [partition.into(), owner.into(), i64::from(limit).into()],
-        ))
-        .all(db)
-        .await
+        )
+    } else {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            DELETE_AND_CLAIM_SQL,
+            [
+                partition.into(),
+                owner.into(),
+                i64::from(limit).into(),
+                Value::from(acked.to_vec()),
+            ],
+        )
+    };
+    entity::Entity::find().from_raw_sql(statement).all(db).await
 }
 
 /// Deletes exactly the rows of `partition` in `ids`, in one statement.
@@ -177,5 +209,7 @@ async fn pool(
         .acquire_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
         .map_sqlx_postgres_opts(move |options| options.options(settings.iter().copied()));
-    Database::connect(options).await
+    let mut db = Database::connect(options).await?;
+    crate::statements::count_statements_of(&mut db);
+    Ok(db)
 }

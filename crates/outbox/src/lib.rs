@@ -66,6 +66,7 @@ pub mod publish;
 pub mod relay;
 pub mod repartition;
 pub mod settings;
+pub mod statements;
 pub mod stream;
 
 pub use actors::Nudger;

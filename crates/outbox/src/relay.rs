@@ -1,6 +1,12 @@
 //! One round of one partition: claim a batch, publish it, delete what was
 //! acked. Plain async code; the relay actor decides when rounds run.
 //!
+//! Under load the delete is folded into the next round's claim (one
+//! statement a round): a round whose batch was full leaves its acked rows
+//! to the next claim, which runs at once; any other round deletes them
+//! itself. Deleting acked rows needs no lease, so rows carried by an actor
+//! that stops are deleted on its way out.
+//!
 //! Publishing is pipelined across aggregates and serial within one: the
 //! batch is split into per-aggregate chains (in id order), the chains run
 //! concurrently (at most `max_in_flight` at once), and a chain stops at its
@@ -30,7 +36,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 use tower::{Service as _, ServiceExt as _};
 use tracing::Instrument as _;
 
-use crate::claims::{outbox_claim_batch, outbox_delete, outbox_park};
+pub use crate::claims::outbox_delete;
+use crate::claims::{outbox_claim_batch, outbox_park};
 use crate::config::StreamSettings;
 use crate::entity;
 use crate::faults::Faults;
@@ -39,7 +46,7 @@ use crate::metrics::RelayMetrics;
 use crate::publish::{OutboundEvent, PublishService};
 
 /// What one round did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoundReport {
     pub claimed: usize,
     pub published: usize,
@@ -48,6 +55,9 @@ pub struct RoundReport {
     pub parked: usize,
     /// The lease ran out under the round: it published nothing more.
     pub fenced: bool,
+    /// Rows acked and not yet deleted: the next claim deletes them (the
+    /// round's batch was full, so the next round runs at once).
+    pub carried: Vec<i64>,
 }
 
 /// A round stops publishing this long before the lease view runs out.
@@ -58,6 +68,13 @@ impl RoundReport {
     pub fn was_full(&self, batch_size: u32) -> bool {
         self.claimed >= batch_size as usize
     }
+}
+
+/// Whether a round deletes its acked rows itself, or leaves them to the
+/// next round's claim: it leaves them when the next round runs at once
+/// (its batch was full), so a busy partition spends one statement a round.
+pub fn delete_now(claimed: usize, batch_size: u32, fenced: bool) -> bool {
+    fenced || claimed < batch_size as usize
 }
 
 /// Everything a partition's rounds need; shared by its actor's restarts.
@@ -88,11 +105,19 @@ impl std::fmt::Debug for PartitionRelay {
 }
 
 impl PartitionRelay {
-    /// Claims, publishes and deletes one batch.
-    pub async fn round(&self) -> Result<RoundReport, DbErr> {
+    /// Deletes `carried` (rows a round before acked) and claims, publishes
+    /// and deletes one batch — or leaves its acked rows to the next round
+    /// (see [`delete_now`]).
+    pub async fn round(&self, carried: &[i64]) -> Result<RoundReport, DbErr> {
         Faults::strike(&self.faults.panic_before_claim, "panic before claim");
-        let rows =
-            outbox_claim_batch(&self.db, self.partition, &self.owner, self.batch_size).await?;
+        let rows = outbox_claim_batch(
+            &self.db,
+            self.partition,
+            &self.owner,
+            self.batch_size,
+            carried,
+        )
+        .await?;
         self.metrics.claims.fetch_add(1, Relaxed);
         if rows.is_empty() {
             self.metrics.empty_claims.fetch_add(1, Relaxed);
@@ -129,7 +154,11 @@ impl PartitionRelay {
             );
         }
         Faults::strike(&self.faults.panic_before_delete, "panic before delete");
-        outbox_delete(&self.db, self.partition, acked).await?;
+        if delete_now(claimed, self.batch_size, report.fenced) || !parked.is_empty() {
+            outbox_delete(&self.db, self.partition, acked).await?;
+        } else {
+            report.carried = acked;
+        }
         for (id, reason) in parked {
             outbox_park(&self.db, self.partition, id, &reason).await?;
             self.metrics.parked.fetch_add(1, Relaxed);
@@ -309,6 +338,20 @@ mod tests {
             headers: serde_json::json!({}),
             created_at: chrono::Utc::now().fixed_offset(),
         }
+    }
+
+    #[test]
+    fn only_a_full_unfenced_round_leaves_its_delete_to_the_next_claim() {
+        assert!(
+            !delete_now(256, 256, false),
+            "full: the next round runs at once"
+        );
+        assert!(delete_now(255, 256, false), "not full: the actor may idle");
+        assert!(
+            delete_now(256, 256, true),
+            "fenced: the next round may never come"
+        );
+        assert!(delete_now(0, 256, false));
     }
 
     #[test]

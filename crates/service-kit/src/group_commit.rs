@@ -30,6 +30,12 @@ pub struct GroupCommitConfig {
 }
 
 impl GroupCommitConfig {
+    /// Every job written alone.
+    pub const OFF: Self = Self {
+        max_batch: 1,
+        writers: 1,
+    };
+
     /// Whether jobs are written together at all.
     pub fn is_batching(&self) -> bool {
         self.max_batch > 1

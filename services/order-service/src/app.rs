@@ -64,7 +64,8 @@ impl Application {
             settings.relay.partitions,
             relay.as_ref().map(RelayHandle::nudger),
         )
-        .with_group_commit(settings.group_commit);
+        .with_group_commit(settings.group_commit)
+        .with_status_settlement(settings.status_settle_batch);
         let metrics = Arc::new(ServiceMetrics {
             relay: relay
                 .as_ref()
@@ -236,6 +237,7 @@ impl Application {
                     nats_security: self.settings.relay.nats_security.clone(),
                     stream: self.settings.relay.stream.clone(),
                     counters: Arc::clone(&self.metrics.status),
+                    concurrency: self.settings.status_concurrency,
                 }
                 .run(consumer_stop),
             )

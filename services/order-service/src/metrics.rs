@@ -38,6 +38,7 @@ impl MetricsSource for ServiceMetrics {
             self.status.expose(out, CONSUMER_NAME);
             self.jetstream.expose(out);
             ordo_service_kit::group_commit::expose(out, &self.group_commits);
+            ordo_outbox::statements::expose(out);
             ordo_telemetry::process::expose(
                 out,
                 env!("CARGO_PKG_VERSION"),

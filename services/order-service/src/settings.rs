@@ -54,6 +54,11 @@ pub struct Settings {
     pub outbox_relay: bool,
     /// `STATUS_CONSUMER`: consume the processor's verdicts in this process.
     pub status_consumer: bool,
+    /// `STATUS_CONSUMER_CONCURRENCY`: verdicts handled at once.
+    pub status_concurrency: usize,
+    /// `STATUS_SETTLE_BATCH` (1 turns batching off): verdicts settled in
+    /// one transaction at most, two transactions in flight at once.
+    pub status_settle_batch: GroupCommitConfig,
     /// `ORDER_SERVICE_ADMIN_TOKEN` (named `admin`) and
     /// `ORDER_SERVICE_ADMIN_TOKENS` (`name:token,…`): the bearer tokens of
     /// the admin RPCs (the outbox's parked events); none disables them.
@@ -97,6 +102,11 @@ impl Default for Settings {
             },
             outbox_relay: true,
             status_consumer: true,
+            status_concurrency: 16,
+            status_settle_batch: GroupCommitConfig {
+                max_batch: 64,
+                writers: 2,
+            },
             admin_tokens: Vec::new(),
             group_commit: GroupCommitConfig {
                 max_batch: 64,
@@ -243,6 +253,19 @@ impl Settings {
             relay,
             outbox_relay: env.flag("OUTBOX_RELAY", defaults.outbox_relay)?,
             status_consumer: env.flag("STATUS_CONSUMER", defaults.status_consumer)?,
+            status_concurrency: env.number(
+                "STATUS_CONSUMER_CONCURRENCY",
+                1..=1024,
+                defaults.status_concurrency,
+            )?,
+            status_settle_batch: GroupCommitConfig {
+                max_batch: env.number(
+                    "STATUS_SETTLE_BATCH",
+                    1..=1024,
+                    defaults.status_settle_batch.max_batch,
+                )?,
+                ..defaults.status_settle_batch
+            },
             inbox_retention,
         })
     }

@@ -76,7 +76,8 @@ impl Application {
             db,
             settings.relay.partitions,
             relay.as_ref().map(RelayHandle::nudger),
-        );
+        )
+        .with_settlement(settings.consuming.settle_batch);
         let (nats, nats_refusal) = ordo_service_kit::nats::connect_service(
             &settings.relay.nats_url,
             &settings.relay.nats_security,
@@ -102,6 +103,7 @@ impl Application {
             payment_retries: handler.payments.retries(),
             payments_breaker: handler.payments.breaker(),
             jetstream: Arc::default(),
+            settlement: store.settlement_counts(),
         });
         let metrics_endpoint =
             MetricsEndpoint::start(settings.metrics_listen_addr, Arc::clone(&metrics) as _).await?;

@@ -72,6 +72,8 @@ pub struct ProcessorMetrics {
     pub payment_retries: Arc<AtomicU64>,
     pub payments_breaker: Arc<CircuitBreaker>,
     pub jetstream: Arc<JetStreamGauges>,
+    /// Batched settlement's transactions and statements, when on.
+    pub settlement: Option<Arc<ordo_service_kit::group_commit::BatchCounts>>,
 }
 
 impl MetricsSource for ProcessorMetrics {
@@ -90,6 +92,10 @@ impl MetricsSource for ProcessorMetrics {
             }
             expose_breakers(out, &breakers);
             self.jetstream.expose(out);
+            ordo_outbox::statements::expose(out);
+            if let Some(settlement) = &self.settlement {
+                ordo_service_kit::group_commit::expose(out, &[("settle", Arc::clone(settlement))]);
+            }
             ordo_telemetry::process::expose(
                 out,
                 env!("CARGO_PKG_VERSION"),

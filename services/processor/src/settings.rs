@@ -12,6 +12,7 @@ use ordo_service_kit::serving::ServerLimits;
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
+use ordo_service_kit::group_commit::GroupCommitConfig;
 pub use ordo_service_kit::{LogFormat, SettingsError};
 pub use ordo_telemetry::TelemetryConfig;
 
@@ -92,6 +93,10 @@ pub struct ConsumerSettings {
     pub ack_wait: Duration,
     /// `PROCESSOR_CONCURRENCY`: messages handled at once per replica.
     pub concurrency: usize,
+    /// `PROCESSOR_SETTLE_BATCH` (1 turns batching off): record writes and
+    /// settlements that arrive together are written in one transaction,
+    /// two transactions in flight at once.
+    pub settle_batch: GroupCommitConfig,
     /// `PROCESSOR_BACKOFF` (kind, default full-jitter), `PROCESSOR_BACKOFF_BASE`,
     /// `PROCESSOR_BACKOFF_MAX`: the NAK delay after failed attempt n (full
     /// jitter: a random time up to base × 2^(n-1), capped).
@@ -171,6 +176,10 @@ impl Default for Settings {
                 max_deliver: None,
                 ack_wait: Duration::from_secs(30),
                 concurrency: 32,
+                settle_batch: GroupCommitConfig {
+                    max_batch: 64,
+                    writers: 2,
+                },
                 backoff: Backoff::full_jitter(Duration::from_secs(1), Duration::from_secs(60)),
                 instance: instance.clone(),
             },
@@ -338,6 +347,14 @@ impl Settings {
                     1..=1024,
                     defaults.consuming.concurrency,
                 )?,
+                settle_batch: GroupCommitConfig {
+                    max_batch: env.number(
+                        "PROCESSOR_SETTLE_BATCH",
+                        1..=1024,
+                        defaults.consuming.settle_batch.max_batch,
+                    )?,
+                    ..defaults.consuming.settle_batch
+                },
                 backoff: backoff_from(&env, PROCESSOR_BACKOFF, defaults.consuming.backoff)?,
                 instance: instance.clone(),
             },

@@ -18,8 +18,10 @@
 //! the settling statement after it.
 
 use chrono::{DateTime, Utc};
+use ordo_inbox::settle::{Settlement, Write};
 use ordo_lifecycle::payment::{Outcome, Record, Stage, Verdict};
 use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount};
+use ordo_service_kit::group_commit::GroupCommitConfig;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlErr, Statement,
     TransactionTrait, Value,
@@ -152,15 +154,36 @@ pub struct ProcessingStore {
     db: DatabaseConnection,
     partitions: PartitionCount,
     nudger: Option<Nudger>,
+    /// Where record writes and settlements go: many to a transaction when
+    /// they arrive together (batching off unless configured).
+    settlement: Settlement,
 }
 
 impl ProcessingStore {
     pub fn new(db: DatabaseConnection, partitions: PartitionCount, nudger: Option<Nudger>) -> Self {
+        let settlement = Settlement::new(db.clone(), GroupCommitConfig::OFF);
         Self {
             db,
             partitions,
             nudger,
+            settlement,
         }
+    }
+
+    /// The same store settling messages by group commit (`config`).
+    pub fn with_settlement(self, config: GroupCommitConfig) -> Self {
+        Self {
+            settlement: Settlement::new(self.db.clone(), config),
+            ..self
+        }
+    }
+
+    /// Batched settlement's counts (transactions, statements in them);
+    /// none with batching off.
+    pub fn settlement_counts(
+        &self,
+    ) -> Option<std::sync::Arc<ordo_service_kit::group_commit::BatchCounts>> {
+        self.settlement.counts()
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -214,8 +237,11 @@ impl ProcessingStore {
     /// must outlive the message). `false` when the record moved meanwhile.
     pub async fn record_save(&self, write: RecordWrite<'_>) -> Result<bool, DbErr> {
         let (sql, values) = record_write_sql(&write, 0);
-        let done = self.db.execute_raw(statement(&sql, values)).await?;
-        Ok(done.rows_affected() == 1)
+        let written = self
+            .settlement
+            .run(Write::RowsAffected(statement(&sql, values)))
+            .await?;
+        Ok(written == 1)
     }
 
     /// Settles a message in one statement: the record written (if still at
@@ -273,21 +299,11 @@ impl ProcessingStore {
             Outcome::Applied(what) => Settled::Applied(what.clone()),
             Outcome::Ignored(why) => Settled::Ignored(why.clone()),
         };
-        let done = match partition {
-            Some(_) => self
-                .db
-                .execute_raw(statement(&sql, values))
-                .await
-                .map(|done| done.rows_affected() == 1),
-            None => self
-                .db
-                .query_one_raw(statement(&sql, values))
-                .await
-                .and_then(|row| {
-                    row.map_or(Ok(0), |row| row.try_get_by_index::<i64>(0))
-                        .map(|count| count == 1)
-                }),
+        let write = match partition {
+            Some(_) => Write::RowsAffected(statement(&sql, values)),
+            None => Write::Count(statement(&sql, values)),
         };
+        let done = self.settlement.run(write).await.map(|rows| rows == 1);
         match done {
             Ok(true) => {
                 if let Some(partition) = partition {

@@ -95,6 +95,8 @@ pub struct RelayActor {
     /// The round in flight, to abort when the lease is lost.
     round: Option<tokio::task::AbortHandle>,
     pending: Arc<AtomicBool>,
+    /// Rows the last round acked and left to the next claim to delete.
+    carried: Vec<i64>,
     _running_flag: Option<RunningFlag>,
 }
 
@@ -120,6 +122,7 @@ impl RelayActor {
             timer: None,
             round: None,
             pending,
+            carried: Vec::new(),
             _running_flag: None,
         }
     }
@@ -147,9 +150,12 @@ impl RelayActor {
         self.nudged = false;
         self.pending.store(false, Ordering::Release);
         let relay = self.relay.clone();
+        // Kept until the round is done: a round that fails deletes them
+        // again next time (deleting twice is harmless).
+        let carried = self.carried.clone();
         let round = tokio::spawn(tokio::time::timeout(
             self.pacing.round_timeout,
-            async move { relay.round().await },
+            async move { relay.round(&carried).await },
         ));
         self.round = Some(round.abort_handle());
         ctx.spawn(
@@ -171,6 +177,9 @@ impl RelayActor {
                     ctx.stop();
                     return;
                 }
+                if let RoundOutcome::Done(report) = &outcome {
+                    actor.carried.clone_from(&report.carried);
+                }
                 if actor.stopping {
                     ctx.stop();
                     return;
@@ -182,7 +191,7 @@ impl RelayActor {
                         ctx.stop();
                         return;
                     }
-                    RoundOutcome::Done(report) => actor.delay_after(report),
+                    RoundOutcome::Done(report) => actor.delay_after(&report),
                     RoundOutcome::Failed(err) => {
                         actor.error_delay = bounded(actor.error_delay * 2, actor.pacing);
                         tracing::warn!(partition = actor.relay.partition, error = %err, retry_in = ?actor.error_delay, "relay round failed");
@@ -202,7 +211,7 @@ impl RelayActor {
     }
 
     /// How long to wait after a round that completed.
-    fn delay_after(&mut self, report: RoundReport) -> Duration {
+    fn delay_after(&mut self, report: &RoundReport) -> Duration {
         if report.failed > 0 {
             self.error_delay = bounded(self.error_delay * 2, self.pacing);
             return self.error_delay;
@@ -241,6 +250,17 @@ impl Actor for RelayActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // Rows published and left to a next round that will not come:
+        // deleting them needs no lease, so do it on the way out.
+        let carried = std::mem::take(&mut self.carried);
+        if !carried.is_empty() {
+            let (db, partition) = (self.relay.db.clone(), self.relay.partition);
+            tokio::spawn(async move {
+                if let Err(err) = crate::relay::outbox_delete(&db, partition, carried).await {
+                    tracing::warn!(partition, error = %err, "could not delete published rows on stopping; the next owner publishes them again, as duplicates");
+                }
+            });
+        }
         tracing::debug!(partition = self.relay.partition, "relay actor stopped");
     }
 }

@@ -63,13 +63,13 @@ async fn the_claim_uses_its_index_on_a_large_table() {
     }
     assert_ordered_walk(&claim_plan(&pool, 3).await);
 
-    let claimed = ordo_outbox::claims::outbox_claim_batch(&pool, 3, "me", 256)
+    let claimed = ordo_outbox::claims::outbox_claim_batch(&pool, 3, "me", 256, &[])
         .await
         .unwrap();
     assert_eq!(claimed.len(), 256);
     assert!(claimed.windows(2).all(|pair| pair[0].id < pair[1].id));
     assert!(
-        ordo_outbox::claims::outbox_claim_batch(&pool, 3, "someone-else", 256)
+        ordo_outbox::claims::outbox_claim_batch(&pool, 3, "someone-else", 256, &[])
             .await
             .unwrap()
             .is_empty()
@@ -95,9 +95,56 @@ async fn the_claim_walks_its_index_on_a_fresh_churned_table() {
         .unwrap();
     let pool = relay_pool(harness.database.url(), 1).await.unwrap();
     assert_ordered_walk(&claim_plan(&pool, 5).await);
-    let claimed = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "me", 256)
+    let claimed = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "me", 256, &[])
         .await
         .unwrap();
     assert!(claimed.iter().all(|row| row.partition == 5));
     assert!(claimed.windows(2).all(|pair| pair[0].id < pair[1].id));
+}
+
+/// Under load a round's delete rides on the next claim: the rows acked
+/// before are deleted and skipped, and the claim still walks its index.
+#[tokio::test]
+async fn a_claim_deletes_the_rows_acked_before_and_claims_the_next_ones() {
+    let harness = Harness::new().await;
+    harness
+        .db
+        .execute_unprepared(
+            "INSERT INTO outbox (event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload) \
+             SELECT gen_random_uuid(), 5, 'order', n::text, 'orders.placed', 't', '\\x00' \
+             FROM generate_series(1, 10) AS n; \
+             INSERT INTO outbox_leases (partition, owner, expires_at) VALUES (5, 'me', now() + interval '1 hour');",
+        )
+        .await
+        .unwrap();
+    let pool = relay_pool(harness.database.url(), 1).await.unwrap();
+    let ids =
+        |rows: &[ordo_outbox::entity::Model]| rows.iter().map(|row| row.id).collect::<Vec<_>>();
+    let first = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "me", 4, &[])
+        .await
+        .unwrap();
+    let first = ids(&first);
+    // The first two were acked; the other two failed and are claimed again.
+    let second = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "me", 4, &first[..2])
+        .await
+        .unwrap();
+    let second = ids(&second);
+    assert_eq!(second[..2], first[2..]);
+    assert_eq!(second.len(), 4);
+    let left: i64 = pool
+        .query_one_raw(Statement::from_string(
+            pool.get_database_backend(),
+            "SELECT count(*) AS n FROM outbox",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert_eq!(left, 8, "the two acked rows are gone");
+    // A replica without the lease deletes rows it published, claims nothing.
+    let none = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "someone-else", 4, &second[..1])
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }

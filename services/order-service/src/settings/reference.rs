@@ -31,7 +31,7 @@ pub const SETTINGS: Reference = Reference {
 
 /// How orders are written, the verdicts consumed here, and who may call
 /// the admin RPCs.
-const ORDERS: [Setting; 5] = [
+const ORDERS: [Setting; 7] = [
     Setting::value(
         "GROUP_COMMIT_MAX",
         "64",
@@ -46,6 +46,16 @@ const ORDERS: [Setting; 5] = [
         "STATUS_CONSUMER",
         "true",
         "consume `orders.confirmed` / `.rejected` / `.refunded` in this process",
+    ),
+    Setting::value(
+        "STATUS_CONSUMER_CONCURRENCY",
+        "16",
+        "verdicts handled at once (1–1024)",
+    ),
+    Setting::value(
+        "STATUS_SETTLE_BATCH",
+        "64",
+        "verdicts settled in one transaction at most (1–1024): those that arrive while a commit is in flight go together in the next one, each with its own inbox row; `1` turns batching off",
     ),
     Setting::described(
         "ORDER_SERVICE_ADMIN_TOKEN",

@@ -6,12 +6,15 @@
 //! or its being ignored, or a duplicate — is committed; a database failure
 //! NAKs it with a delay, so it comes back. Set-up retries with backoff until
 //! the stream exists, so the service may start before NATS or the relay.
+//! Up to `STATUS_CONSUMER_CONCURRENCY` messages are handled at once, so
+//! their settlements share transactions (`STATUS_SETTLE_BATCH`); the inbox
+//! keeps each message's effect single, whatever runs beside it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use ordo_outbox::StreamSettings;
 use ordo_service_kit::metrics::ConsumerCounters;
 use tokio::sync::watch;
@@ -35,6 +38,8 @@ pub struct StatusConsumer {
     pub stream: StreamSettings,
     /// Outcomes, for `/metrics`.
     pub counters: Arc<ConsumerCounters>,
+    /// Messages handled at once (their settlements batch together).
+    pub concurrency: usize,
 }
 
 impl StatusConsumer {
@@ -85,12 +90,13 @@ impl StatusConsumer {
             feeds.push(consumer.messages().await?.boxed());
         }
         tracing::info!(stream = self.stream.name, "status consumer running");
-        let mut messages = futures::stream::select_all(feeds);
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            self.handle(message).await;
-        }
-        Ok(())
+        futures::stream::select_all(feeds)
+            .map_err(async_nats::Error::from)
+            .try_for_each_concurrent(self.concurrency.max(1), |message| async move {
+                self.handle(message).await;
+                Ok(())
+            })
+            .await
     }
 
     async fn handle(&self, message: jetstream::Message) {

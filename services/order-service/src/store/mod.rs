@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ordo_inbox::settle::{Settlement, Write};
 use ordo_outbox::{Nudger, PartitionCount, outbox_insert_in_txn};
 use ordo_service_kit::group_commit::{BatchCounts, GroupCommitConfig};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -73,17 +74,30 @@ pub struct OrderStore {
     nudger: Option<Nudger>,
     /// The writers of group commit, when it is on.
     groups: Option<group::Groups>,
+    /// Where verdicts are settled: many to a transaction when they arrive
+    /// together (batching off unless configured).
+    settlement: Settlement,
 }
 
 impl OrderStore {
     /// A store writing events into `partitions` outbox partitions, nudging
     /// the local relay (when there is one) after each commit.
     pub fn new(db: DatabaseConnection, partitions: PartitionCount, nudger: Option<Nudger>) -> Self {
+        let settlement = Settlement::new(db.clone(), GroupCommitConfig::OFF);
         Self {
             db,
             partitions,
             nudger,
             groups: None,
+            settlement,
+        }
+    }
+
+    /// The same store settling verdicts by group commit (`config`).
+    pub fn with_status_settlement(self, config: GroupCommitConfig) -> Self {
+        Self {
+            settlement: Settlement::new(self.db.clone(), config),
+            ..self
         }
     }
 
@@ -98,12 +112,16 @@ impl OrderStore {
     }
 
     /// Group commit's counts (transactions, requests in them) by request
-    /// kind (`place_order`, `cancel_order`); none with group commit off.
+    /// kind (`place_order`, `cancel_order`, and `status` for verdicts);
+    /// none of a kind whose batching is off.
     pub fn group_commit_counters(&self) -> Vec<(&'static str, Arc<BatchCounts>)> {
-        self.groups
+        let mut counters = self
+            .groups
             .as_ref()
             .map(group::Groups::counters)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        counters.extend(self.settlement.counts().map(|counts| ("status", counts)));
+        counters
     }
 
     /// The store's pool (for background jobs on the same database).
@@ -361,8 +379,8 @@ impl OrderStore {
         };
         let applied = status.as_str().to_lowercase();
         let moved = self
-            .db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
+            .settlement
+            .run(Write::RowsAffected(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DbBackend::Postgres,
                 "WITH moved AS ( \
                    UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 \
@@ -382,10 +400,10 @@ impl OrderStore {
                 ]
                 .into_iter()
                 .chain(delivery.values()),
-            ))
+            )))
             .await;
         match moved {
-            Ok(done) if done.rows_affected() == 1 => Ok(Some(StatusOutcome::Applied(applied))),
+            Ok(1) => Ok(Some(StatusOutcome::Applied(applied))),
             Ok(_) => Ok(None),
             Err(err)
                 if matches!(

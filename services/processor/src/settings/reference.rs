@@ -71,7 +71,7 @@ const PAYMENTS: [Setting; 7] = [
 ];
 
 /// How messages are consumed, retried and dead-lettered.
-const CONSUMING: [Setting; 5] = [
+const CONSUMING: [Setting; 6] = [
     Setting::value(
         "PROCESSOR_CONSUMER",
         "true",
@@ -96,6 +96,11 @@ const CONSUMING: [Setting; 5] = [
         "PROCESSOR_CONCURRENCY",
         "32",
         "messages handled at once per replica (1–1024)",
+    ),
+    Setting::value(
+        "PROCESSOR_SETTLE_BATCH",
+        "64",
+        "record writes and settlements written in one transaction at most (1–1024): those that arrive while a commit is in flight go together in the next one, each with its own inbox row; `1` turns batching off",
     ),
 ];
 

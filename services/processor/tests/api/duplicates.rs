@@ -167,7 +167,31 @@ mod racing_copies {
     #[tokio::test]
     async fn twenty_copies_settled_at_once_have_one_effect() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
-        let store = store(&database).await;
+        twenty_copies_have_one_effect(store(&database).await).await;
+    }
+
+    /// Batched settlement: copies of one message in one transaction are
+    /// still one effect, each copy answered on its own.
+    #[tokio::test]
+    async fn twenty_copies_settled_in_shared_transactions_have_one_effect() {
+        let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+        let store = store(&database).await.with_settlement(
+            ordo_service_kit::group_commit::GroupCommitConfig {
+                max_batch: 64,
+                writers: 2,
+            },
+        );
+        let counts = store.settlement_counts().unwrap();
+        twenty_copies_have_one_effect(store).await;
+        let (transactions, statements) = counts.get();
+        assert_eq!(statements, 100);
+        assert!(
+            transactions < statements,
+            "copies shared transactions: {transactions}"
+        );
+    }
+
+    async fn twenty_copies_have_one_effect(store: ProcessingStore) {
         for round in 0..5 {
             let order = OrderRef {
                 order_id: Uuid::now_v7(),

@@ -1,0 +1,215 @@
+//! What each hop costs per order, read around a phase from the outside:
+//! the services' own counters at `/metrics`, PostgreSQL's commit counts
+//! per database, and each process's CPU time from `/proc`.
+//!
+//! ```text
+//! snapshot before ─▶ phase ─▶ snapshot after ─▶ (after − before) / orders
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde::Serialize;
+
+/// A running service as the bench sees it.
+pub struct Watched {
+    pub name: &'static str,
+    pub pid: Option<u32>,
+    pub metrics: SocketAddr,
+}
+
+/// The counters that say how much work was batched (series → value).
+const COUNTERS: &[(&str, &[(&str, &str)])] = &[
+    ("ordo_db_statements_total", &[]),
+    (
+        "ordo_group_commit_transactions_total",
+        &[("request", "place_order")],
+    ),
+    (
+        "ordo_group_commit_requests_total",
+        &[("request", "place_order")],
+    ),
+    (
+        "ordo_group_commit_transactions_total",
+        &[("request", "settle")],
+    ),
+    ("ordo_group_commit_requests_total", &[("request", "settle")]),
+    (
+        "ordo_group_commit_transactions_total",
+        &[("request", "status")],
+    ),
+    ("ordo_group_commit_requests_total", &[("request", "status")]),
+    ("ordo_outbox_published_total", &[]),
+    ("ordo_outbox_claims_total", &[("result", "rows")]),
+];
+
+/// Counters of every process and commits of every database, at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// (process, counter) → value.
+    counters: BTreeMap<(String, String), f64>,
+    /// process → CPU seconds (user + system).
+    cpu_seconds: BTreeMap<String, f64>,
+    /// database → committed transactions.
+    commits: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    pub async fn take(
+        processes: &[Watched],
+        admin: &DatabaseConnection,
+        databases: &[(&str, &str)],
+    ) -> Self {
+        let mut snapshot = Self::default();
+        for process in processes {
+            if let Ok(scrape) = ordo_testkit::scrape_parsed(process.metrics).await {
+                for (name, labels) in COUNTERS {
+                    snapshot.counters.insert(
+                        (process.name.to_owned(), series(name, labels)),
+                        ordo_testkit::metric(&scrape, name, labels),
+                    );
+                }
+            }
+            if let Some(seconds) = process.pid.and_then(cpu_seconds) {
+                snapshot
+                    .cpu_seconds
+                    .insert(process.name.to_owned(), seconds);
+            }
+        }
+        for (label, database) in databases {
+            let commits = admin
+                .query_one_raw(Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                    [(*database).into()],
+                ))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get_by_index::<i64>(0).ok())
+                .unwrap_or_default();
+            snapshot.commits.insert((*label).to_owned(), commits);
+        }
+        snapshot
+    }
+
+    fn counter(&self, process: &str, series: &str) -> f64 {
+        self.counters
+            .get(&(process.to_owned(), series.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// A counter's name with its labels, as one key.
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(label, value)| format!("{label}=\"{value}\""))
+        .collect();
+    format!("{name}{{{}}}", labels.join(","))
+}
+
+/// Per-order costs of one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Costs {
+    pub orders: usize,
+    /// PlaceOrder calls per transaction (1 with group commit off).
+    pub place_orders_per_commit: f64,
+    /// Events per relay round, order service's relay.
+    pub order_relay_events_per_round: f64,
+    /// Events per relay round, processor's relay.
+    pub processor_relay_events_per_round: f64,
+    /// Messages per settlement transaction, processor.
+    pub processor_messages_per_commit: f64,
+    /// Verdicts per transaction, order service's status consumer.
+    pub status_messages_per_commit: f64,
+    /// SQL statements per order, every process together.
+    pub statements_per_order: f64,
+    /// Commits per order, per database.
+    pub commits_per_order: BTreeMap<String, f64>,
+    /// CPU microseconds per order, per process.
+    pub cpu_us_per_order: BTreeMap<String, f64>,
+}
+
+impl Costs {
+    pub fn between(before: &Snapshot, after: &Snapshot, orders: usize) -> Self {
+        let per_order = |value: f64| value / orders.max(1) as f64;
+        let delta = |process: &str, name: &str, labels: &[(&str, &str)]| {
+            let series = series(name, labels);
+            after.counter(process, &series) - before.counter(process, &series)
+        };
+        let ratio = |numerator: f64, denominator: f64| {
+            if denominator > 0.0 {
+                numerator / denominator
+            } else {
+                f64::NAN
+            }
+        };
+        // Requests per transaction of a group commit; 1 when it wrote
+        // nothing (batching off: every request its own transaction).
+        let per_commit = |process: &str, request: &str| {
+            let labels = [("request", request)];
+            let transactions = delta(process, "ordo_group_commit_transactions_total", &labels);
+            if transactions > 0.0 {
+                delta(process, "ordo_group_commit_requests_total", &labels) / transactions
+            } else {
+                1.0
+            }
+        };
+        let statements: f64 = ["order-service", "processor", "payments-sim"]
+            .iter()
+            .map(|process| delta(process, "ordo_db_statements_total", &[]))
+            .sum();
+        let relay_round = |process: &str| {
+            ratio(
+                delta(process, "ordo_outbox_published_total", &[]),
+                delta(process, "ordo_outbox_claims_total", &[("result", "rows")]),
+            )
+        };
+        Self {
+            orders,
+            place_orders_per_commit: per_commit("order-service", "place_order"),
+            order_relay_events_per_round: relay_round("order-service"),
+            processor_relay_events_per_round: relay_round("processor"),
+            processor_messages_per_commit: per_commit("processor", "settle"),
+            status_messages_per_commit: per_commit("order-service", "status"),
+            statements_per_order: per_order(statements),
+            commits_per_order: after
+                .commits
+                .iter()
+                .map(|(database, commits)| {
+                    let before = before.commits.get(database).copied().unwrap_or_default();
+                    (database.clone(), per_order((commits - before) as f64))
+                })
+                .collect(),
+            cpu_us_per_order: after
+                .cpu_seconds
+                .iter()
+                .map(|(process, seconds)| {
+                    let before = before.cpu_seconds.get(process).copied().unwrap_or_default();
+                    (process.clone(), per_order((seconds - before) * 1e6))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// User + system CPU seconds of `pid` so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
