@@ -1,11 +1,12 @@
 //! One round of one partition: claim a batch, publish it, delete what was
 //! acked. Plain async code; the relay actor decides when rounds run.
 //!
-//! Under load the delete is folded into the next round's claim (one
-//! statement a round): a round whose batch was full leaves its acked rows
-//! to the next claim, which runs at once; any other round deletes them
-//! itself. Deleting acked rows needs no lease, so rows carried by an actor
-//! that stops are deleted on its way out.
+//! The delete is folded into the next round's claim (one statement a
+//! round): a round leaves its acked rows to the next claim, which comes at
+//! once when rows keep arriving and within [`CARRIED_ROWS_WAIT`] when they
+//! do not; a fenced round deletes them itself. Deleting acked rows needs
+//! no lease, so rows carried by an actor that stops are deleted on its way
+//! out.
 //!
 //! Publishing is pipelined across aggregates and serial within one: the
 //! batch is split into per-aggregate chains (in id order), the chains run
@@ -55,8 +56,7 @@ pub struct RoundReport {
     pub parked: usize,
     /// The lease ran out under the round: it published nothing more.
     pub fenced: bool,
-    /// Rows acked and not yet deleted: the next claim deletes them (the
-    /// round's batch was full, so the next round runs at once).
+    /// Rows acked and not yet deleted: the next claim deletes them.
     pub carried: Vec<i64>,
 }
 
@@ -71,11 +71,18 @@ impl RoundReport {
 }
 
 /// Whether a round deletes its acked rows itself, or leaves them to the
-/// next round's claim: it leaves them when the next round runs at once
-/// (its batch was full), so a busy partition spends one statement a round.
-pub fn delete_now(claimed: usize, batch_size: u32, fenced: bool) -> bool {
-    fenced || claimed < batch_size as usize
+/// next round's claim (one statement a round instead of two): it leaves
+/// them unless the lease ran out under it (the next round may never come
+/// here). The actor makes sure a next round comes within
+/// [`CARRIED_ROWS_WAIT`].
+pub fn delete_now(fenced: bool) -> bool {
+    fenced
 }
+
+/// The longest acked rows wait for the next claim to delete them: a
+/// partition whose rows come faster folds every delete into a claim; a
+/// quieter one runs a claim this long after its round, which deletes them.
+pub const CARRIED_ROWS_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Everything a partition's rounds need; shared by its actor's restarts.
 #[derive(Clone)]
@@ -154,7 +161,7 @@ impl PartitionRelay {
             );
         }
         Faults::strike(&self.faults.panic_before_delete, "panic before delete");
-        if delete_now(claimed, self.batch_size, report.fenced) || !parked.is_empty() {
+        if delete_now(report.fenced) || !parked.is_empty() {
             outbox_delete(&self.db, self.partition, acked).await?;
         } else {
             report.carried = acked;
@@ -341,17 +348,9 @@ mod tests {
     }
 
     #[test]
-    fn only_a_full_unfenced_round_leaves_its_delete_to_the_next_claim() {
-        assert!(
-            !delete_now(256, 256, false),
-            "full: the next round runs at once"
-        );
-        assert!(delete_now(255, 256, false), "not full: the actor may idle");
-        assert!(
-            delete_now(256, 256, true),
-            "fenced: the next round may never come"
-        );
-        assert!(delete_now(0, 256, false));
+    fn only_a_fenced_round_deletes_its_rows_itself() {
+        assert!(!delete_now(false), "the next claim deletes them");
+        assert!(delete_now(true), "fenced: the next round may never come");
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! nudged round the actor keeps its idle pace, which is what keeps empty
 //! claims — a query each — off a busy database.
 //!
+//! A round leaves its acked rows to the next claim, which deletes them in
+//! the same statement; with rows carried the actor idles at most
+//! [`CARRIED_ROWS_WAIT`], and on stopping it deletes them itself.
+//!
 //! ```text
 //! StopRelay: finish the round in flight, then stop (a partition handed back, shutdown).
 //! AbortRelay: abort the round in flight at once, then stop (the lease is lost).
@@ -35,7 +39,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::metrics::RelayMetrics;
-use crate::relay::{PartitionRelay, RoundReport};
+use crate::relay::{CARRIED_ROWS_WAIT, PartitionRelay, RoundReport};
 
 /// Rows are waiting: run a round now if idle, right after the current one
 /// if busy.
@@ -197,6 +201,12 @@ impl RelayActor {
                         tracing::warn!(partition = actor.relay.partition, error = %err, retry_in = ?actor.error_delay, "relay round failed");
                         actor.error_delay
                     }
+                };
+                // Acked rows wait for the next claim to delete them: not long.
+                let delay = if actor.carried.is_empty() {
+                    delay
+                } else {
+                    delay.min(CARRIED_ROWS_WAIT)
                 };
                 if delay.is_zero() || actor.nudged {
                     actor.run_round(ctx, false);

@@ -170,6 +170,24 @@ async fn verdicts_move_orders_once_each_through_the_inbox() {
 /// it moved is recorded and ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
+    copies_of_a_verdict_have_one_effect(ordo_service_kit::group_commit::GroupCommitConfig::OFF)
+        .await;
+}
+
+/// The same with batched settlement: copies in one transaction are still
+/// one effect, each answered on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_verdict_settled_in_shared_transactions_have_one_effect() {
+    copies_of_a_verdict_have_one_effect(ordo_service_kit::group_commit::GroupCommitConfig {
+        max_batch: 64,
+        writers: 2,
+    })
+    .await;
+}
+
+async fn copies_of_a_verdict_have_one_effect(
+    settlement: ordo_service_kit::group_commit::GroupCommitConfig,
+) {
     use order_service::domain::OrderId;
     use order_service::status::{StatusChange, StatusEvent};
     use order_service::store::{OrderStore, StatusOutcome};
@@ -179,7 +197,8 @@ async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
         app.db.clone(),
         ordo_outbox::PartitionCount::new(4).unwrap(),
         None,
-    );
+    )
+    .with_status_settlement(settlement);
     let order_id = app
         .client
         .clone()
