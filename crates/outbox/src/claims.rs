@@ -27,35 +27,37 @@ use sea_orm::{
 
 use crate::entity;
 
+/// The claim's SELECT, with `$skip` (more conditions) after its partition.
+macro_rules! claim_select {
+    ($skip:literal) => {
+        concat!(
+            "SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
+FROM outbox
+WHERE partition = $1",
+            $skip,
+            "
+  AND EXISTS (SELECT 1 FROM outbox_leases
+              WHERE partition = $1 AND owner = $2 AND expires_at > now())
+  AND NOT EXISTS (SELECT 1 FROM outbox_parked p
+                  WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
+ORDER BY id
+LIMIT $3"
+        )
+    };
+}
+
 /// The claim query: `$1` partition, `$2` owner, `$3` batch size. Rows of an
 /// aggregate with a parked row wait behind it.
-pub const CLAIM_SQL: &str = "\
-SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
-FROM outbox
-WHERE partition = $1
-  AND EXISTS (SELECT 1 FROM outbox_leases
-              WHERE partition = $1 AND owner = $2 AND expires_at > now())
-  AND NOT EXISTS (SELECT 1 FROM outbox_parked p
-                  WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
-ORDER BY id
-LIMIT $3";
+pub const CLAIM_SQL: &str = claim_select!("");
 
 /// The claim query that first deletes the rows of the round before (`$4`,
-/// their ids: acked, so deleting them needs no lease): one statement per
-/// round under load. The claim skips them (it reads the table as it was
-/// before the delete).
-pub const DELETE_AND_CLAIM_SQL: &str = "\
-WITH done AS (DELETE FROM outbox WHERE partition = $1 AND id = ANY($4))
-SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
-FROM outbox
-WHERE partition = $1
-  AND NOT (id = ANY($4))
-  AND EXISTS (SELECT 1 FROM outbox_leases
-              WHERE partition = $1 AND owner = $2 AND expires_at > now())
-  AND NOT EXISTS (SELECT 1 FROM outbox_parked p
-                  WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
-ORDER BY id
-LIMIT $3";
+/// their ids: acked, so deleting them needs no lease): one statement a
+/// round. The claim skips them (it reads the table as it was before the
+/// delete).
+pub const DELETE_AND_CLAIM_SQL: &str = concat!(
+    "WITH done AS (DELETE FROM outbox WHERE partition = $1 AND id = ANY($4))\n",
+    claim_select!("\n  AND NOT (id = ANY($4))")
+);
 
 /// Up to `limit` rows of `partition` in id order, if `owner` still holds
 /// its lease; none otherwise (a replica that lost its lease stops at once).
