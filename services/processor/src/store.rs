@@ -15,13 +15,17 @@
 //!
 //! The common path costs two round trips: one query before the payment
 //! call ([`ProcessingStore::message_lookup`]: inbox and record together) and
-//! the settling statement after it.
+//! the settling statement after it. With batching on, lookups that arrive
+//! together are one query, and record writes and settlements that arrive
+//! together share a transaction ([`ordo_inbox::settle`]).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ordo_inbox::settle::{Settlement, Write};
 use ordo_lifecycle::payment::{Outcome, Record, Stage, Verdict};
 use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount};
-use ordo_service_kit::group_commit::GroupCommitConfig;
+use ordo_service_kit::group_commit::{GroupCommit, GroupCommitConfig, WriteBatch};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlErr, Statement,
     TransactionTrait, Value,
@@ -157,7 +161,12 @@ pub struct ProcessingStore {
     /// Where record writes and settlements go: many to a transaction when
     /// they arrive together (batching off unless configured).
     settlement: Settlement,
+    /// Lookups that arrive together, read in one query (with batching on).
+    lookups: Option<GroupCommit<LookupKey, Result<Lookup, DbErr>>>,
 }
+
+/// What a lookup is about: a message id and its order.
+type LookupKey = (String, Uuid);
 
 impl ProcessingStore {
     pub fn new(db: DatabaseConnection, partitions: PartitionCount, nudger: Option<Nudger>) -> Self {
@@ -167,13 +176,24 @@ impl ProcessingStore {
             partitions,
             nudger,
             settlement,
+            lookups: None,
         }
     }
 
-    /// The same store settling messages by group commit (`config`).
+    /// The same store settling messages by group commit (`config`), and
+    /// reading the lookups that arrive together in one query.
     pub fn with_settlement(self, config: GroupCommitConfig) -> Self {
+        let lookups = config.is_batching().then(|| {
+            let db = self.db.clone();
+            let read: WriteBatch<LookupKey, Result<Lookup, DbErr>> = Arc::new(move |keys| {
+                let db = db.clone();
+                Box::pin(async move { lookups_together(&db, keys).await })
+            });
+            GroupCommit::start(config, read)
+        });
         Self {
             settlement: Settlement::new(self.db.clone(), config),
+            lookups,
             ..self
         }
     }
@@ -210,27 +230,16 @@ impl ProcessingStore {
     }
 
     /// Whether the inbox already holds `message_id`, and the record of
-    /// `order_id` — what handling a message starts from, in one query.
+    /// `order_id` — what handling a message starts from, in one query
+    /// (shared with the lookups that arrive beside it, batching on).
     pub async fn message_lookup(&self, message_id: &str, order_id: Uuid) -> Result<Lookup, DbErr> {
-        let row = self
-            .db
-            .query_one_raw(statement(
-                "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS seen, \
-                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, \
-                   p.correlation_id, p.updated_at, p.version \
-                 FROM (SELECT 1) AS one LEFT JOIN order_processing p ON p.order_id = $3",
-                [INBOX_CONSUMER.into(), message_id.into(), order_id.into()],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::Custom("message lookup returned no row".to_owned()))?;
-        let record = match row.try_get::<Option<Uuid>>("", "order_id")? {
-            Some(_) => Some(record_from_row(&row)?),
-            None => None,
-        };
-        Ok(Lookup {
-            seen: row.try_get("", "seen")?,
-            record,
-        })
+        match &self.lookups {
+            Some(lookups) => lookups
+                .submit((message_id.to_owned(), order_id))
+                .await
+                .map_err(|stopped| DbErr::Custom(stopped.to_string()))?,
+            None => lookup_one(&self.db, message_id, order_id).await,
+        }
     }
 
     /// Writes a record change decided before a payment call (the intent
@@ -606,6 +615,81 @@ async fn audit_insert<C: ConnectionTrait>(conn: &C, audit: &AuditEntry) -> Resul
     ))
     .await?;
     Ok(())
+}
+
+/// One lookup, in a query of its own.
+async fn lookup_one(
+    db: &DatabaseConnection,
+    message_id: &str,
+    order_id: Uuid,
+) -> Result<Lookup, DbErr> {
+    let row = db
+        .query_one_raw(statement(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2) AS seen, \
+               p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, \
+               p.correlation_id, p.updated_at, p.version \
+             FROM (SELECT 1) AS one LEFT JOIN order_processing p ON p.order_id = $3",
+            [INBOX_CONSUMER.into(), message_id.into(), order_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("message lookup returned no row".to_owned()))?;
+    lookup_from_row(&row)
+}
+
+/// Lookups that arrived together, in one query: each (message, order) of
+/// `keys` with its inbox check and its record, in `keys`' order. If the
+/// query fails, each is looked up alone (a read: nothing to undo).
+async fn lookups_together(
+    db: &DatabaseConnection,
+    keys: Vec<LookupKey>,
+) -> Vec<Result<Lookup, DbErr>> {
+    if keys.len() > 1 {
+        let (message_ids, order_ids): (Vec<String>, Vec<Uuid>) = keys.iter().cloned().unzip();
+        let rows = db
+            .query_all_raw(statement(
+                "SELECT q.n, EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = q.message_id) AS seen, \
+                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, \
+                   p.correlation_id, p.updated_at, p.version \
+                 FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS q (message_id, order_id, n) \
+                 LEFT JOIN order_processing p ON p.order_id = q.order_id \
+                 ORDER BY q.n",
+                [
+                    INBOX_CONSUMER.into(),
+                    Value::from(message_ids),
+                    Value::from(order_ids),
+                ],
+            ))
+            .await;
+        match rows {
+            Ok(rows) if rows.len() == keys.len() => {
+                return rows.iter().map(lookup_from_row).collect();
+            }
+            Ok(rows) => tracing::warn!(
+                rows = rows.len(),
+                lookups = keys.len(),
+                "a batched lookup returned a row count of its own; looking up each alone"
+            ),
+            Err(err) => {
+                tracing::debug!(error = %err, "a batched lookup failed; looking up each alone")
+            }
+        }
+    }
+    let mut lookups = Vec::with_capacity(keys.len());
+    for (message_id, order_id) in &keys {
+        lookups.push(lookup_one(db, message_id, *order_id).await);
+    }
+    lookups
+}
+
+fn lookup_from_row(row: &QueryResult) -> Result<Lookup, DbErr> {
+    let record = match row.try_get::<Option<Uuid>>("", "order_id")? {
+        Some(_) => Some(record_from_row(row)?),
+        None => None,
+    };
+    Ok(Lookup {
+        seen: row.try_get("", "seen")?,
+        record,
+    })
 }
 
 fn record_from_row(row: &QueryResult) -> Result<ProcessingRecord, DbErr> {

@@ -246,6 +246,65 @@ mod racing_copies {
         );
     }
 
+    /// Lookups that arrive together are one query, and each still sees
+    /// exactly what a lookup of its own would: its inbox row, its record.
+    #[tokio::test]
+    async fn lookups_read_together_answer_as_each_alone_would() {
+        let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+        let alone = store(&database).await;
+        let together = store(&database).await.with_settlement(
+            ordo_service_kit::group_commit::GroupCommitConfig {
+                max_batch: 64,
+                writers: 1,
+            },
+        );
+        // Orders with a record and a handled message, with a record only,
+        // and with nothing at all.
+        let mut keys = Vec::new();
+        for n in 0..30 {
+            let order = OrderRef {
+                order_id: Uuid::now_v7(),
+                correlation_id: "lookups",
+            };
+            let message_id = format!("m-{n}");
+            if n % 3 != 2 {
+                let step = payment::next(&Record::new(), &approved(&format!("pay-{n}")));
+                let Then::Settle { verdict, outcome } = &step.then else {
+                    panic!("an approval settles a new order");
+                };
+                let handled = MessageRef {
+                    message_id: if n % 3 == 0 { &message_id } else { "another" },
+                    subject: "orders.placed",
+                    ..Default::default()
+                };
+                let write = RecordWrite {
+                    order,
+                    expected: None,
+                    record: &step.record,
+                };
+                alone
+                    .message_settle(handled, write, verdict.as_ref(), outcome)
+                    .await
+                    .unwrap();
+            }
+            keys.push((message_id, order.order_id));
+        }
+        let before = ordo_outbox::statements::statements_total();
+        let batched = futures::future::join_all(
+            keys.iter()
+                .map(|(message_id, order_id)| together.message_lookup(message_id, *order_id)),
+        )
+        .await;
+        let queries = ordo_outbox::statements::statements_total() - before;
+        assert!(queries <= 3, "30 lookups at once took {queries} queries");
+        for ((message_id, order_id), batched) in keys.iter().zip(batched) {
+            let expected = alone.message_lookup(message_id, *order_id).await.unwrap();
+            assert_eq!(batched.unwrap(), expected, "{message_id}");
+        }
+        let seen = keys.iter().enumerate().filter(|(n, _)| n % 3 == 0).count();
+        assert_eq!(seen, 10);
+    }
+
     #[tokio::test]
     async fn a_decision_on_a_record_that_moved_is_not_written() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
