@@ -173,7 +173,7 @@ impl RelayActor {
                 }
             }
             .into_actor(self)
-            .map(|outcome, actor, ctx| {
+            .map(|mut outcome, actor, ctx| {
                 actor.running = false;
                 actor.round = None;
                 if matches!(outcome, RoundOutcome::Aborted) {
@@ -181,8 +181,8 @@ impl RelayActor {
                     ctx.stop();
                     return;
                 }
-                if let RoundOutcome::Done(report) = &outcome {
-                    actor.carried.clone_from(&report.carried);
+                if let RoundOutcome::Done(report) = &mut outcome {
+                    actor.carried = std::mem::take(&mut report.carried);
                 }
                 if actor.stopping {
                     ctx.stop();
