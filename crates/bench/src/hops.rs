@@ -42,7 +42,12 @@ const COUNTERS: &[(&str, &[(&str, &str)])] = &[
     ("ordo_group_commit_requests_total", &[("request", "status")]),
     ("ordo_outbox_published_total", &[]),
     ("ordo_outbox_claims_total", &[("result", "rows")]),
+    ("ordo_outbox_claims_total", &[("result", "empty")]),
 ];
+
+/// Processes outside Ordo whose CPU each order costs too, by command name
+/// (every process of that name: PostgreSQL's backends, the nats-servers).
+const SHARED_PROCESSES: &[&str] = &["postgres", "nats-server"];
 
 /// Counters of every process and commits of every database, at one moment.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +81,11 @@ impl Snapshot {
                     .cpu_seconds
                     .insert(process.name.to_owned(), seconds);
             }
+        }
+        for name in SHARED_PROCESSES {
+            snapshot
+                .cpu_seconds
+                .insert((*name).to_owned(), cpu_seconds_of_command(name));
         }
         for (label, database) in databases {
             let commits = admin
@@ -121,6 +131,8 @@ pub struct Costs {
     pub order_relay_events_per_round: f64,
     /// Events per relay round, processor's relay.
     pub processor_relay_events_per_round: f64,
+    /// Claims per order (empty ones included), order service's and processor's relays.
+    pub relay_claims_per_order: (f64, f64),
     /// Messages per settlement transaction, processor.
     pub processor_messages_per_commit: f64,
     /// Verdicts per transaction, order service's status consumer.
@@ -168,11 +180,21 @@ impl Costs {
                 delta(process, "ordo_outbox_claims_total", &[("result", "rows")]),
             )
         };
+        let claims_per_order = |process: &str| {
+            per_order(
+                delta(process, "ordo_outbox_claims_total", &[("result", "rows")])
+                    + delta(process, "ordo_outbox_claims_total", &[("result", "empty")]),
+            )
+        };
         Self {
             orders,
             place_orders_per_commit: per_commit("order-service", "place_order"),
             order_relay_events_per_round: relay_round("order-service"),
             processor_relay_events_per_round: relay_round("processor"),
+            relay_claims_per_order: (
+                claims_per_order("order-service"),
+                claims_per_order("processor"),
+            ),
             processor_messages_per_commit: per_commit("processor", "settle"),
             status_messages_per_commit: per_commit("order-service", "status"),
             statements_per_order: per_order(statements),
@@ -203,6 +225,21 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ticks / clock_ticks_per_second())
+}
+
+/// User + system CPU seconds of every process named `command` so far.
+fn cpu_seconds_of_command(command: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == command)
+        })
+        .filter_map(cpu_seconds)
+        .sum()
 }
 
 /// `getconf CLK_TCK`, asked once.

@@ -240,6 +240,11 @@ pub async fn run(bin_dir: &Path, plan: Plan) -> anyhow::Result<Lifecycle> {
     })
 }
 
+/// One pipeline with the settings of the environment, no open-loop plan.
+pub async fn pipeline_alone(bin_dir: &Path) -> anyhow::Result<Pipeline> {
+    Ok(pipeline(bin_dir, &[], None).await?.0)
+}
+
 type PlanRuns = (OpenLoop, OpenLoop, Vec<(String, f64)>);
 
 /// The three binaries with `env` on a nats-server and databases of their

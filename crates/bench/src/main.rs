@@ -23,7 +23,10 @@
 //! Verdicts are observed on NATS (`orders.confirmed` / `orders.rejected`).
 //! Results are printed as a table and written as JSON under `.ordo/bench/`.
 //!
-//! Usage: `ordo-bench [--backlog N] [--rate R] [--sustain R] [--seconds S] [--lifecycle true|false]`
+//! Usage: `ordo-bench [--backlog N] [--rate R] [--sustain R] [--seconds S] [--lifecycle true|false]
+//! [--pipeline-only true]`; the last runs only the raw SQL transaction and
+//! the pipeline with the settings of the environment (about two minutes:
+//! for trying a change, not for the record).
 
 mod hops;
 mod latency;
@@ -60,6 +63,8 @@ pub struct Options {
     pub duration: Duration,
     /// Also run the three release binaries end to end.
     pub lifecycle: bool,
+    /// Only the raw SQL transaction and one pipeline run.
+    pub pipeline_only: bool,
 }
 
 impl Options {
@@ -70,6 +75,7 @@ impl Options {
             sustain: None,
             duration: Duration::from_secs(60),
             lifecycle: true,
+            pipeline_only: false,
         };
         let mut args = args.skip(1);
         while let Some(flag) = args.next() {
@@ -81,6 +87,9 @@ impl Options {
                 "--lifecycle" => {
                     options.lifecycle = value.parse().context("--lifecycle true|false")?
                 }
+                "--pipeline-only" => {
+                    options.pipeline_only = value.parse().context("--pipeline-only true|false")?
+                }
                 "--rate" => options.rate = Some(value.parse().context("--rate")?),
                 "--sustain" => options.sustain = Some(value.parse().context("--sustain")?),
                 "--seconds" => {
@@ -88,7 +97,7 @@ impl Options {
                 }
                 other => {
                     anyhow::bail!(
-                        "unknown option {other}; use --backlog N, --rate R, --sustain R, --seconds S, --lifecycle true|false"
+                        "unknown option {other}; use --backlog N, --rate R, --sustain R, --seconds S, --lifecycle true|false, --pipeline-only true|false"
                     )
                 }
             }
@@ -106,6 +115,24 @@ async fn main() -> anyhow::Result<()> {
     let cpu = load::CpuClock::now();
     let raw_sql = lifecycle::raw_sql_order_txn(lifecycle::CLIENTS, Duration::from_secs(10)).await?;
     let scale = report::Scale::of(raw_sql);
+    let bin_dir = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
+    )
+    .join("release");
+    if options.pipeline_only {
+        println!(
+            "raw SQL order transaction, {} clients: {raw_sql:.0} txn/s",
+            lifecycle::CLIENTS
+        );
+        let pipeline = lifecycle::pipeline_alone(&bin_dir).await?;
+        println!("{}", serde_json::to_string_pretty(&pipeline)?);
+        println!(
+            "write path {:.2}× · life cycle {:.2}× raw SQL",
+            pipeline.write_path_place_per_second / raw_sql,
+            pipeline.closed_loop_terminal_per_second / raw_sql
+        );
+        return Ok(());
+    }
     let rate = options.rate.unwrap_or_else(|| scale.rate(1_000.0));
     let sustain = options.sustain.unwrap_or_else(|| scale.rate(2_000.0));
     println!(
@@ -156,10 +183,6 @@ async fn main() -> anyhow::Result<()> {
     let latency_cpu = cpu.busy_percent_since();
 
     let lifecycle = if options.lifecycle {
-        let bin_dir = std::path::PathBuf::from(
-            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/ordo-target".into()),
-        )
-        .join("release");
         let plan = lifecycle::Plan {
             sustain_rate: sustain,
             sustain_for: options.duration,

@@ -206,6 +206,14 @@ impl ProcessingStore {
         self.settlement.counts()
     }
 
+    /// Batched lookups' counts (queries, lookups in them); none with
+    /// batching off.
+    pub fn lookup_counts(
+        &self,
+    ) -> Option<std::sync::Arc<ordo_service_kit::group_commit::BatchCounts>> {
+        self.lookups.as_ref().map(GroupCommit::counts)
+    }
+
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -636,6 +644,20 @@ async fn lookup_one(
     lookup_from_row(&row)
 }
 
+/// The lookups of a batch, one row each in the batch's order. Each lookup
+/// is its own index probe (the `LATERAL` subqueries, which PostgreSQL can
+/// neither flatten nor hash): written as a join, the plan cached while the
+/// tables were small — a hash of the whole inbox and of every record —
+/// stays in use as they grow, and each batch read both tables whole.
+const LOOKUPS_TOGETHER_SQL: &str = "\
+SELECT q.n, i.seen, p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason,
+       p.correlation_id, p.updated_at, p.version
+FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS q (message_id, order_id, n)
+CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = q.message_id) AS seen
+                    OFFSET 0) AS i
+LEFT JOIN LATERAL (SELECT * FROM order_processing WHERE order_id = q.order_id LIMIT 1) AS p ON true
+ORDER BY q.n";
+
 /// Lookups that arrived together, in one query: each (message, order) of
 /// `keys` with its inbox check and its record, in `keys`' order. If the
 /// query fails, each is looked up alone (a read: nothing to undo).
@@ -647,12 +669,7 @@ async fn lookups_together(
         let (message_ids, order_ids): (Vec<String>, Vec<Uuid>) = keys.iter().cloned().unzip();
         let rows = db
             .query_all_raw(statement(
-                "SELECT q.n, EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = q.message_id) AS seen, \
-                   p.order_id, p.state, p.attempts, p.payment_id, p.refund_id, p.status_reason, \
-                   p.correlation_id, p.updated_at, p.version \
-                 FROM unnest($2::text[], $3::uuid[]) WITH ORDINALITY AS q (message_id, order_id, n) \
-                 LEFT JOIN order_processing p ON p.order_id = q.order_id \
-                 ORDER BY q.n",
+                LOOKUPS_TOGETHER_SQL,
                 [
                     INBOX_CONSUMER.into(),
                     Value::from(message_ids),

@@ -305,6 +305,119 @@ mod racing_copies {
         assert_eq!(seen, 10);
     }
 
+    /// Tuples read from `table` so far: its sequential scans and what
+    /// its indexes returned (bitmap scans included), as the statistics
+    /// have them.
+    async fn tuples_read(admin: &sea_orm::DatabaseConnection, table: &str) -> i64 {
+        let sql = format!(
+            "SELECT (SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = '{table}') \
+                  + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = '{table}')::bigint"
+        );
+        admin
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap()
+    }
+
+    /// Batched lookups are index probes however the tables grew since the
+    /// connection planned them. PostgreSQL keeps a prepared statement's
+    /// generic plan, made while the tables were small, until it analyzes
+    /// them again: the lookups written as a join were planned as a hash of
+    /// the whole inbox and of every record, and each batch then read both
+    /// tables whole (the life cycle's database CPU per order was ×3.6).
+    #[tokio::test]
+    async fn batched_lookups_stay_index_probes_as_the_tables_grow() {
+        let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
+        // One connection: the one that plans the lookups is the one that
+        // runs them after the tables grew.
+        let db = ordo_migrations::database::connect(database.url(), 1)
+            .await
+            .unwrap();
+        let store = ProcessingStore::new(db.clone(), PartitionCount::new(4).unwrap(), None)
+            .with_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
+                max_batch: 64,
+                writers: 1,
+            });
+        let grow = |rows: u32| {
+            let db = db.clone();
+            async move {
+                for sql in [
+                    format!(
+                        "INSERT INTO inbox (consumer, message_id, subject, outcome) \
+                         SELECT 'processor', 'grown-' || gen_random_uuid(), 'orders.placed', 'handled' \
+                         FROM generate_series(1, {rows})"
+                    ),
+                    format!(
+                        "INSERT INTO order_processing (order_id, state, attempts) \
+                         SELECT gen_random_uuid(), 'confirmed', 1 FROM generate_series(1, {rows})"
+                    ),
+                ] {
+                    db.execute_unprepared(&sql).await.unwrap();
+                }
+            }
+        };
+        let batch = |round: usize| {
+            let store = store.clone();
+            async move {
+                let lookups = (0..8).map(|n| {
+                    let message_id = format!("lookup-{round}-{n}");
+                    let store = store.clone();
+                    async move { store.message_lookup(&message_id, Uuid::now_v7()).await }
+                });
+                for lookup in futures::future::join_all(lookups).await {
+                    let lookup = lookup.unwrap();
+                    assert!(!lookup.seen && lookup.record.is_none());
+                }
+            }
+        };
+        // Small tables while the statement is prepared and planned.
+        grow(300).await;
+        for round in 0..20 {
+            batch(round).await;
+        }
+        grow(30_000).await;
+        for round in 20..30 {
+            batch(round).await;
+        }
+        let (batches, lookups) = store.lookup_counts().unwrap().get();
+        assert!(batches < lookups, "the lookups were read together");
+        // The connection's statistics reach the views (all at once) when
+        // it closes: its last statement marks the moment they did.
+        db.execute_unprepared("CREATE TABLE flushed (x int); INSERT INTO flushed VALUES (1)")
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let admin = sea_orm::Database::connect(database.url()).await.unwrap();
+        ordo_testkit::eventually(
+            "the lookups' statistics flushed",
+            std::time::Duration::from_secs(20),
+            || async {
+                let row = admin
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get_by_index::<i64>(0).unwrap() == 1
+            },
+        )
+        .await;
+        let read =
+            tuples_read(&admin, "inbox").await + tuples_read(&admin, "order_processing").await;
+        assert!(
+            read <= 4 * lookups as i64,
+            "{lookups} lookups read {read} tuples of the inbox and the records"
+        );
+    }
+
     #[tokio::test]
     async fn a_decision_on_a_record_that_moved_is_not_written() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
