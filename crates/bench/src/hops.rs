@@ -43,6 +43,7 @@ const COUNTERS: &[(&str, &[(&str, &str)])] = &[
     ("ordo_outbox_published_total", &[]),
     ("ordo_outbox_claims_total", &[("result", "rows")]),
     ("ordo_outbox_claims_total", &[("result", "empty")]),
+    ("ordo_outbox_claim_statements_total", &[]),
 ];
 
 /// Processes outside Ordo whose CPU each order costs too, by command name
@@ -133,6 +134,8 @@ pub struct Costs {
     pub processor_relay_events_per_round: f64,
     /// Claims per order (empty ones included), order service's and processor's relays.
     pub relay_claims_per_order: (f64, f64),
+    /// Statements those claims took per order (claims that come at once share one).
+    pub relay_claim_statements_per_order: (f64, f64),
     /// Messages per settlement transaction, processor.
     pub processor_messages_per_commit: f64,
     /// Verdicts per transaction, order service's status consumer.
@@ -194,6 +197,18 @@ impl Costs {
             relay_claims_per_order: (
                 claims_per_order("order-service"),
                 claims_per_order("processor"),
+            ),
+            relay_claim_statements_per_order: (
+                per_order(delta(
+                    "order-service",
+                    "ordo_outbox_claim_statements_total",
+                    &[],
+                )),
+                per_order(delta(
+                    "processor",
+                    "ordo_outbox_claim_statements_total",
+                    &[],
+                )),
             ),
             processor_messages_per_commit: per_commit("processor", "settle"),
             status_messages_per_commit: per_commit("order-service", "status"),

@@ -68,6 +68,7 @@ pub const BATCHING_OFF: &[(&str, &str)] = &[
     ("GROUP_COMMIT_MAX", "1"),
     ("STATUS_SETTLE_BATCH", "1"),
     ("PROCESSOR_SETTLE_BATCH", "1"),
+    ("OUTBOX_CLAIM_GROUP_MAX", "1"),
 ];
 
 /// The open-loop runs to make.

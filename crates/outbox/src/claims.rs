@@ -27,17 +27,21 @@ use sea_orm::{
 
 use crate::entity;
 
-/// The claim's SELECT, with `$skip` (more conditions) after its partition.
+/// The claim's SELECT of the partition `$partition` (an SQL expression),
+/// with `$skip` (more conditions) after it: `$2` owner, `$3` batch size.
 macro_rules! claim_select {
-    ($skip:literal) => {
+    ($partition:literal, $skip:literal) => {
         concat!(
             "SELECT id, event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload, headers, created_at
 FROM outbox
-WHERE partition = $1",
+WHERE partition = ",
+            $partition,
             $skip,
             "
   AND EXISTS (SELECT 1 FROM outbox_leases
-              WHERE partition = $1 AND owner = $2 AND expires_at > now())
+              WHERE partition = ",
+            $partition,
+            " AND owner = $2 AND expires_at > now())
   AND NOT EXISTS (SELECT 1 FROM outbox_parked p
                   WHERE p.aggregate_type = outbox.aggregate_type AND p.aggregate_id = outbox.aggregate_id)
 ORDER BY id
@@ -48,7 +52,7 @@ LIMIT $3"
 
 /// The claim query: `$1` partition, `$2` owner, `$3` batch size. Rows of an
 /// aggregate with a parked row wait behind it.
-pub const CLAIM_SQL: &str = claim_select!("");
+pub const CLAIM_SQL: &str = claim_select!("$1", "");
 
 /// The claim query that first deletes the rows of the round before (`$4`,
 /// their ids: acked, so deleting them needs no lease): one statement a
@@ -56,7 +60,19 @@ pub const CLAIM_SQL: &str = claim_select!("");
 /// delete).
 pub const DELETE_AND_CLAIM_SQL: &str = concat!(
     "WITH done AS (DELETE FROM outbox WHERE partition = $1 AND id = ANY($4))\n",
-    claim_select!("\n  AND NOT (id = ANY($4))")
+    claim_select!("$1", "\n  AND NOT (id = ANY($4))")
+);
+
+/// The claims of several partitions (`$1`, an array) in one statement,
+/// each its own walk of the key (a `LATERAL` subquery per partition, with
+/// the batch size each), after deleting the rows their rounds before acked
+/// (`$4`: ids are unique across partitions).
+pub const CLAIM_PARTITIONS_SQL: &str = concat!(
+    "WITH done AS (DELETE FROM outbox WHERE partition = ANY($1) AND id = ANY($4))
+SELECT c.* FROM unnest($1::int[]) AS r (partition)
+CROSS JOIN LATERAL (",
+    claim_select!("r.partition", "\n  AND NOT (id = ANY($4))"),
+    ") AS c"
 );
 
 /// Up to `limit` rows of `partition` in id order, if `owner` still holds
@@ -89,6 +105,75 @@ pub async fn outbox_claim_batch(
         )
     };
     entity::Entity::find().from_raw_sql(statement).all(db).await
+}
+
+/// One partition's claim: its rows acked by the round before, to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimJob {
+    pub partition: i32,
+    pub acked: Vec<i64>,
+}
+
+/// The claims of `jobs` in one statement: each partition's rows in id
+/// order, in `jobs`' order. If the statement fails (or a partition comes
+/// twice: a round aborted and its successor), each claim is made alone (a claim's delete is of rows already published:
+/// made twice, the second deletes nothing).
+pub async fn outbox_claim_partitions(
+    db: &DatabaseConnection,
+    owner: &str,
+    limit: u32,
+    jobs: &[ClaimJob],
+) -> Vec<Result<Vec<entity::Model>, DbErr>> {
+    let partitions: Vec<i32> = jobs.iter().map(|job| job.partition).collect();
+    let distinct = partitions
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        == partitions.len();
+    if jobs.len() > 1 && distinct {
+        let acked: Vec<i64> = jobs
+            .iter()
+            .flat_map(|job| job.acked.iter().copied())
+            .collect();
+        let claimed = entity::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                CLAIM_PARTITIONS_SQL,
+                [
+                    Value::from(partitions),
+                    owner.into(),
+                    i64::from(limit).into(),
+                    Value::from(acked),
+                ],
+            ))
+            .all(db)
+            .await;
+        match claimed {
+            Ok(rows) => return rows_by_partition(jobs, rows).into_iter().map(Ok).collect(),
+            Err(err) => {
+                tracing::debug!(error = %err, "a claim of several partitions failed; claiming each alone")
+            }
+        }
+    }
+    let mut claims = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        claims.push(outbox_claim_batch(db, job.partition, owner, limit, &job.acked).await);
+    }
+    claims
+}
+
+/// `rows` split by the partition of each of `jobs`, each in id order.
+fn rows_by_partition(jobs: &[ClaimJob], rows: Vec<entity::Model>) -> Vec<Vec<entity::Model>> {
+    let mut split: Vec<Vec<entity::Model>> = vec![Vec::new(); jobs.len()];
+    for row in rows {
+        if let Some(at) = jobs.iter().position(|job| job.partition == row.partition) {
+            split[at].push(row);
+        }
+    }
+    for rows in &mut split {
+        rows.sort_unstable_by_key(|row| row.id);
+    }
+    split
 }
 
 /// Deletes exactly the rows of `partition` in `ids`, in one statement.

@@ -107,6 +107,9 @@ pub struct RelayConfig {
     pub partitions: PartitionCount,
     /// Most rows one relay actor claims per round (`OUTBOX_BATCH`).
     pub batch_size: u32,
+    /// Most partitions whose claims, coming at once, share one statement
+    /// (`OUTBOX_CLAIM_GROUP_MAX`; 1: each partition claims alone).
+    pub claim_group_max: usize,
     /// Longest idle wait between polls (`OUTBOX_POLL_INTERVAL`).
     pub poll_interval: Duration,
     /// Shortest wait between polls while rows keep coming.
@@ -137,6 +140,7 @@ impl RelayConfig {
             stream: StreamSettings::default(),
             partitions: PartitionCount::default(),
             batch_size: 256,
+            claim_group_max: 16,
             poll_interval: Duration::from_secs(1),
             min_poll_interval: Duration::from_millis(5),
             lease_ttl: Duration::from_secs(10),

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tower::ServiceBuilder;
 
 use crate::actors::{NudgeBoard, Nudger, RelayTiming, Shutdown, Supervisor};
+use crate::claim_group::ClaimGroup;
 use crate::claims::{lease_pool, relay_pool};
 use crate::config::RelayConfig;
 use crate::config::StreamSettings;
@@ -271,10 +272,19 @@ async fn build(
                 jetstream.clone(),
             )))),
     );
+    let owner: Arc<str> = Arc::from(config.owner.as_str());
+    let claims = ClaimGroup::start(
+        db.clone(),
+        Arc::clone(&owner),
+        config.batch_size,
+        config.claim_group_max,
+        Arc::clone(&metrics),
+    );
     let template = PartitionRelay {
         partition: -1,
-        owner: Arc::from(config.owner.as_str()),
+        owner,
         db: db.clone(),
+        claims,
         publisher,
         stream: Arc::new(config.stream.clone()),
         batch_size: config.batch_size,

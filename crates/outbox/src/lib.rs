@@ -12,9 +12,10 @@
 //!
 //! relay actor round:
 //!   claim:   SELECT … WHERE partition = p AND <p is leased to me> ORDER BY id LIMIT batch
+//!            (the claims of partitions that come at once: one statement, [`claim_group`])
 //!   publish: per-aggregate chains, in id order; chains concurrently (pipelined)
 //!            Nats-Msg-Id = event_id, headers from the row; await each ack
-//!   delete:  DELETE … WHERE id = ANY(<acked ids>)   (one statement)
+//!   delete:  DELETE … WHERE id = ANY(<acked ids>)   (folded into the next claim)
 //! ```
 //!
 //! NATS need not be up when the relay starts: it connects in the background
@@ -51,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod claim_group;
 pub mod claims;
 pub mod config;
 pub mod entity;

@@ -30,6 +30,8 @@ pub struct RelayMetrics {
     /// Claim queries run, and those that found no row.
     pub claims: AtomicU64,
     pub empty_claims: AtomicU64,
+    /// Statements those claims took (claims made together share one).
+    pub claim_statements: AtomicU64,
     /// Rows this replica parked (unpublishable), and the rows parked in
     /// the table as last measured.
     pub parked: AtomicU64,
@@ -52,6 +54,7 @@ impl RelayMetrics {
             actor_restarts: AtomicU64::new(0),
             claims: AtomicU64::new(0),
             empty_claims: AtomicU64::new(0),
+            claim_statements: AtomicU64::new(0),
             parked: AtomicU64::new(0),
             parked_rows: AtomicI64::new(0),
             fenced_rounds: AtomicU64::new(0),
@@ -152,6 +155,11 @@ impl RelayMetrics {
                 ),
                 (&[("result", "empty")][..], empty as f64),
             ],
+        );
+        out.counter(
+            "ordo_outbox_claim_statements_total",
+            "Statements the relay's claims took: the claims of partitions that come at once share one.",
+            [(none, self.claim_statements.load(Relaxed) as f64)],
         );
         out.counter(
             "ordo_outbox_duplicate_acks_total",

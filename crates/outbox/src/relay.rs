@@ -37,8 +37,9 @@ use sea_orm::{DatabaseConnection, DbErr};
 use tower::{Service as _, ServiceExt as _};
 use tracing::Instrument as _;
 
+use crate::claim_group::ClaimGroup;
 pub use crate::claims::outbox_delete;
-use crate::claims::{outbox_claim_batch, outbox_park};
+use crate::claims::outbox_park;
 use crate::config::StreamSettings;
 use crate::entity;
 use crate::faults::Faults;
@@ -90,6 +91,9 @@ pub struct PartitionRelay {
     pub partition: i32,
     pub owner: Arc<str>,
     pub db: DatabaseConnection,
+    /// Where the claims go: with the claims of the replica's other
+    /// partitions that come at the same moment.
+    pub claims: ClaimGroup,
     pub publisher: PublishService,
     pub stream: Arc<StreamSettings>,
     pub batch_size: u32,
@@ -117,14 +121,7 @@ impl PartitionRelay {
     /// (see [`delete_now`]).
     pub async fn round(&self, carried: &[i64]) -> Result<RoundReport, DbErr> {
         Faults::strike(&self.faults.panic_before_claim, "panic before claim");
-        let rows = outbox_claim_batch(
-            &self.db,
-            self.partition,
-            &self.owner,
-            self.batch_size,
-            carried,
-        )
-        .await?;
+        let rows = self.claims.claim(self.partition, carried).await?;
         self.metrics.claims.fetch_add(1, Relaxed);
         if rows.is_empty() {
             self.metrics.empty_claims.fetch_add(1, Relaxed);

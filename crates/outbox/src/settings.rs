@@ -8,7 +8,7 @@ use ordo_service_kit::{Lookup, SettingsError};
 
 use crate::{PartitionCount, RelayConfig, StreamSettings};
 
-/// `OUTBOX_PARTITIONS`, `OUTBOX_BATCH`, `OUTBOX_POLL_INTERVAL`,
+/// `OUTBOX_PARTITIONS`, `OUTBOX_BATCH`, `OUTBOX_CLAIM_GROUP_MAX`, `OUTBOX_POLL_INTERVAL`,
 /// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
 /// `NATS_STREAM_REPLICAS`, `NATS_STREAM_MAX_AGE`, `NATS_STREAM_MAX_BYTES`,
 /// `NATS_DEADLETTER_MAX_BYTES`, `NATS_PUBLISH_TIMEOUT` and the publish
@@ -28,6 +28,7 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
             })?
             .unwrap_or(base.partitions),
         batch_size: env.number("OUTBOX_BATCH", 1..=10_000, base.batch_size)?,
+        claim_group_max: env.number("OUTBOX_CLAIM_GROUP_MAX", 1..=4096, base.claim_group_max)?,
         poll_interval,
         min_poll_interval: env
             .duration(

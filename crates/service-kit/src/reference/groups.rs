@@ -195,7 +195,7 @@ pub const NATS: [Setting; 9] = [
 
 /// The embedded outbox relay and the stream it publishes to, as
 /// `ordo_outbox::settings` reads them.
-pub const OUTBOX_RELAY: [Setting; 12] = [
+pub const OUTBOX_RELAY: [Setting; 13] = [
     Setting::value(
         "OUTBOX_RELAY",
         "true",
@@ -210,6 +210,11 @@ pub const OUTBOX_RELAY: [Setting; 12] = [
         "OUTBOX_BATCH",
         "256",
         "most rows a relay actor claims per round (1–10000)",
+    ),
+    Setting::value(
+        "OUTBOX_CLAIM_GROUP_MAX",
+        "16",
+        "most partitions whose claims, coming at the same moment, share one statement (1–4096; 1 claims each partition alone): one commit's orders nudge their partitions' actors at once",
     ),
     Setting::value(
         "OUTBOX_POLL_INTERVAL",
