@@ -69,6 +69,7 @@ pub const BATCHING_OFF: &[(&str, &str)] = &[
     ("STATUS_SETTLE_BATCH", "1"),
     ("PROCESSOR_SETTLE_BATCH", "1"),
     ("OUTBOX_CLAIM_GROUP_MAX", "1"),
+    ("OUTBOX_LINGER", "0"),
 ];
 
 /// The open-loop runs to make.

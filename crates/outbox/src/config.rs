@@ -114,6 +114,9 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Shortest wait between polls while rows keep coming.
     pub min_poll_interval: Duration,
+    /// How long a partition's next round waits when rows were committed
+    /// while its last ran (`OUTBOX_LINGER`; zero: at once).
+    pub linger: Duration,
     /// How long a lease lives without renewal (`OUTBOX_LEASE_TTL`); a dead
     /// replica's partitions are taken over within it.
     pub lease_ttl: Duration,
@@ -143,6 +146,7 @@ impl RelayConfig {
             claim_group_max: 16,
             poll_interval: Duration::from_secs(1),
             min_poll_interval: Duration::from_millis(5),
+            linger: Duration::from_millis(2),
             lease_ttl: Duration::from_secs(10),
             max_in_flight: 256,
             owner: default_owner(),

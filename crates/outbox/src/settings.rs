@@ -6,10 +6,11 @@ use std::time::Duration;
 use ordo_service_kit::resilience::{BreakerVars, breaker_from};
 use ordo_service_kit::{Lookup, SettingsError};
 
+use crate::relay::CARRIED_ROWS_WAIT;
 use crate::{PartitionCount, RelayConfig, StreamSettings};
 
 /// `OUTBOX_PARTITIONS`, `OUTBOX_BATCH`, `OUTBOX_CLAIM_GROUP_MAX`, `OUTBOX_POLL_INTERVAL`,
-/// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
+/// `OUTBOX_MIN_POLL_INTERVAL`, `OUTBOX_LINGER`, `OUTBOX_LEASE_TTL`, `OUTBOX_DEDUP_WINDOW` and
 /// `NATS_STREAM_REPLICAS`, `NATS_STREAM_MAX_AGE`, `NATS_STREAM_MAX_BYTES`,
 /// `NATS_DEADLETTER_MAX_BYTES`, `NATS_PUBLISH_TIMEOUT` and the publish
 /// breaker's `NATS_BREAKER_*`, and NATS's TLS and credentials
@@ -37,6 +38,19 @@ pub fn relay_config_from<F: Fn(&str) -> Option<String>>(
                 base.min_poll_interval,
             )?
             .min(poll_interval),
+        linger: env
+            .parse(
+                "OUTBOX_LINGER",
+                "a duration from 0 to 50ms, such as 2ms",
+                |raw| {
+                    let linger = match raw {
+                        "0" => Some(Duration::ZERO),
+                        raw => humantime::parse_duration(raw).ok(),
+                    };
+                    linger.filter(|linger| *linger <= CARRIED_ROWS_WAIT)
+                },
+            )?
+            .unwrap_or(base.linger),
         lease_ttl: env.duration("OUTBOX_LEASE_TTL", Duration::from_secs(1), base.lease_ttl)?,
         publish_timeout: env.duration(
             "NATS_PUBLISH_TIMEOUT",
@@ -132,6 +146,28 @@ const NATS_BREAKER: BreakerVars = BreakerVars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linger_longer_than_acked_rows_may_wait_is_refused() {
+        let read = |value: &str| {
+            let vars = [("OUTBOX_LINGER".to_owned(), value.to_owned())];
+            let lookup = |name: &str| {
+                vars.iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            };
+            relay_config_from(
+                &Lookup(&lookup),
+                RelayConfig::new("postgres://x", "nats://y"),
+            )
+        };
+        assert_eq!(read("0ms").unwrap().linger, Duration::ZERO);
+        assert_eq!(read("0").unwrap().linger, Duration::ZERO);
+        assert_eq!(read("5ms").unwrap().linger, Duration::from_millis(5));
+        let err = read("1s").unwrap_err();
+        assert_eq!(err.name, "OUTBOX_LINGER");
+        assert!(err.to_string().contains("0 to 50ms"), "{err}");
+    }
 
     #[test]
     fn sizes_read_as_people_write_them() {

@@ -2,14 +2,21 @@
 //! one at a time, and decides when the next one runs.
 //!
 //! ```text
-//!            ┌──────── batch was full, or nudged meanwhile ───────┐
-//!            ▼                                                     │
+//!            ┌──────── batch was full ─────────────────────────────┐
+//!            │  ┌───── nudged meanwhile: LINGER, then ─────────────┤
+//!            ▼  ▼                                                   │
 //! started ─▶ RUNNING ── round done ──▶ IDLE (timer) ── timer/Nudge ─┘
 //!                                        delay: min poll after a poll
 //!                                        found rows, doubling to the poll
 //!                                        interval when empty, backing off
 //!                                        on errors
 //! ```
+//!
+//! Lingering: rows committed while a round ran (a nudge came meanwhile)
+//! mean rows are still arriving; the next round waits `OUTBOX_LINGER`
+//! (nudges only mark it) so it carries what arrives meanwhile too. A nudge
+//! that finds the actor idle runs a round at once: at low load nothing
+//! lingers. [`next_round`] decides.
 //!
 //! Rows a poll finds were written without a nudge — by another replica —
 //! so the actor keeps polling fast while they come. Rows a nudge announced
@@ -63,6 +70,48 @@ pub struct Pacing {
     pub min_poll: Duration,
     pub max_poll: Duration,
     pub round_timeout: Duration,
+    /// How long the next round waits when rows arrived during the last
+    /// (zero: it runs at once).
+    pub linger: Duration,
+}
+
+/// When the next round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRound {
+    Now,
+    /// Rows are arriving: after the linger, nudges meanwhile only mark it.
+    Linger(Duration),
+    /// Idle (or backing off): after the delay, or at the next nudge.
+    After(Duration),
+}
+
+/// When the round after one that completed runs: `delay` is the idle or
+/// error delay already decided, `full` whether it claimed a full batch,
+/// `nudged` whether rows were committed here while it ran, `carried`
+/// whether it left acked rows to the next claim.
+pub fn next_round(
+    delay: Duration,
+    full: bool,
+    nudged: bool,
+    carried: bool,
+    linger: Duration,
+) -> NextRound {
+    if full || delay.is_zero() {
+        return NextRound::Now;
+    }
+    if nudged {
+        return if linger.is_zero() {
+            NextRound::Now
+        } else {
+            NextRound::Linger(linger.min(CARRIED_ROWS_WAIT))
+        };
+    }
+    // Acked rows wait for the next claim to delete them: not long.
+    NextRound::After(if carried {
+        delay.min(CARRIED_ROWS_WAIT)
+    } else {
+        delay
+    })
 }
 
 /// Marks the partition's actor as running for as long as it lives, panics
@@ -92,6 +141,8 @@ pub struct RelayActor {
     error_delay: Duration,
     running: bool,
     nudged: bool,
+    /// Waiting out a linger: a nudge only marks it.
+    lingering: bool,
     /// The round in flight was started by a nudge.
     round_nudged: bool,
     stopping: bool,
@@ -121,6 +172,7 @@ impl RelayActor {
             error_delay: pacing.min_poll,
             running: false,
             nudged: false,
+            lingering: false,
             round_nudged: false,
             stopping: false,
             timer: None,
@@ -139,6 +191,7 @@ impl RelayActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
+        self.lingering = false;
         // NATS is failing: leave the rows alone until the breaker lets a
         // probe through, rather than claim batches only to fail them.
         if let Some(cool_down) = self.relay.breaker.open_remaining() {
@@ -188,33 +241,39 @@ impl RelayActor {
                     ctx.stop();
                     return;
                 }
-                let delay = match outcome {
+                let (delay, full) = match outcome {
                     RoundOutcome::Aborted => return,
                     RoundOutcome::Panicked => {
                         tracing::error!(partition = actor.relay.partition, "relay round panicked; stopping the actor");
                         ctx.stop();
                         return;
                     }
-                    RoundOutcome::Done(report) => actor.delay_after(&report),
+                    RoundOutcome::Done(report) => (
+                        actor.delay_after(&report),
+                        report.failed == 0 && report.was_full(actor.relay.batch_size),
+                    ),
                     RoundOutcome::Failed(err) => {
                         actor.error_delay = bounded(actor.error_delay * 2, actor.pacing);
                         tracing::warn!(partition = actor.relay.partition, error = %err, retry_in = ?actor.error_delay, "relay round failed");
-                        actor.error_delay
+                        (actor.error_delay, false)
                     }
                 };
-                // Acked rows wait for the next claim to delete them: not long.
-                let delay = if actor.carried.is_empty() {
-                    delay
-                } else {
-                    delay.min(CARRIED_ROWS_WAIT)
-                };
-                if delay.is_zero() || actor.nudged {
-                    actor.run_round(ctx, false);
-                } else {
-                    actor.timer = Some(ctx.run_later(delay, |actor, ctx| {
-                        actor.timer = None;
-                        actor.run_round(ctx, false);
-                    }));
+                let next = next_round(
+                    delay,
+                    full,
+                    actor.nudged,
+                    !actor.carried.is_empty(),
+                    actor.pacing.linger,
+                );
+                match next {
+                    NextRound::Now => actor.run_round(ctx, false),
+                    NextRound::Linger(wait) | NextRound::After(wait) => {
+                        actor.lingering = matches!(next, NextRound::Linger(_));
+                        actor.timer = Some(ctx.run_later(wait, |actor, ctx| {
+                            actor.timer = None;
+                            actor.run_round(ctx, false);
+                        }));
+                    }
                 }
             }),
         );
@@ -279,7 +338,7 @@ impl Handler<Nudge> for RelayActor {
     type Result = ();
 
     fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
-        if self.running {
+        if self.running || self.lingering {
             self.nudged = true;
         } else {
             self.run_round(ctx, true);
@@ -320,12 +379,59 @@ impl Handler<StopRelay> for RelayActor {
 mod tests {
     use super::*;
 
+    const LINGER: Duration = Duration::from_millis(2);
+    const IDLE: Duration = Duration::from_millis(40);
+
+    #[test]
+    fn rounds_linger_only_while_rows_arrive() {
+        // A nudge during the round: rows are arriving; gather them.
+        assert_eq!(
+            next_round(IDLE, false, true, true, LINGER),
+            NextRound::Linger(LINGER)
+        );
+        // Nothing arrived meanwhile: idle, the next nudge runs a round at once.
+        assert_eq!(
+            next_round(IDLE, false, false, false, LINGER),
+            NextRound::After(IDLE)
+        );
+        // A full batch: more are waiting already.
+        assert_eq!(next_round(IDLE, true, true, true, LINGER), NextRound::Now);
+        // Polling fast after a poll found another replica's rows.
+        assert_eq!(
+            next_round(Duration::ZERO, false, true, true, LINGER),
+            NextRound::Now
+        );
+        // Lingering switched off.
+        assert_eq!(
+            next_round(IDLE, false, true, true, Duration::ZERO),
+            NextRound::Now
+        );
+    }
+
+    #[test]
+    fn acked_rows_wait_for_their_delete_not_long() {
+        assert_eq!(
+            next_round(Duration::from_secs(1), false, false, true, LINGER),
+            NextRound::After(CARRIED_ROWS_WAIT)
+        );
+        assert_eq!(
+            next_round(Duration::from_secs(1), false, false, false, LINGER),
+            NextRound::After(Duration::from_secs(1))
+        );
+        // However long the linger is set, carried rows are not kept longer.
+        assert_eq!(
+            next_round(IDLE, false, true, true, Duration::from_secs(5)),
+            NextRound::Linger(CARRIED_ROWS_WAIT)
+        );
+    }
+
     #[test]
     fn delays_stay_in_bounds_even_when_misconfigured() {
         let pacing = Pacing {
             min_poll: Duration::from_millis(5),
             max_poll: Duration::from_millis(1),
             round_timeout: Duration::from_secs(1),
+            linger: LINGER,
         };
         assert_eq!(
             bounded(Duration::from_secs(9), pacing),

@@ -55,6 +55,7 @@ impl From<&RelayConfig> for RelayTiming {
                 min_poll: config.min_poll_interval,
                 max_poll: config.poll_interval,
                 round_timeout: config.round_timeout(),
+                linger: config.linger,
             },
         }
     }

@@ -212,3 +212,94 @@ async fn a_full_stream_refuses_publishes_and_the_rows_wait_until_there_is_room()
     assert_eq!(ids, written);
     relay.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// Events per round and the median nudge → delivery time of a relay with
+/// one partition and `linger`: first `quiet` rows 150 ms apart, then four
+/// writers back to back for a second, each row in its own commit with its
+/// nudge.
+async fn rounds_with_linger(linger: Duration, quiet: usize) -> (f64, Duration) {
+    use futures::StreamExt as _;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let harness = Harness::new().await;
+    let mut config = harness.config();
+    let one = PartitionCount::new(1).unwrap();
+    config.partitions = one;
+    config.linger = linger;
+    config.lease_ttl = Duration::from_secs(30);
+    config.poll_interval = Duration::from_secs(1);
+    let relay = RelayHandle::start(config).await.unwrap();
+    eventually("the partition leased", Duration::from_secs(5), || async {
+        relay.held_partitions().len() == 1
+    })
+    .await;
+    let client = async_nats::connect(&harness.nats_url).await.unwrap();
+    let mut delivered = client
+        .subscribe(format!("{}orders.>", harness.stream.subject_prefix))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut waits = Vec::new();
+    for seq in 0..quiet {
+        write_event_in_partitions(&harness.db, one, "quiet", seq).await;
+        let nudged = std::time::Instant::now();
+        relay.nudger().nudge(0);
+        tokio::time::timeout(Duration::from_secs(5), delivered.next())
+            .await
+            .unwrap()
+            .unwrap();
+        waits.push(nudged.elapsed());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    waits.sort();
+
+    let metrics = relay.metrics();
+    let rounds_before = metrics.claims.load(Relaxed) - metrics.empty_claims.load(Relaxed);
+    let published_before = metrics.published.load(Relaxed);
+    let started = std::time::Instant::now();
+    let written: Vec<usize> = futures::future::join_all((0..4).map(|writer| {
+        let (db, nudger) = (harness.db.clone(), relay.nudger());
+        async move {
+            let mut seq = 0;
+            while started.elapsed() < Duration::from_secs(1) {
+                write_event_in_partitions(&db, one, &format!("busy-{writer}"), seq).await;
+                nudger.nudge(0);
+                seq += 1;
+            }
+            seq
+        }
+    }))
+    .await;
+    let seq: usize = written.iter().sum();
+    harness.drained(Duration::from_secs(5)).await;
+    let rounds = metrics.claims.load(Relaxed) - metrics.empty_claims.load(Relaxed) - rounds_before;
+    let published = metrics.published.load(Relaxed) - published_before;
+    assert_eq!(published, seq as u64);
+    relay.shutdown(Duration::from_secs(5)).await.unwrap();
+    (
+        published as f64 / rounds.max(1) as f64,
+        waits.get(waits.len() / 2).copied().unwrap_or_default(),
+    )
+}
+
+/// While rows keep arriving a partition's next round lingers and carries
+/// what came meanwhile; a row that finds the actor idle is published at
+/// once, however long the linger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_linger_while_rows_arrive_and_a_quiet_partition_publishes_at_once() {
+    let (lingering, quiet_wait) = rounds_with_linger(Duration::from_millis(50), 9).await;
+    let (eager, _) = rounds_with_linger(Duration::ZERO, 0).await;
+    eprintln!(
+        "events per round {lingering:.1} (linger 50 ms), {eager:.1} (none); quiet row {quiet_wait:?}"
+    );
+    assert!(
+        lingering >= 2.0 * eager && lingering >= 4.0,
+        "events per round: {lingering:.1} with a 50 ms linger, {eager:.1} without"
+    );
+    assert!(
+        quiet_wait < Duration::from_millis(40),
+        "a quiet partition's row waited {quiet_wait:?} (median) with a 50 ms linger"
+    );
+}

@@ -195,7 +195,7 @@ pub const NATS: [Setting; 9] = [
 
 /// The embedded outbox relay and the stream it publishes to, as
 /// `ordo_outbox::settings` reads them.
-pub const OUTBOX_RELAY: [Setting; 13] = [
+pub const OUTBOX_RELAY: [Setting; 14] = [
     Setting::value(
         "OUTBOX_RELAY",
         "true",
@@ -225,6 +225,11 @@ pub const OUTBOX_RELAY: [Setting; 13] = [
         "OUTBOX_MIN_POLL_INTERVAL",
         "5ms",
         "wait between polls while polls keep finding rows (written by another replica); a local commit's nudge does not wait, and after a nudged round the actor keeps its idle pace",
+    ),
+    Setting::value(
+        "OUTBOX_LINGER",
+        "2ms",
+        "how long a partition's next round waits when rows were committed while its last one ran, so it carries them together (0 runs it at once; at most 50ms). A commit that finds the partition's actor idle is published at once: at low load nothing lingers",
     ),
     Setting::value(
         "OUTBOX_LEASE_TTL",

@@ -111,23 +111,26 @@ pub(super) fn keys_claim_statement(claims: &[KeyClaim<'_>]) -> Statement {
 }
 
 /// One statement moving each order of `moved` to its new status and
-/// writing its event.
+/// writing its event: an UPDATE by primary key per order (data-modifying
+/// CTEs), never a join with a list of them — PostgreSQL may plan such a
+/// join as a hash over every order, and keep that plan as the table grows.
 pub(super) fn cancellations_statement(moved: &[(&Order, OutboxRow)]) -> Statement {
     let mut values: Vec<Value> = Vec::new();
-    let mut status_rows = Vec::with_capacity(moved.len());
-    for (order, _) in moved {
+    let mut moves = Vec::with_capacity(moved.len());
+    for (n, (order, _)) in moved.iter().enumerate() {
         let first = values.len() + 1;
-        // Typed once, in the first row: the VALUES list's column types.
-        status_rows.push(if first == 1 {
-            "($1::uuid, $2::text, $3::text, $4::timestamptz)".to_owned()
-        } else {
-            placeholder_row(first, 4)
-        });
+        moves.push(format!(
+            "moved_{n} AS (UPDATE orders SET status = ${}, status_reason = ${}, updated_at = ${} WHERE id = ${})",
+            first,
+            first + 1,
+            first + 2,
+            first + 3
+        ));
         values.extend([
-            order.id.as_uuid().into(),
             order.status.as_str().into(),
             order.status_reason.as_str().into(),
             order.updated_at.fixed_offset().into(),
+            order.id.as_uuid().into(),
         ]);
     }
     let mut event_rows = Vec::with_capacity(moved.len());
@@ -136,10 +139,8 @@ pub(super) fn cancellations_statement(moved: &[(&Order, OutboxRow)]) -> Statemen
         values.extend(event.clone().into_values());
     }
     let sql = format!(
-        "WITH moved AS (UPDATE orders SET status = v.status, status_reason = v.status_reason, updated_at = v.updated_at \
-           FROM (VALUES {statuses}) AS v (id, status, status_reason, updated_at) WHERE orders.id = v.id) \
-         INSERT INTO outbox ({columns}) VALUES {events}",
-        statuses = status_rows.join(", "),
+        "WITH {moves} INSERT INTO outbox ({columns}) VALUES {events}",
+        moves = moves.join(", "),
         columns = OutboxRow::COLUMNS,
         events = event_rows.join(", "),
     );
