@@ -24,9 +24,10 @@
 //! Results are printed as a table and written as JSON under `.ordo/bench/`.
 //!
 //! Usage: `ordo-bench [--backlog N] [--rate R] [--sustain R] [--seconds S] [--lifecycle true|false]
-//! [--pipeline-only true]`; the last runs only the raw SQL transaction and
-//! the pipeline with the settings of the environment (about two minutes:
-//! for trying a change, not for the record).
+//! [--pipeline-only true] [--drain-only true]`; the last two run only the
+//! raw SQL transaction and the pipeline, or the raw JetStream publish and
+//! the relay drain, with the settings of the environment (for trying a
+//! change, not for the record).
 
 mod hops;
 mod latency;
@@ -65,6 +66,8 @@ pub struct Options {
     pub lifecycle: bool,
     /// Only the raw SQL transaction and one pipeline run.
     pub pipeline_only: bool,
+    /// Only the raw JetStream publish and the relay drain.
+    pub drain_only: bool,
 }
 
 impl Options {
@@ -76,6 +79,7 @@ impl Options {
             duration: Duration::from_secs(60),
             lifecycle: true,
             pipeline_only: false,
+            drain_only: false,
         };
         let mut args = args.skip(1);
         while let Some(flag) = args.next() {
@@ -88,7 +92,12 @@ impl Options {
                     options.lifecycle = value.parse().context("--lifecycle true|false")?
                 }
                 "--pipeline-only" => {
-                    options.pipeline_only = value.parse().context("--pipeline-only true|false")?
+                    options.pipeline_only = value
+                        .parse()
+                        .context("--pipeline-only true|false, --drain-only true|false")?
+                }
+                "--drain-only" => {
+                    options.drain_only = value.parse().context("--drain-only true|false")?
                 }
                 "--rate" => options.rate = Some(value.parse().context("--rate")?),
                 "--sustain" => options.sustain = Some(value.parse().context("--sustain")?),
@@ -97,7 +106,7 @@ impl Options {
                 }
                 other => {
                     anyhow::bail!(
-                        "unknown option {other}; use --backlog N, --rate R, --sustain R, --seconds S, --lifecycle true|false, --pipeline-only true|false"
+                        "unknown option {other}; use --backlog N, --rate R, --sustain R, --seconds S, --lifecycle true|false, --pipeline-only true|false, --drain-only true|false"
                     )
                 }
             }
@@ -109,6 +118,18 @@ impl Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse(std::env::args())?;
+    if options.drain_only {
+        let jetstream =
+            raw::jetstream_publish(options.backlog.min(100_000), RELAY_IN_FLIGHT).await?;
+        let drain = raw::relay_drain(options.backlog).await?;
+        println!(
+            "raw JetStream publish {:.0}/s · relay drain {:.0}/s = {:.0}%",
+            jetstream.per_second(),
+            drain.per_second(),
+            100.0 * drain.per_second() / jetstream.per_second()
+        );
+        return Ok(());
+    }
     let load_before = load::sample();
     println!("machine before: {load_before}");
     // The raw limit first, on a quiet machine: every target scales by it.

@@ -144,6 +144,11 @@ pub async fn relay_drain(rows: u64) -> anyhow::Result<Throughput> {
     let nats_url = shared_nats_url();
     let mut config = RelayConfig::new(database.url(), nats_url.clone());
     config.stream = StreamSettings::isolated(&stream.name, &stream.subject_prefix);
+    // The relay settings of the environment (OUTBOX_BATCH, …), as a
+    // service would read them.
+    let environment = |name: &str| std::env::var(name).ok();
+    let config =
+        ordo_outbox::settings::relay_config_from(&ordo_service_kit::Lookup(&environment), config)?;
 
     let started = Instant::now();
     let relay = RelayHandle::start(config).await?;

@@ -322,6 +322,16 @@ impl Report {
                 b.order_relay_events_per_round,
             );
             pair(
+                "relay claim statements per order, order service",
+                a.relay_claim_statements_per_order.0,
+                b.relay_claim_statements_per_order.0,
+            );
+            pair(
+                "relay claim statements per order, processor",
+                a.relay_claim_statements_per_order.1,
+                b.relay_claim_statements_per_order.1,
+            );
+            pair(
                 "messages per settlement commit, processor",
                 a.processor_messages_per_commit,
                 b.processor_messages_per_commit,

@@ -12,7 +12,11 @@
 //! or two rows it found. Nothing waits on purpose: a claim that finds the
 //! writer idle is made at once, alone; claims that come while it is busy go
 //! together in the next statement. Each partition is still claimed by its
-//! own actor, fenced by its own lease, and published by it alone.
+//! own actor, fenced by its own lease, and published by it alone. A
+//! partition draining a backlog (its last batch was full) claims alone, on
+//! a connection of its own: grouped, every actor of a draining relay
+//! waited for one statement (measured: the drain of 100,000 rows fell from
+//! 31,000–45,000 to 24,000 events/s).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -85,17 +89,19 @@ impl ClaimGroup {
 
     /// Up to a batch of `partition`'s rows in id order, if this replica
     /// still holds its lease; `acked` (rows of its round before) deleted
-    /// in the same statement.
-    pub async fn claim(&self, partition: i32, acked: &[i64]) -> Claimed {
+    /// in the same statement. A partition with a backlog (its last batch
+    /// was full) claims alone: its claim is worth a statement of its own,
+    /// and waiting behind the others would only slow a drain.
+    pub async fn claim(&self, partition: i32, acked: &[i64], backlog: bool) -> Claimed {
         match &self.group {
-            Some(group) => group
+            Some(group) if !backlog => group
                 .submit(ClaimJob {
                     partition,
                     acked: acked.to_vec(),
                 })
                 .await
                 .map_err(|stopped| DbErr::Custom(stopped.to_string()))?,
-            None => {
+            _ => {
                 self.metrics.claim_statements.fetch_add(1, Relaxed);
                 outbox_claim_batch(&self.db, partition, &self.owner, self.batch_size, acked).await
             }

@@ -116,12 +116,13 @@ impl std::fmt::Debug for PartitionRelay {
 }
 
 impl PartitionRelay {
-    /// Deletes `carried` (rows a round before acked) and claims, publishes
+    /// Deletes `carried` (rows a round before acked) and claims (alone when
+    /// the partition has a `backlog`, see [`ClaimGroup::claim`]), publishes
     /// and deletes one batch — or leaves its acked rows to the next round
     /// (see [`delete_now`]).
-    pub async fn round(&self, carried: &[i64]) -> Result<RoundReport, DbErr> {
+    pub async fn round(&self, carried: &[i64], backlog: bool) -> Result<RoundReport, DbErr> {
         Faults::strike(&self.faults.panic_before_claim, "panic before claim");
-        let rows = self.claims.claim(self.partition, carried).await?;
+        let rows = self.claims.claim(self.partition, carried, backlog).await?;
         self.metrics.claims.fetch_add(1, Relaxed);
         if rows.is_empty() {
             self.metrics.empty_claims.fetch_add(1, Relaxed);

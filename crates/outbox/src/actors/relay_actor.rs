@@ -152,6 +152,8 @@ pub struct RelayActor {
     pending: Arc<AtomicBool>,
     /// Rows the last round acked and left to the next claim to delete.
     carried: Vec<i64>,
+    /// The last round claimed a full batch: rows are waiting.
+    backlog: bool,
     _running_flag: Option<RunningFlag>,
 }
 
@@ -179,6 +181,7 @@ impl RelayActor {
             round: None,
             pending,
             carried: Vec::new(),
+            backlog: false,
             _running_flag: None,
         }
     }
@@ -210,9 +213,10 @@ impl RelayActor {
         // Kept until the round is done: a round that fails deletes them
         // again next time (deleting twice is harmless).
         let carried = self.carried.clone();
+        let backlog = self.backlog;
         let round = tokio::spawn(tokio::time::timeout(
             self.pacing.round_timeout,
-            async move { relay.round(&carried).await },
+            async move { relay.round(&carried, backlog).await },
         ));
         self.round = Some(round.abort_handle());
         ctx.spawn(
@@ -234,8 +238,10 @@ impl RelayActor {
                     ctx.stop();
                     return;
                 }
+                actor.backlog = false;
                 if let RoundOutcome::Done(report) = &mut outcome {
                     actor.carried = std::mem::take(&mut report.carried);
+                    actor.backlog = report.was_full(actor.relay.batch_size);
                 }
                 if actor.stopping {
                     ctx.stop();

@@ -293,7 +293,7 @@ async fn claims_that_come_together_share_a_statement() {
     );
     let claimed = futures::future::join_all(partitions.iter().map(|&partition| {
         let group = group.clone();
-        async move { (partition, group.claim(partition, &[]).await.unwrap()) }
+        async move { (partition, group.claim(partition, &[], false).await.unwrap()) }
     }))
     .await;
     for (partition, rows) in &claimed {
@@ -308,12 +308,28 @@ async fn claims_that_come_together_share_a_statement() {
         "16 claims at once took {statements} statements"
     );
     // One alone, with the writer idle, is one statement of its own.
-    let rows = group.claim(3, &ids_of(&claimed[3].1)).await.unwrap();
+    let rows = group.claim(3, &ids_of(&claimed[3].1), false).await.unwrap();
     assert!(rows.is_empty());
     assert_eq!(
         metrics
             .claim_statements
             .load(std::sync::atomic::Ordering::Relaxed),
         statements + 1
+    );
+    // Partitions with a backlog claim alone, each its own statement, even
+    // when they come at once.
+    let before = metrics
+        .claim_statements
+        .load(std::sync::atomic::Ordering::Relaxed);
+    futures::future::join_all([4, 5, 6].map(|partition| {
+        let group = group.clone();
+        async move { group.claim(partition, &[], true).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(
+        metrics
+            .claim_statements
+            .load(std::sync::atomic::Ordering::Relaxed),
+        before + 3
     );
 }
