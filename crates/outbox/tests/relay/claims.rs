@@ -24,6 +24,18 @@ async fn claim_plan(pool: &DatabaseConnection, partition: i32) -> String {
     plan.join("\n")
 }
 
+async fn outbox_rows(pool: &DatabaseConnection) -> i64 {
+    pool.query_one_raw(Statement::from_string(
+        pool.get_database_backend(),
+        "SELECT count(*) AS n FROM outbox",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap()
+}
+
 /// The claim walks the key in order: no scan of the table, no bitmap (which
 /// never marks dead index entries), no sort.
 fn assert_ordered_walk(plan: &str) {
@@ -131,16 +143,7 @@ async fn a_claim_deletes_the_rows_acked_before_and_claims_the_next_ones() {
     let second = ids(&second);
     assert_eq!(second[..2], first[2..]);
     assert_eq!(second.len(), 4);
-    let left: i64 = pool
-        .query_one_raw(Statement::from_string(
-            pool.get_database_backend(),
-            "SELECT count(*) AS n FROM outbox",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let left = outbox_rows(&pool).await;
     assert_eq!(left, 8, "the two acked rows are gone");
     // A replica without the lease deletes rows it published, claims nothing.
     let none = ordo_outbox::claims::outbox_claim_batch(&pool, 5, "someone-else", 4, &second[..1])
@@ -240,16 +243,7 @@ async fn claims_of_several_partitions_in_one_statement_answer_as_each_alone() {
         assert_eq!(&ids_of(&alone), ids, "partition {}", job.partition);
         assert!(alone.iter().all(|row| row.aggregate_id != "4-1"));
     }
-    let left: i64 = pool
-        .query_one_raw(Statement::from_string(
-            pool.get_database_backend(),
-            "SELECT count(*) AS n FROM outbox",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let left = outbox_rows(&pool).await;
     assert_eq!(left, 40 - 2 - 3, "the acked rows are gone");
 
     // Each partition walks its key; nothing reads the table or sorts it.

@@ -137,18 +137,21 @@ mod racing_copies {
     use sea_orm::ConnectionTrait;
     use uuid::Uuid;
 
+    /// The one number `sql` answers.
+    async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
+        db.query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            sql,
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+    }
+
     async fn count(store: &ProcessingStore, sql: &str) -> i64 {
-        store
-            .connection()
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                sql,
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index(0)
-            .unwrap()
+        scalar(store.connection(), sql).await
     }
 
     async fn store(database: &TestDatabase) -> ProcessingStore {
@@ -313,16 +316,7 @@ mod racing_copies {
             "SELECT (SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = '{table}') \
                   + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = '{table}')::bigint"
         );
-        admin
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                sql,
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index(0)
-            .unwrap()
+        scalar(admin, &sql).await
     }
 
     /// Batched lookups are index probes however the tables grew since the
@@ -398,15 +392,12 @@ mod racing_copies {
             "the lookups' statistics flushed",
             std::time::Duration::from_secs(20),
             || async {
-                let row = admin
-                    .query_one_raw(sea_orm::Statement::from_string(
-                        sea_orm::DbBackend::Postgres,
-                        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
-                    ))
-                    .await
-                    .unwrap()
-                    .unwrap();
-                row.try_get_by_index::<i64>(0).unwrap() == 1
+                scalar(
+                    &admin,
+                    "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
+                )
+                .await
+                    == 1
             },
         )
         .await;
