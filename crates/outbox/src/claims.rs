@@ -116,8 +116,9 @@ pub struct ClaimJob {
 
 /// The claims of `jobs` in one statement: each partition's rows in id
 /// order, in `jobs`' order. If the statement fails (or a partition comes
-/// twice: a round aborted and its successor), each claim is made alone (a claim's delete is of rows already published:
-/// made twice, the second deletes nothing).
+/// twice: a round aborted and its successor), each claim is made alone (a
+/// claim's delete is of rows already published: made twice, the second
+/// deletes nothing).
 pub async fn outbox_claim_partitions(
     db: &DatabaseConnection,
     owner: &str,

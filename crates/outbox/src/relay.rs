@@ -38,8 +38,7 @@ use tower::{Service as _, ServiceExt as _};
 use tracing::Instrument as _;
 
 use crate::claim_group::ClaimGroup;
-pub use crate::claims::outbox_delete;
-use crate::claims::outbox_park;
+use crate::claims::{outbox_delete, outbox_park};
 use crate::config::StreamSettings;
 use crate::entity;
 use crate::faults::Faults;

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use ordo_inbox::settle::{Settlement, Write};
 use ordo_lifecycle::payment::{Outcome, Record, Stage, Verdict};
 use ordo_outbox::{Nudger, OutboxEvent, OutboxRow, PartitionCount};
-use ordo_service_kit::group_commit::{GroupCommit, GroupCommitConfig, WriteBatch};
+use ordo_service_kit::group_commit::{BatchCounts, GroupCommit, GroupCommitConfig, WriteBatch};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqlErr, Statement,
     TransactionTrait, Value,
@@ -200,17 +200,13 @@ impl ProcessingStore {
 
     /// Batched settlement's counts (transactions, statements in them);
     /// none with batching off.
-    pub fn settlement_counts(
-        &self,
-    ) -> Option<std::sync::Arc<ordo_service_kit::group_commit::BatchCounts>> {
+    pub fn settlement_counts(&self) -> Option<Arc<BatchCounts>> {
         self.settlement.counts()
     }
 
     /// Batched lookups' counts (queries, lookups in them); none with
     /// batching off.
-    pub fn lookup_counts(
-        &self,
-    ) -> Option<std::sync::Arc<ordo_service_kit::group_commit::BatchCounts>> {
+    pub fn lookup_counts(&self) -> Option<Arc<BatchCounts>> {
         self.lookups.as_ref().map(GroupCommit::counts)
     }
 

@@ -256,7 +256,7 @@ impl RelayActor {
                     }
                     RoundOutcome::Done(report) => (
                         actor.delay_after(&report),
-                        report.failed == 0 && report.was_full(actor.relay.batch_size),
+                        actor.backlog && report.failed == 0,
                     ),
                     RoundOutcome::Failed(err) => {
                         actor.error_delay = bounded(actor.error_delay * 2, actor.pacing);
@@ -331,7 +331,7 @@ impl Actor for RelayActor {
         if !carried.is_empty() {
             let (db, partition) = (self.relay.db.clone(), self.relay.partition);
             tokio::spawn(async move {
-                if let Err(err) = crate::relay::outbox_delete(&db, partition, carried).await {
+                if let Err(err) = crate::claims::outbox_delete(&db, partition, carried).await {
                     tracing::warn!(partition, error = %err, "could not delete published rows on stopping; the next owner publishes them again, as duplicates");
                 }
             });

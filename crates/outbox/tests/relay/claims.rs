@@ -119,16 +119,7 @@ async fn the_claim_walks_its_index_on_a_fresh_churned_table() {
 #[tokio::test]
 async fn a_claim_deletes_the_rows_acked_before_and_claims_the_next_ones() {
     let harness = Harness::new().await;
-    harness
-        .db
-        .execute_unprepared(
-            "INSERT INTO outbox (event_id, partition, aggregate_type, aggregate_id, subject, event_type, payload) \
-             SELECT gen_random_uuid(), 5, 'order', n::text, 'orders.placed', 't', '\\x00' \
-             FROM generate_series(1, 10) AS n; \
-             INSERT INTO outbox_leases (partition, owner, expires_at) VALUES (5, 'me', now() + interval '1 hour');",
-        )
-        .await
-        .unwrap();
+    partitions_with_rows(&harness, &[5], &[5]).await;
     let pool = relay_pool(harness.database.url(), 1).await.unwrap();
     let ids =
         |rows: &[ordo_outbox::entity::Model]| rows.iter().map(|row| row.id).collect::<Vec<_>>();
