@@ -478,10 +478,10 @@ fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {
 
 /// Calls `call` until it succeeds, retrying UNAVAILABLE (the API says:
 /// retry) for up to 30 s, as an operator would.
-async fn as_an_operator<F, Fut>(call: F) -> Result<(), tonic::Status>
+async fn as_an_operator<T, F, Fut>(call: F) -> Result<T, tonic::Status>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     let mut tries = 0;
     loop {
@@ -523,21 +523,32 @@ async fn read_stream(sources: &Sources, stream: &TestStream) -> anyhow::Result<V
     }
 }
 
+/// Every dead letter, page by page, each page asked for as an operator
+/// would (again while the stream is unavailable, as after a leader change).
 async fn dead_letters(sources: &Sources) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut request = tonic::Request::new(ListDeadLettersRequest {
-        page_size: 100,
-        page_token: String::new(),
-        filter: None,
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", sources.admin_token).parse()?,
-    );
-    Ok(sources
-        .processor
-        .clone()
-        .list_dead_letters(request)
-        .await?
-        .into_inner()
-        .dead_letters)
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = as_an_operator(|| {
+            let mut request = tonic::Request::new(ListDeadLettersRequest {
+                page_size: 100,
+                page_token: page_token.clone(),
+                filter: None,
+            });
+            authorize(&mut request, &sources.admin_token);
+            let mut processor = sources.processor.clone();
+            async move {
+                processor
+                    .list_dead_letters(request)
+                    .await
+                    .map(|answer| answer.into_inner())
+            }
+        })
+        .await?;
+        all.extend(page.dead_letters);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
 }

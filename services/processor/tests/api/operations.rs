@@ -305,6 +305,13 @@ async fn two_causes(processor: &TestProcessor) -> (Vec<Uuid>, Vec<DeadLetter>) {
         listed(processor, None).await.len() >= 4
     })
     .await;
+    // The dead letter is stored first, then its record settles in the next
+    // settlement commit: an instant apart.
+    for order_id in &orders {
+        processor
+            .wait_for_state(*order_id, ProcessingState::DeadLettered)
+            .await;
+    }
     (orders, listed(processor, None).await)
 }
 
