@@ -40,6 +40,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+/// mimalloc, as in the services: the relay and the order service measured
+/// in this process run on the allocator they run on when deployed (and the
+/// raw clients on the faster one, so the raw limits stay the best this
+/// machine does).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Publishes the relay can have in flight at once that the raw JetStream
 /// figure is measured at too (the relay: up to 256 per partition).
 const RELAY_IN_FLIGHT: usize = 1024;

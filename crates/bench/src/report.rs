@@ -63,6 +63,8 @@ pub struct Report {
     pub raw: RawLimits,
     pub relay_drain: Throughput,
     pub drain_share_of_lower_raw_limit: f64,
+    /// The drain over [`shared_ceiling`] of the two raw limits.
+    pub drain_share_of_shared_ceiling: f64,
     pub latency: Latency,
     pub latency_phase_cpu_busy_percent: f64,
     pub load_before: Load,
@@ -85,6 +87,15 @@ const END_TO_END_P99_TARGET_MS: f64 = 50.0;
 const PLACE_ORDER_P99_TARGET_MS: f64 = 10.0;
 const RESIDENT_TARGET_MB: f64 = 100.0;
 
+/// The most events a second a relay could drain when its two halves —
+/// publishing at `publish` per second and claiming and deleting at
+/// `claim_delete` per second, each measured alone on the whole machine —
+/// share the same cores and the relay adds no cost of its own: each event
+/// costs the machine the time of both.
+pub fn shared_ceiling(publish: f64, claim_delete: f64) -> f64 {
+    1.0 / (1.0 / publish + 1.0 / claim_delete)
+}
+
 impl Report {
     pub fn new(
         options: &Options,
@@ -95,16 +106,16 @@ impl Report {
         load_before: Load,
         load_after: Load,
     ) -> Self {
-        let lower = raw
-            .jetstream
-            .per_second()
-            .max(raw.jetstream_64.per_second())
-            .min(raw.claim_delete.per_second());
+        let jetstream = raw.jetstream.per_second().max(raw.jetstream_64.per_second());
+        let claim_delete = raw.claim_delete.per_second();
+        let lower = jetstream.min(claim_delete);
         Self {
             time: chrono::Utc::now().to_rfc3339(),
             scale: Scale::default(),
             backlog: options.backlog,
             drain_share_of_lower_raw_limit: relay_drain.per_second() / lower,
+            drain_share_of_shared_ceiling: relay_drain.per_second()
+                / shared_ceiling(jetstream, claim_delete),
             raw,
             relay_drain,
             latency,
@@ -156,6 +167,11 @@ impl Report {
                 verdict(share >= DRAIN_SHARE_TARGET),
                 verdict(drain >= DRAIN_FLOOR),
             ),
+        );
+        row(
+            "  of the raw limits sharing the cores",
+            format!("{:.0}%", self.drain_share_of_shared_ceiling * 100.0),
+            "the relay's own cost: 100% would be publishing and claiming at no extra CPU".into(),
         );
         row(
             &format!(
@@ -450,5 +466,19 @@ impl Report {
         ));
         std::fs::write(&path, serde_json::to_string_pretty(self)?)?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_ceiling;
+
+    #[test]
+    fn two_halves_sharing_the_cores_each_cost_the_time_of_both() {
+        assert!((shared_ceiling(100.0, 100.0) - 50.0).abs() < 1e-9);
+        // Claiming twice as fast as publishing: two thirds of the publish rate.
+        assert!((shared_ceiling(120_000.0, 240_000.0) - 80_000.0).abs() < 1e-6);
+        // A free half leaves the other's limit.
+        assert!((shared_ceiling(90_000.0, f64::INFINITY) - 90_000.0).abs() < 1e-6);
     }
 }

@@ -46,11 +46,15 @@ pub type PublishService = tower::util::BoxCloneSyncService<OutboundEvent, Publis
 #[derive(Clone, Debug)]
 pub struct JetStreamPublisher {
     jetstream: jetstream::Context,
+    /// The context's client, asked for the server's max payload (an atomic
+    /// read, where the server's whole `INFO` would be copied per event).
+    client: async_nats::Client,
 }
 
 impl JetStreamPublisher {
     pub fn new(jetstream: jetstream::Context) -> Self {
-        Self { jetstream }
+        let client = jetstream.client();
+        Self { jetstream, client }
     }
 }
 
@@ -64,40 +68,52 @@ impl Service<OutboundEvent> for JetStreamPublisher {
     }
 
     fn call(&mut self, event: OutboundEvent) -> Self::Future {
+        // Refused before anything is sent: nothing to wait for.
+        let refused = |why: String| -> Self::Future {
+            Box::pin(std::future::ready(Err(Box::new(Permanent(why)) as BoxError)))
+        };
+        let headers = match headers_of(&event) {
+            Ok(headers) => headers,
+            Err(why) => return refused(why),
+        };
+        let max_payload = self.client.max_payload();
+        let size = message_size(&event);
+        if max_payload > 0 && size > max_payload {
+            return refused(format!(
+                "a message of {size} bytes is over the server's max payload of {max_payload}"
+            ));
+        }
         let jetstream = self.jetstream.clone();
         Box::pin(async move {
-            let headers =
-                headers_of(&event).map_err(|why| -> BoxError { Box::new(Permanent(why)) })?;
-            let max_payload = jetstream.client().server_info().max_payload;
-            let size = message_size(&event);
-            if max_payload > 0 && size > max_payload {
-                let too_large: BoxError = Box::new(Permanent(format!(
-                    "a message of {size} bytes is over the server's max payload of {max_payload}"
-                )));
-                return Err(too_large);
-            }
             let message = jetstream::message::PublishMessage::build()
                 .payload(event.payload)
                 .headers(headers)
                 .message_id(&event.event_id);
             let ack = jetstream
                 .send_publish(event.subject, message)
-                .await?
                 .await
-                .map_err(|err| -> BoxError {
-                    match err.kind() {
-                        PublishErrorKind::TimedOut => "publish ack timed out".into(),
-                        _ if err.to_string().contains("maximum payload exceeded") => {
-                            Box::new(Permanent(err.to_string()))
-                        }
-                        _ => Box::new(err),
-                    }
-                })?;
+                .map_err(publish_error)?
+                .await
+                .map_err(publish_error)?;
             Ok(Published {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
             })
         })
+    }
+}
+
+/// A failed publish as the relay sees it: a message over the max payload
+/// (refused by the client or by the server) can never go; anything else
+/// may on the next round.
+fn publish_error(err: jetstream::context::PublishError) -> BoxError {
+    match err.kind() {
+        PublishErrorKind::TimedOut => "publish ack timed out".into(),
+        PublishErrorKind::MaxPayloadExceeded => Box::new(Permanent(err.to_string())),
+        _ if err.to_string().contains("maximum payload exceeded") => {
+            Box::new(Permanent(err.to_string()))
+        }
+        _ => Box::new(err),
     }
 }
 
@@ -161,6 +177,17 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             aggregate_id: "a".into(),
         }
+    }
+
+    #[test]
+    fn a_message_over_the_max_payload_is_permanent_whoever_refuses_it() {
+        use jetstream::context::PublishError;
+        let client_side = publish_error(PublishError::new(PublishErrorKind::MaxPayloadExceeded));
+        assert!(client_side.is::<Permanent>(), "{client_side}");
+        let timed_out = publish_error(PublishError::new(PublishErrorKind::TimedOut));
+        assert!(!timed_out.is::<Permanent>(), "{timed_out}");
+        let broken = publish_error(PublishError::new(PublishErrorKind::BrokenPipe));
+        assert!(!broken.is::<Permanent>(), "{broken}");
     }
 
     #[test]
