@@ -159,7 +159,10 @@ pub async fn relay_drain(rows: u64) -> anyhow::Result<Throughput> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while published() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
-        anyhow::ensure!(Instant::now() < deadline, "the relay published nothing in 10 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the relay published nothing in 10 minutes"
+        );
     }
     let started = Instant::now();
     let before = published();

@@ -106,7 +106,10 @@ impl Report {
         load_before: Load,
         load_after: Load,
     ) -> Self {
-        let jetstream = raw.jetstream.per_second().max(raw.jetstream_64.per_second());
+        let jetstream = raw
+            .jetstream
+            .per_second()
+            .max(raw.jetstream_64.per_second());
         let claim_delete = raw.claim_delete.per_second();
         let lower = jetstream.min(claim_delete);
         Self {

@@ -70,7 +70,9 @@ impl Service<OutboundEvent> for JetStreamPublisher {
     fn call(&mut self, event: OutboundEvent) -> Self::Future {
         // Refused before anything is sent: nothing to wait for.
         let refused = |why: String| -> Self::Future {
-            Box::pin(std::future::ready(Err(Box::new(Permanent(why)) as BoxError)))
+            Box::pin(std::future::ready(
+                Err(Box::new(Permanent(why)) as BoxError),
+            ))
         };
         let headers = match headers_of(&event) {
             Ok(headers) => headers,

@@ -7,12 +7,12 @@ mod entity;
 mod error;
 mod group;
 mod rows;
+mod verdicts;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ordo_inbox::settle::{Settlement, Write};
 use ordo_outbox::{Nudger, PartitionCount, outbox_insert_in_txn};
 use ordo_service_kit::group_commit::{BatchCounts, GroupCommitConfig};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -74,29 +74,29 @@ pub struct OrderStore {
     nudger: Option<Nudger>,
     /// The writers of group commit, when it is on.
     groups: Option<group::Groups>,
-    /// Where verdicts are settled: many to a transaction when they arrive
-    /// together (batching off unless configured).
-    settlement: Settlement,
+    /// Where verdicts on PENDING orders are written: many to a statement
+    /// when they arrive together (batching off unless configured).
+    verdicts: verdicts::VerdictMoves,
 }
 
 impl OrderStore {
     /// A store writing events into `partitions` outbox partitions, nudging
     /// the local relay (when there is one) after each commit.
     pub fn new(db: DatabaseConnection, partitions: PartitionCount, nudger: Option<Nudger>) -> Self {
-        let settlement = Settlement::new(db.clone(), GroupCommitConfig::OFF);
+        let verdicts = verdicts::VerdictMoves::new(db.clone(), GroupCommitConfig::OFF);
         Self {
             db,
             partitions,
             nudger,
             groups: None,
-            settlement,
+            verdicts,
         }
     }
 
     /// The same store settling verdicts by group commit (`config`).
     pub fn with_status_settlement(self, config: GroupCommitConfig) -> Self {
         Self {
-            settlement: Settlement::new(self.db.clone(), config),
+            verdicts: verdicts::VerdictMoves::new(self.db.clone(), config),
             ..self
         }
     }
@@ -120,7 +120,7 @@ impl OrderStore {
             .as_ref()
             .map(group::Groups::counters)
             .unwrap_or_default();
-        counters.extend(self.settlement.counts().map(|counts| ("status", counts)));
+        counters.extend(self.verdicts.counts().map(|counts| ("status", counts)));
         counters
     }
 
@@ -379,32 +379,22 @@ impl OrderStore {
         };
         let applied = status.as_str().to_lowercase();
         let moved = self
-            .settlement
-            .run(Write::RowsAffected(sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                "WITH moved AS ( \
-                   UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 \
-                   WHERE id = $1 AND status = 'PENDING' RETURNING id) \
-                 INSERT INTO inbox \
-                   (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
-                 SELECT $5, $6, $7, $8, $9, $10, $11 FROM moved",
-                [
-                    event.order_id.as_uuid().into(),
-                    status.as_str().into(),
-                    reason.as_str().into(),
-                    now_micros().fixed_offset().into(),
-                    consumer.into(),
-                    message_id.into(),
-                    subject.into(),
-                    format!("applied: {applied}").into(),
-                ]
-                .into_iter()
-                .chain(delivery.values()),
-            )))
+            .verdicts
+            .apply(verdicts::VerdictMove {
+                order_id: event.order_id.as_uuid(),
+                status: status.as_str(),
+                reason: reason.as_str().to_owned(),
+                updated_at: now_micros().fixed_offset(),
+                consumer: consumer.to_owned(),
+                message_id: message_id.to_owned(),
+                subject: subject.to_owned(),
+                outcome: format!("applied: {applied}"),
+                delivery: delivery.clone(),
+            })
             .await;
         match moved {
-            Ok(1) => Ok(Some(StatusOutcome::Applied(applied))),
-            Ok(_) => Ok(None),
+            Ok(true) => Ok(Some(StatusOutcome::Applied(applied))),
+            Ok(false) => Ok(None),
             Err(err)
                 if matches!(
                     err.sql_err(),

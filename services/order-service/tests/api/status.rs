@@ -268,3 +268,196 @@ async fn copies_of_a_verdict_have_one_effect(
         .unwrap();
     assert_eq!(inbox, 2);
 }
+
+/// Verdicts that arrive together are written together — many orders in
+/// one statement — and each is still decided as if alone: two different
+/// verdicts on one order move it once (the other is ignored), a verdict on
+/// a cancelled or unknown order is ignored, copies of every message are
+/// duplicates, and every message has exactly one inbox row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_written_together_are_each_decided_as_if_alone() {
+    use order_service::domain::OrderId;
+    use order_service::status::{StatusChange, StatusEvent};
+    use order_service::store::{OrderStore, StatusOutcome};
+    use ordo_proto::order::v1::CancelOrderRequest;
+
+    let app = TestApp::spawn().await;
+    let store = OrderStore::new(
+        app.db.clone(),
+        ordo_outbox::PartitionCount::new(4).unwrap(),
+        None,
+    )
+    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
+        max_batch: 64,
+        writers: 1,
+    });
+    let mut orders = Vec::new();
+    for _ in 0..31 {
+        let order = app
+            .client
+            .clone()
+            .place_order(valid_request())
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+        orders.push(order.order_id);
+    }
+    let cancelled = orders.pop().unwrap();
+    app.client
+        .clone()
+        .cancel_order(CancelOrderRequest {
+            order_id: cancelled.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap();
+    let unknown = uuid::Uuid::now_v7().to_string();
+    // The last eight orders hear two different verdicts, the second at
+    // the end of the batch.
+    let torn = orders[22..].to_vec();
+
+    let confirmed = |order_id: &str| StatusEvent {
+        order_id: OrderId::parse(order_id).unwrap(),
+        change: StatusChange::Confirmed {
+            payment_id: format!("pay-{order_id}"),
+        },
+    };
+    let rejected = |order_id: &str| StatusEvent {
+        order_id: OrderId::parse(order_id).unwrap(),
+        change: StatusChange::Rejected {
+            reason: "declined".into(),
+        },
+    };
+    // (message id, subject, event)
+    let mut messages: Vec<(String, &str, StatusEvent)> = orders
+        .iter()
+        .map(|order_id| {
+            (
+                format!("c-{order_id}"),
+                "orders.confirmed",
+                confirmed(order_id),
+            )
+        })
+        .collect();
+    messages.insert(
+        5,
+        (
+            format!("c-{cancelled}"),
+            "orders.confirmed",
+            confirmed(&cancelled),
+        ),
+    );
+    messages.insert(
+        9,
+        (
+            format!("c-{unknown}"),
+            "orders.confirmed",
+            confirmed(&unknown),
+        ),
+    );
+    messages.extend(torn.iter().map(|order_id| {
+        (
+            format!("r-{order_id}"),
+            "orders.rejected",
+            rejected(order_id),
+        )
+    }));
+    let apply_all = || {
+        futures::future::join_all(messages.iter().map(|(id, subject, event)| {
+            store.order_status_apply(
+                "together",
+                id,
+                subject,
+                Default::default(),
+                Ok(event.clone()),
+            )
+        }))
+    };
+    let outcomes: Vec<StatusOutcome> = apply_all().await.into_iter().map(Result::unwrap).collect();
+    let outcome_of = |message_id: &str| -> &StatusOutcome {
+        let at = messages
+            .iter()
+            .position(|(id, _, _)| id == message_id)
+            .unwrap();
+        &outcomes[at]
+    };
+
+    for order_id in &orders[..22] {
+        assert_eq!(
+            outcome_of(&format!("c-{order_id}")),
+            &StatusOutcome::Applied("confirmed".into())
+        );
+        assert_eq!(status_of(&app, order_id).await.0, OrderStatus::Confirmed);
+    }
+    // Each torn order moved once, by whichever verdict came first; the
+    // other was decided after it and ignored.
+    for order_id in &torn {
+        let both = [
+            outcome_of(&format!("c-{order_id}")),
+            outcome_of(&format!("r-{order_id}")),
+        ];
+        let status = status_of(&app, order_id).await.0;
+        match both {
+            [StatusOutcome::Applied(_), StatusOutcome::Ignored(_)] => {
+                assert_eq!(status, OrderStatus::Confirmed)
+            }
+            [StatusOutcome::Ignored(_), StatusOutcome::Applied(_)] => {
+                assert_eq!(status, OrderStatus::Rejected)
+            }
+            other => panic!("order {order_id}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        outcome_of(&format!("c-{cancelled}")),
+        StatusOutcome::Ignored(_)
+    ));
+    assert_eq!(status_of(&app, &cancelled).await.0, OrderStatus::Cancelled);
+    assert!(matches!(
+        outcome_of(&format!("c-{unknown}")),
+        StatusOutcome::Ignored(_)
+    ));
+
+    // Every message again, together: each a duplicate, nothing moves.
+    let again = apply_all().await;
+    assert!(
+        again
+            .iter()
+            .all(|outcome| matches!(outcome, Ok(StatusOutcome::Duplicate))),
+        "{again:?}"
+    );
+    for order_id in &torn {
+        let first = match outcome_of(&format!("c-{order_id}")) {
+            StatusOutcome::Applied(_) => OrderStatus::Confirmed,
+            _ => OrderStatus::Rejected,
+        };
+        assert_eq!(status_of(&app, order_id).await.0, first);
+    }
+
+    // One inbox row per message, and the verdicts were written together
+    // (fewer transactions than verdicts).
+    let inbox: i64 = app
+        .db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM inbox WHERE consumer = 'together'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(inbox as usize, messages.len());
+    let (transactions, verdicts) = store
+        .group_commit_counters()
+        .into_iter()
+        .find(|(kind, _)| *kind == "status")
+        .unwrap()
+        .1
+        .get();
+    assert!(
+        transactions < verdicts,
+        "{transactions} transactions for {verdicts} verdicts"
+    );
+}
