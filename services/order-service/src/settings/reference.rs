@@ -55,7 +55,7 @@ const ORDERS: [Setting; 7] = [
     Setting::value(
         "STATUS_SETTLE_BATCH",
         "64",
-        "verdicts settled in one transaction at most (1–1024): those that arrive while a commit is in flight go together in the next one, each with its own inbox row; `1` turns batching off",
+        "verdicts settled in one transaction at most (1–1024): those that arrive while a commit is in flight go together in the next one, their orders moved and inbox rows written by one statement (each order once a statement), each with its own inbox row; `1` turns batching off",
     ),
     Setting::described(
         "ORDER_SERVICE_ADMIN_TOKEN",
