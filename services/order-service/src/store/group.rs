@@ -21,10 +21,7 @@ use std::sync::Arc;
 
 use ordo_outbox::{OutboxEvent, OutboxRow, PartitionCount};
 use ordo_service_kit::group_commit::{BatchCounts, GroupCommit, GroupCommitConfig, WriteBatch};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, TransactionTrait};
 
 use super::entity::orders;
 use super::{OrderStore, Placement, StoreError, lines_of, now_micros, rows};
@@ -334,9 +331,7 @@ impl OrderStore {
         let txn = self.db.begin().await?;
         let ids: BTreeSet<uuid::Uuid> = jobs.iter().map(|job| job.id.as_uuid()).collect();
         let models = orders::Entity::find()
-            .filter(orders::Column::Id.is_in(ids.iter().copied()))
-            .order_by_asc(orders::Column::Id)
-            .lock_exclusive()
+            .from_raw_sql(rows::orders_locked_statement(ids.iter().copied()))
             .all(&txn)
             .await?;
         let mut lines = lines_of(&txn, ids.iter().copied()).await?;

@@ -476,9 +476,7 @@ async fn lines_of<C: ConnectionTrait>(
         return Ok(HashMap::new());
     }
     let models = order_lines::Entity::find()
-        .filter(order_lines::Column::OrderId.is_in(ids))
-        .order_by_asc(order_lines::Column::OrderId)
-        .order_by_asc(order_lines::Column::LineNo)
+        .from_raw_sql(rows::lines_statement(ids))
         .all(conn)
         .await?;
     let mut by_order: HashMap<uuid::Uuid, Vec<order_lines::Model>> = HashMap::new();

@@ -178,3 +178,38 @@ pub(super) fn order_from_rows(
         updated_at: model.updated_at.to_utc(),
     })
 }
+
+/// Each order of `ids` locked for update and read, one index probe each
+/// (a `LATERAL` subquery PostgreSQL can neither flatten nor hash), locked
+/// in the order `ids` come (give them sorted, so two batches never wait on
+/// each other in a cycle). Written as `id IN (…)`, the plan a connection
+/// cached while the orders were few — a scan of the table — stayed in use
+/// as they grew, and every batch read them all.
+pub(super) fn orders_locked_statement(ids: impl IntoIterator<Item = uuid::Uuid>) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT o.* FROM unnest($1::uuid[]) WITH ORDINALITY AS wanted (id, n) \
+         CROSS JOIN LATERAL (SELECT * FROM orders WHERE orders.id = wanted.id LIMIT 1 FOR UPDATE) AS o \
+         ORDER BY wanted.n",
+        [uuid_array(ids)],
+    )
+}
+
+/// The lines of each order of `ids`, one index probe each (see
+/// [`orders_locked_statement`]), in order and line order.
+pub(super) fn lines_statement(ids: impl IntoIterator<Item = uuid::Uuid>) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT l.* FROM unnest($1::uuid[]) WITH ORDINALITY AS wanted (id, n) \
+         CROSS JOIN LATERAL (SELECT * FROM order_lines WHERE order_lines.order_id = wanted.id OFFSET 0) AS l \
+         ORDER BY wanted.n, l.line_no",
+        [uuid_array(ids)],
+    )
+}
+
+fn uuid_array(ids: impl IntoIterator<Item = uuid::Uuid>) -> Value {
+    Value::Array(
+        sea_orm::sea_query::ArrayType::Uuid,
+        Some(Box::new(ids.into_iter().map(Value::from).collect())),
+    )
+}

@@ -45,10 +45,31 @@ pub(super) struct VerdictMove {
 }
 
 impl VerdictMove {
-    /// Its values, in the order of [`BATCH_COLUMNS`].
-    fn values(&self) -> [Value; 10] {
+    /// The statement's parts for this verdict, its values numbered from
+    /// `first` on: the move of its order (by primary key, so it is an index
+    /// probe whatever the table's size was when the statement was planned)
+    /// and its inbox row, written only if the order moved.
+    fn parts(&self, n: usize, first: usize) -> (String, [Value; 10]) {
+        let p = |offset: usize| first + offset;
+        let sql = format!(
+            "moved_{n} AS (UPDATE orders SET status = ${}, status_reason = ${}, updated_at = ${} \
+               WHERE id = ${} AND status = 'PENDING' RETURNING id), \
+             recorded_{n} AS (INSERT INTO inbox \
+               (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
+               SELECT ${}, ${}, ${}, ${}, id, ${}, ${} FROM moved_{n} RETURNING order_id)",
+            p(1),
+            p(2),
+            p(3),
+            p(0),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+        );
         let [_, stream_sequence, published_at] = self.delivery.values();
-        [
+        let values = [
             self.order_id.into(),
             self.status.into(),
             self.reason.as_str().into(),
@@ -59,58 +80,24 @@ impl VerdictMove {
             self.outcome.as_str().into(),
             stream_sequence,
             published_at,
-        ]
+        ];
+        (sql, values)
     }
 }
-
-const BATCH_COLUMNS: &str = "order_id, status, status_reason, updated_at, consumer, message_id, subject, outcome, stream_sequence, published_at";
-
-/// The first row's casts name the types of every row.
-const FIRST_ROW_TYPES: [&str; 10] = [
-    "uuid",
-    "text",
-    "text",
-    "timestamptz",
-    "text",
-    "text",
-    "text",
-    "text",
-    "bigint",
-    "timestamptz",
-];
 
 /// The statement moving `moves` (each a different order) and recording
 /// their inbox rows; it returns the id of each order it moved.
 fn moves_statement(moves: &[&VerdictMove]) -> Statement {
-    let mut rows = Vec::with_capacity(moves.len());
-    let mut values = Vec::with_capacity(moves.len() * FIRST_ROW_TYPES.len());
-    for (row, verdict) in moves.iter().enumerate() {
-        let placeholders: Vec<String> = (0..FIRST_ROW_TYPES.len())
-            .map(|column| {
-                let n = values.len() + column + 1;
-                match row {
-                    0 => format!("${n}::{}", FIRST_ROW_TYPES[column]),
-                    _ => format!("${n}"),
-                }
-            })
-            .collect();
-        rows.push(format!("({})", placeholders.join(", ")));
-        values.extend(verdict.values());
+    let mut parts = Vec::with_capacity(moves.len());
+    let mut results = Vec::with_capacity(moves.len());
+    let mut values = Vec::with_capacity(moves.len() * 10);
+    for (n, verdict) in moves.iter().enumerate() {
+        let (sql, these) = verdict.parts(n, values.len() + 1);
+        parts.push(sql);
+        results.push(format!("SELECT order_id FROM recorded_{n}"));
+        values.extend(these);
     }
-    let sql = format!(
-        "WITH batch ({BATCH_COLUMNS}) AS (VALUES {rows}), \
-         moved AS ( \
-           UPDATE orders SET status = batch.status, status_reason = batch.status_reason, \
-             updated_at = batch.updated_at \
-           FROM batch WHERE orders.id = batch.order_id AND orders.status = 'PENDING' \
-           RETURNING orders.id) \
-         INSERT INTO inbox (consumer, message_id, subject, outcome, order_id, stream_sequence, published_at) \
-         SELECT batch.consumer, batch.message_id, batch.subject, batch.outcome, batch.order_id, \
-           batch.stream_sequence, batch.published_at \
-         FROM batch JOIN moved ON moved.id = batch.order_id \
-         RETURNING order_id",
-        rows = rows.join(", "),
-    );
+    let sql = format!("WITH {} {}", parts.join(", "), results.join(" UNION ALL "));
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
@@ -260,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_row_names_the_types_and_every_row_its_own_values() {
+    fn each_verdict_moves_its_order_by_primary_key_with_its_own_values() {
         let verdict = |order_id| VerdictMove {
             order_id,
             status: "CONFIRMED",
@@ -278,15 +265,24 @@ mod tests {
         };
         let (one, two) = (verdict(Uuid::now_v7()), verdict(Uuid::now_v7()));
         let statement = moves_statement(&[&one, &two]);
+        let sql = &statement.sql;
         assert!(
-            statement.sql.contains("($1::uuid, $2::text"),
-            "{}",
-            statement.sql
+            sql.contains("WHERE id = $1 AND status = 'PENDING'"),
+            "{sql}"
         );
         assert!(
-            statement.sql.contains("($11, $12, $13"),
-            "{}",
-            statement.sql
+            sql.contains("WHERE id = $11 AND status = 'PENDING'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("SELECT $15, $16, $17, $18, id, $19, $20 FROM moved_1"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with(
+                "SELECT order_id FROM recorded_0 UNION ALL SELECT order_id FROM recorded_1"
+            ),
+            "{sql}"
         );
         assert_eq!(statement.values.map_or(0, |values| values.0.len()), 20);
     }

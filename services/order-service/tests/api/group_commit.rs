@@ -412,3 +412,82 @@ async fn a_crash_before_the_commit_acknowledges_no_call_of_the_batch() {
         assert_eq!(row.try_get::<i64>("", "n").unwrap(), expected, "{table}");
     }
 }
+
+/// Cancellations written together lock, read and move their orders by
+/// index however the tables grew since the connection planned their
+/// statements (a prepared statement's generic plan, made while a table was
+/// small, lives until the table is analyzed again: a plan that scanned
+/// the orders would read them all for every batch).
+#[tokio::test]
+async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
+    use order_service::domain::{CancelReason, CorrelationId, OrderId};
+    use order_service::store::OrderStore;
+
+    let database = TestDatabase::create().await.unwrap();
+    // One connection: the one that plans the statements is the one that
+    // runs them after the tables grew.
+    let db = ordo_migrations::database::connect(database.url(), 1)
+        .await
+        .unwrap();
+    let store = OrderStore::new(
+        db.clone(),
+        ordo_outbox::PartitionCount::new(4).unwrap(),
+        None,
+    )
+    .with_group_commit(ordo_service_kit::group_commit::GroupCommitConfig {
+        max_batch: 64,
+        writers: 1,
+    });
+    let batch = |orders: Vec<uuid::Uuid>| {
+        let store = store.clone();
+        async move {
+            let cancellations = orders.into_iter().map(|order_id| {
+                let store = store.clone();
+                async move {
+                    store
+                        .order_cancel(
+                            OrderId::from_uuid(order_id),
+                            CancelReason::parse("changed my mind").unwrap(),
+                            CorrelationId::generate(),
+                        )
+                        .await
+                }
+            });
+            for cancelled in join_all(cancellations).await {
+                cancelled.unwrap();
+            }
+        }
+    };
+    // Small tables while the statements are prepared and planned.
+    crate::helpers::orders_inserted(&db, 300).await;
+    let mut cancelled = 0;
+    for _ in 0..20 {
+        let orders = crate::helpers::orders_inserted(&db, 8).await;
+        cancelled += orders.len();
+        batch(orders).await;
+    }
+    crate::helpers::orders_inserted(&db, 30_000).await;
+    for _ in 0..10 {
+        let orders = crate::helpers::orders_inserted(&db, 8).await;
+        cancelled += orders.len();
+        batch(orders).await;
+    }
+    let (transactions, written) = store
+        .group_commit_counters()
+        .into_iter()
+        .find(|(kind, _)| *kind == "cancel_order")
+        .unwrap()
+        .1
+        .get();
+    assert!(
+        transactions < written,
+        "the cancellations were written together"
+    );
+    let read =
+        crate::helpers::tuples_read_after_closing(db, database.url(), &["orders", "order_lines"])
+            .await;
+    assert!(
+        read <= 8 * cancelled as i64,
+        "{cancelled} cancellations read {read} tuples of the orders and their lines"
+    );
+}

@@ -461,3 +461,89 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
         "{transactions} transactions for {verdicts} verdicts"
     );
 }
+
+/// Verdicts written together are index probes of the orders however the
+/// table grew since the connection planned their statement: PostgreSQL
+/// keeps a prepared statement's generic plan, made while a table was
+/// small, until it analyzes the table again — a join planned as a scan of
+/// every order would read them all for each batch.
+#[tokio::test]
+async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
+    use order_service::domain::OrderId;
+    use order_service::status::{StatusChange, StatusEvent};
+    use order_service::store::{OrderStore, StatusOutcome};
+
+    let database = TestDatabase::create().await.unwrap();
+    // One connection: the one that plans the statement is the one that
+    // runs it after the table grew.
+    let db = ordo_migrations::database::connect(database.url(), 1)
+        .await
+        .unwrap();
+    let store = OrderStore::new(
+        db.clone(),
+        ordo_outbox::PartitionCount::new(4).unwrap(),
+        None,
+    )
+    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
+        max_batch: 64,
+        writers: 1,
+    });
+    let insert_orders = |rows: u32| {
+        let db = db.clone();
+        async move { crate::helpers::orders_inserted(&db, rows).await }
+    };
+    let batch = |round: usize, orders: Vec<uuid::Uuid>| {
+        let store = store.clone();
+        async move {
+            let verdicts = orders.into_iter().map(|order_id| {
+                let store = store.clone();
+                async move {
+                    store
+                        .order_status_apply(
+                            "grow",
+                            &format!("v-{round}-{order_id}"),
+                            "orders.confirmed",
+                            Default::default(),
+                            Ok(StatusEvent {
+                                order_id: OrderId::from_uuid(order_id),
+                                change: StatusChange::Confirmed {
+                                    payment_id: "p".into(),
+                                },
+                            }),
+                        )
+                        .await
+                }
+            });
+            for outcome in futures::future::join_all(verdicts).await {
+                assert_eq!(outcome.unwrap(), StatusOutcome::Applied("confirmed".into()));
+            }
+        }
+    };
+    // A small table while the statements are prepared and planned.
+    insert_orders(300).await;
+    let mut verdicts = 0;
+    for round in 0..20 {
+        let orders = insert_orders(8).await;
+        verdicts += orders.len();
+        batch(round, orders).await;
+    }
+    insert_orders(30_000).await;
+    for round in 20..30 {
+        let orders = insert_orders(8).await;
+        verdicts += orders.len();
+        batch(round, orders).await;
+    }
+    let (transactions, written) = store
+        .group_commit_counters()
+        .into_iter()
+        .find(|(kind, _)| *kind == "status")
+        .unwrap()
+        .1
+        .get();
+    assert!(transactions < written, "the verdicts were written together");
+    let read = crate::helpers::tuples_read_after_closing(db, database.url(), &["orders"]).await;
+    assert!(
+        read <= 4 * verdicts as i64,
+        "{verdicts} verdicts read {read} tuples of the orders"
+    );
+}
