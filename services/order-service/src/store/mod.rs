@@ -389,7 +389,7 @@ impl OrderStore {
                 message_id: message_id.to_owned(),
                 subject: subject.to_owned(),
                 outcome: format!("applied: {applied}"),
-                delivery: delivery.clone(),
+                delivery: *delivery,
             })
             .await;
         match moved {
