@@ -424,11 +424,7 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
     use order_service::store::OrderStore;
 
     let database = TestDatabase::create().await.unwrap();
-    // One connection: the one that plans the statements is the one that
-    // runs them after the tables grew.
-    let db = ordo_migrations::database::connect(database.url(), 1)
-        .await
-        .unwrap();
+    let db = crate::helpers::one_connection(&database).await;
     let store = OrderStore::new(
         db.clone(),
         ordo_outbox::PartitionCount::new(4).unwrap(),
@@ -472,13 +468,7 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
         cancelled += orders.len();
         batch(orders).await;
     }
-    let (transactions, written) = store
-        .group_commit_counters()
-        .into_iter()
-        .find(|(kind, _)| *kind == "cancel_order")
-        .unwrap()
-        .1
-        .get();
+    let (transactions, written) = crate::helpers::written_together(&store, "cancel_order");
     assert!(
         transactions < written,
         "the cancellations were written together"

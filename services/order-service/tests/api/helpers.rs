@@ -256,3 +256,22 @@ pub async fn tuples_read_after_closing(db: DatabaseConnection, url: &str, tables
     }
     read
 }
+
+/// A pool of one connection to `database`: the connection that plans a
+/// statement is the one that runs it after the tables grew.
+pub async fn one_connection(database: &TestDatabase) -> DatabaseConnection {
+    ordo_migrations::database::connect(database.url(), 1)
+        .await
+        .unwrap()
+}
+
+/// (transactions, requests in them) group commit wrote for `kind`.
+pub fn written_together(store: &order_service::store::OrderStore, kind: &str) -> (u64, u64) {
+    store
+        .group_commit_counters()
+        .into_iter()
+        .find(|(name, _)| *name == kind)
+        .unwrap_or_else(|| panic!("no group commit counts for {kind}"))
+        .1
+        .get()
+}

@@ -255,17 +255,11 @@ async fn copies_of_a_verdict_have_one_effect(
         .unwrap();
     assert!(matches!(late, StatusOutcome::Ignored(_)), "{late:?}");
     assert_eq!(status_of(&app, &order_id).await.0, OrderStatus::Confirmed);
-    let inbox: i64 = app
-        .db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM inbox WHERE consumer = 'race'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
+    let inbox = crate::helpers::scalar(
+        &app.db,
+        "SELECT count(*) FROM inbox WHERE consumer = 'race'",
+    )
+    .await;
     assert_eq!(inbox, 2);
 }
 
@@ -437,25 +431,13 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
 
     // One inbox row per message, and the verdicts were written together
     // (fewer transactions than verdicts).
-    let inbox: i64 = app
-        .db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM inbox WHERE consumer = 'together'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap();
+    let inbox = crate::helpers::scalar(
+        &app.db,
+        "SELECT count(*) FROM inbox WHERE consumer = 'together'",
+    )
+    .await;
     assert_eq!(inbox as usize, messages.len());
-    let (transactions, verdicts) = store
-        .group_commit_counters()
-        .into_iter()
-        .find(|(kind, _)| *kind == "status")
-        .unwrap()
-        .1
-        .get();
+    let (transactions, verdicts) = crate::helpers::written_together(&store, "status");
     assert!(
         transactions < verdicts,
         "{transactions} transactions for {verdicts} verdicts"
@@ -474,11 +456,7 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
     use order_service::store::{OrderStore, StatusOutcome};
 
     let database = TestDatabase::create().await.unwrap();
-    // One connection: the one that plans the statement is the one that
-    // runs it after the table grew.
-    let db = ordo_migrations::database::connect(database.url(), 1)
-        .await
-        .unwrap();
+    let db = crate::helpers::one_connection(&database).await;
     let store = OrderStore::new(
         db.clone(),
         ordo_outbox::PartitionCount::new(4).unwrap(),
@@ -533,13 +511,7 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
         verdicts += orders.len();
         batch(round, orders).await;
     }
-    let (transactions, written) = store
-        .group_commit_counters()
-        .into_iter()
-        .find(|(kind, _)| *kind == "status")
-        .unwrap()
-        .1
-        .get();
+    let (transactions, written) = crate::helpers::written_together(&store, "status");
     assert!(transactions < written, "the verdicts were written together");
     let read = crate::helpers::tuples_read_after_closing(db, database.url(), &["orders"]).await;
     assert!(
