@@ -20,7 +20,9 @@
 use std::sync::Arc;
 
 use ordo_service_kit::group_commit::{BatchCounts, GroupCommit, GroupCommitConfig, WriteBatch};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
+};
 
 /// One settling statement and what its result is.
 #[derive(Debug, Clone)]
@@ -87,48 +89,59 @@ impl Settlement {
 }
 
 async fn write_together(db: &DatabaseConnection, writes: Vec<Write>) -> Vec<Result<u64, DbErr>> {
-    if writes.len() == 1 {
-        return vec![writes[0].run(db).await];
-    }
-    match in_one_transaction(db, &writes).await {
-        Ok(results) => results.into_iter().map(Ok).collect(),
-        Err(Failed::Commit(why)) => writes
-            .iter()
-            .map(|_| Err(DbErr::Custom(format!("the batch's commit failed: {why}"))))
-            .collect(),
-        Err(Failed::Statement(err)) => {
-            tracing::debug!(error = %err, statements = writes.len(), "a settling batch failed; each statement runs alone");
+    together_or_alone(
+        db,
+        &writes,
+        async |txn, writes| {
             let mut results = Vec::with_capacity(writes.len());
-            // One after another, in arrival order, as the batch would have.
-            for write in &writes {
-                results.push(write.run(db).await);
+            for write in writes {
+                results.push(write.run(txn).await?);
             }
-            results
-        }
+            Ok(results)
+        },
+        async |db, write| write.run(db).await,
+    )
+    .await
+}
+
+/// Writes `jobs` through `together` in one transaction, one outcome per
+/// job. One job is written `alone`, as its own transaction. When a
+/// statement of the batch fails, the transaction is rolled back and every
+/// job is written `alone`, one after another in arrival order (one job's
+/// failure never undoes another's effect); when the commit itself fails,
+/// every job hears so (written or not: delivered again, its inbox row
+/// decides).
+pub async fn together_or_alone<J, O>(
+    db: &DatabaseConnection,
+    jobs: &[J],
+    together: impl AsyncFnOnce(&DatabaseTransaction, &[J]) -> Result<Vec<O>, DbErr>,
+    alone: impl AsyncFn(&DatabaseConnection, &J) -> Result<O, DbErr>,
+) -> Vec<Result<O, DbErr>> {
+    if let [job] = jobs {
+        return vec![alone(db, job).await];
     }
-}
-
-enum Failed {
-    /// Nothing was written.
-    Statement(DbErr),
-    /// COMMIT failed: written or not.
-    Commit(String),
-}
-
-async fn in_one_transaction(db: &DatabaseConnection, writes: &[Write]) -> Result<Vec<u64>, Failed> {
-    let txn = db.begin().await.map_err(Failed::Statement)?;
-    let mut results = Vec::with_capacity(writes.len());
-    for write in writes {
-        match write.run(&txn).await {
-            Ok(rows) => results.push(rows),
+    let failed = match db.begin().await {
+        Err(err) => err,
+        Ok(txn) => match together(&txn, jobs).await {
+            Ok(outcomes) => {
+                return match txn.commit().await {
+                    Ok(()) => outcomes.into_iter().map(Ok).collect(),
+                    Err(why) => jobs
+                        .iter()
+                        .map(|_| Err(DbErr::Custom(format!("the batch's commit failed: {why}"))))
+                        .collect(),
+                };
+            }
             Err(err) => {
                 let _ = txn.rollback().await;
-                return Err(Failed::Statement(err));
+                err
             }
-        }
+        },
+    };
+    tracing::debug!(error = %failed, jobs = jobs.len(), "a batch failed before its commit; each job is written alone");
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(alone(db, job).await);
     }
-    txn.commit()
-        .await
-        .map_err(|err| Failed::Commit(err.to_string()))?;
-    Ok(results)
+    outcomes
 }

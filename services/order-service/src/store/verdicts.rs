@@ -26,7 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset};
 use ordo_service_kit::group_commit::{BatchCounts, GroupCommit, GroupCommitConfig, WriteBatch};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -167,65 +167,26 @@ async fn write_alone(db: &DatabaseConnection, verdict: &VerdictMove) -> MoveOutc
 }
 
 async fn write_together(db: &DatabaseConnection, moves: &[VerdictMove]) -> Vec<MoveOutcome> {
-    if let [verdict] = moves {
-        return vec![write_alone(db, verdict).await];
-    }
-    match in_one_transaction(db, moves).await {
-        Ok(moved) => moved.into_iter().map(Ok).collect(),
-        Err(Failed::Commit(why)) => moves
-            .iter()
-            .map(|_| Err(DbErr::Custom(format!("the batch's commit failed: {why}"))))
-            .collect(),
-        Err(Failed::Statement(err)) => {
-            tracing::debug!(error = %err, verdicts = moves.len(), "a batch of verdicts failed; each is written alone");
-            // One after another, in arrival order, as the batch would have.
-            let mut outcomes = Vec::with_capacity(moves.len());
-            for verdict in moves {
-                outcomes.push(write_alone(db, verdict).await);
-            }
-            outcomes
-        }
-    }
+    ordo_inbox::settle::together_or_alone(db, moves, moved_in_rounds, write_alone).await
 }
 
-enum Failed {
-    /// Nothing was written.
-    Statement(DbErr),
-    /// COMMIT failed: written or not.
-    Commit(String),
-}
-
-/// Every round of `moves` in one transaction; whether each moved.
-async fn in_one_transaction(
-    db: &DatabaseConnection,
+/// Every round of `moves` in `txn`; whether each moved.
+async fn moved_in_rounds(
+    txn: &DatabaseTransaction,
     moves: &[VerdictMove],
-) -> Result<Vec<bool>, Failed> {
-    let txn = db.begin().await.map_err(Failed::Statement)?;
+) -> Result<Vec<bool>, DbErr> {
     let mut moved = vec![false; moves.len()];
     let orders: Vec<Uuid> = moves.iter().map(|verdict| verdict.order_id).collect();
     for round in rounds(&orders) {
         let these: Vec<&VerdictMove> = round.iter().map(|&index| &moves[index]).collect();
-        let rows = match txn.query_all_raw(moves_statement(&these)).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                let _ = txn.rollback().await;
-                return Err(Failed::Statement(err));
-            }
-        };
-        let mut moved_orders = HashSet::with_capacity(rows.len());
-        for row in rows {
-            let order_id: Uuid = row
-                .try_get_by_index(0)
-                .map_err(|err| Failed::Statement(DbErr::Type(err.to_string())))?;
-            moved_orders.insert(order_id);
+        let mut moved_orders = HashSet::with_capacity(these.len());
+        for row in txn.query_all_raw(moves_statement(&these)).await? {
+            moved_orders.insert(row.try_get_by_index::<Uuid>(0)?);
         }
         for index in round {
             moved[index] = moved_orders.contains(&moves[index].order_id);
         }
     }
-    txn.commit()
-        .await
-        .map_err(|err| Failed::Commit(err.to_string()))?;
     Ok(moved)
 }
 

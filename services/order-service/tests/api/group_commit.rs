@@ -473,9 +473,12 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
         transactions < written,
         "the cancellations were written together"
     );
-    let read =
-        crate::helpers::tuples_read_after_closing(db, database.url(), &["orders", "order_lines"])
-            .await;
+    let read = ordo_testkit::database::tuples_read_after_closing(
+        db,
+        database.url(),
+        &["orders", "order_lines"],
+    )
+    .await;
     assert!(
         read <= 8 * cancelled as i64,
         "{cancelled} cancellations read {read} tuples of the orders and their lines"

@@ -194,16 +194,6 @@ pub fn total(scrape: &prometheus_parse::Scrape, metric: &str) -> f64 {
     ordo_testkit::metric(scrape, metric, &[])
 }
 
-/// The one number `sql` answers.
-pub async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
-}
-
 /// `rows` PENDING orders written by hand (no lines: their foreign key
 /// checks would read the orders); their ids.
 pub async fn orders_inserted(db: &DatabaseConnection, rows: u32) -> Vec<uuid::Uuid> {
@@ -218,43 +208,6 @@ pub async fn orders_inserted(db: &DatabaseConnection, rows: u32) -> Vec<uuid::Uu
         .iter()
         .map(|row| row.try_get_by_index::<uuid::Uuid>(0).unwrap())
         .collect()
-}
-
-/// Closes `db` (its statistics reach the views when it does) and returns
-/// the tuples of `tables` read so far: their sequential scans and what
-/// their indexes returned.
-pub async fn tuples_read_after_closing(db: DatabaseConnection, url: &str, tables: &[&str]) -> i64 {
-    // The connection's last statement marks the moment its statistics did.
-    db.execute_unprepared("CREATE TABLE flushed (x int); INSERT INTO flushed VALUES (1)")
-        .await
-        .unwrap();
-    db.close().await.unwrap();
-    let admin = sea_orm::Database::connect(url).await.unwrap();
-    ordo_testkit::eventually(
-        "the statistics flushed",
-        std::time::Duration::from_secs(20),
-        || async {
-            scalar(
-                &admin,
-                "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
-            )
-            .await
-                == 1
-        },
-    )
-    .await;
-    let mut read = 0;
-    for table in tables {
-        read += scalar(
-            &admin,
-            &format!(
-                "SELECT (SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = '{table}') \
-                      + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = '{table}')::bigint"
-            ),
-        )
-        .await;
-    }
-    read
 }
 
 /// A pool of one connection to `database`: the connection that plans a

@@ -255,7 +255,7 @@ async fn copies_of_a_verdict_have_one_effect(
         .unwrap();
     assert!(matches!(late, StatusOutcome::Ignored(_)), "{late:?}");
     assert_eq!(status_of(&app, &order_id).await.0, OrderStatus::Confirmed);
-    let inbox = crate::helpers::scalar(
+    let inbox = ordo_testkit::database::scalar(
         &app.db,
         "SELECT count(*) FROM inbox WHERE consumer = 'race'",
     )
@@ -431,7 +431,7 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
 
     // One inbox row per message, and the verdicts were written together
     // (fewer transactions than verdicts).
-    let inbox = crate::helpers::scalar(
+    let inbox = ordo_testkit::database::scalar(
         &app.db,
         "SELECT count(*) FROM inbox WHERE consumer = 'together'",
     )
@@ -513,7 +513,8 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
     }
     let (transactions, written) = crate::helpers::written_together(&store, "status");
     assert!(transactions < written, "the verdicts were written together");
-    let read = crate::helpers::tuples_read_after_closing(db, database.url(), &["orders"]).await;
+    let read =
+        ordo_testkit::database::tuples_read_after_closing(db, database.url(), &["orders"]).await;
     assert!(
         read <= 4 * verdicts as i64,
         "{verdicts} verdicts read {read} tuples of the orders"

@@ -137,21 +137,8 @@ mod racing_copies {
     use sea_orm::ConnectionTrait;
     use uuid::Uuid;
 
-    /// The one number `sql` answers.
-    async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
-        db.query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            sql,
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
-    }
-
     async fn count(store: &ProcessingStore, sql: &str) -> i64 {
-        scalar(store.connection(), sql).await
+        ordo_testkit::database::scalar(store.connection(), sql).await
     }
 
     async fn store(database: &TestDatabase) -> ProcessingStore {
@@ -308,17 +295,6 @@ mod racing_copies {
         assert_eq!(seen, 10);
     }
 
-    /// Tuples read from `table` so far: its sequential scans and what
-    /// its indexes returned (bitmap scans included), as the statistics
-    /// have them.
-    async fn tuples_read(admin: &sea_orm::DatabaseConnection, table: &str) -> i64 {
-        let sql = format!(
-            "SELECT (SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = '{table}') \
-                  + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = '{table}')::bigint"
-        );
-        scalar(admin, &sql).await
-    }
-
     /// Batched lookups are index probes however the tables grew since the
     /// connection planned them. PostgreSQL keeps a prepared statement's
     /// generic plan, made while the tables were small, until it analyzes
@@ -381,28 +357,12 @@ mod racing_copies {
         }
         let (batches, lookups) = store.lookup_counts().unwrap().get();
         assert!(batches < lookups, "the lookups were read together");
-        // The connection's statistics reach the views (all at once) when
-        // it closes: its last statement marks the moment they did.
-        db.execute_unprepared("CREATE TABLE flushed (x int); INSERT INTO flushed VALUES (1)")
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        let admin = sea_orm::Database::connect(database.url()).await.unwrap();
-        ordo_testkit::eventually(
-            "the lookups' statistics flushed",
-            std::time::Duration::from_secs(20),
-            || async {
-                scalar(
-                    &admin,
-                    "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
-                )
-                .await
-                    == 1
-            },
+        let read = ordo_testkit::database::tuples_read_after_closing(
+            db,
+            database.url(),
+            &["inbox", "order_processing"],
         )
         .await;
-        let read =
-            tuples_read(&admin, "inbox").await + tuples_read(&admin, "order_processing").await;
         assert!(
             read <= 4 * lookups as i64,
             "{lookups} lookups read {read} tuples of the inbox and the records"
