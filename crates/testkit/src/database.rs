@@ -228,14 +228,12 @@ async fn build_template(
 }
 
 /// The one whole number `sql` answers.
-pub async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
+pub async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64, DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql))
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .unwrap_or_else(|| panic!("{sql}: no row"));
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("{sql}: no row")))?;
     row.try_get_by_index(0)
-        .unwrap_or_else(|err| panic!("{sql}: {err:?}"))
 }
 
 /// Closes `db` and returns the tuples of `tables` read in the database at
@@ -245,21 +243,23 @@ pub async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
 ///
 /// For tests that a statement stays index probes as a table grows under a
 /// plan cached while it was small.
-pub async fn tuples_read_after_closing(db: DatabaseConnection, url: &str, tables: &[&str]) -> i64 {
+pub async fn tuples_read_after_closing(
+    db: DatabaseConnection,
+    url: &str,
+    tables: &[&str],
+) -> Result<i64, DbErr> {
     // The connection's last statement marks the moment its statistics did.
     db.execute_unprepared("CREATE TABLE flushed (x int); INSERT INTO flushed VALUES (1)")
-        .await
-        .expect("marking the statistics");
-    db.close().await.expect("closing the connection");
-    let admin = Database::connect(url).await.expect("connecting again");
-    crate::eventually("the statistics flushed", Duration::from_secs(20), || async {
-        scalar(
-            &admin,
-            "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)",
-        )
-        .await
-            == 1
-    })
+        .await?;
+    db.close().await?;
+    let admin = Database::connect(url).await?;
+    let flushed =
+        "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'flushed'), 0)";
+    crate::eventually(
+        "the statistics flushed",
+        Duration::from_secs(20),
+        || async { matches!(scalar(&admin, flushed).await, Ok(1)) },
+    )
     .await;
     let mut read = 0;
     for table in tables {
@@ -270,9 +270,9 @@ pub async fn tuples_read_after_closing(db: DatabaseConnection, url: &str, tables
                       + (SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE relname = '{table}')::bigint"
             ),
         )
-        .await;
+        .await?;
     }
-    read
+    Ok(read)
 }
 
 #[cfg(test)]

@@ -478,7 +478,8 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
         database.url(),
         &["orders", "order_lines"],
     )
-    .await;
+    .await
+    .unwrap();
     assert!(
         read <= 8 * cancelled as i64,
         "{cancelled} cancellations read {read} tuples of the orders and their lines"

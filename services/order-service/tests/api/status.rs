@@ -259,7 +259,8 @@ async fn copies_of_a_verdict_have_one_effect(
         &app.db,
         "SELECT count(*) FROM inbox WHERE consumer = 'race'",
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(inbox, 2);
 }
 
@@ -435,7 +436,8 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
         &app.db,
         "SELECT count(*) FROM inbox WHERE consumer = 'together'",
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(inbox as usize, messages.len());
     let (transactions, verdicts) = crate::helpers::written_together(&store, "status");
     assert!(
@@ -513,8 +515,9 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
     }
     let (transactions, written) = crate::helpers::written_together(&store, "status");
     assert!(transactions < written, "the verdicts were written together");
-    let read =
-        ordo_testkit::database::tuples_read_after_closing(db, database.url(), &["orders"]).await;
+    let read = ordo_testkit::database::tuples_read_after_closing(db, database.url(), &["orders"])
+        .await
+        .unwrap();
     assert!(
         read <= 4 * verdicts as i64,
         "{verdicts} verdicts read {read} tuples of the orders"

@@ -138,7 +138,9 @@ mod racing_copies {
     use uuid::Uuid;
 
     async fn count(store: &ProcessingStore, sql: &str) -> i64 {
-        ordo_testkit::database::scalar(store.connection(), sql).await
+        ordo_testkit::database::scalar(store.connection(), sql)
+            .await
+            .unwrap()
     }
 
     async fn store(database: &TestDatabase) -> ProcessingStore {
@@ -362,7 +364,8 @@ mod racing_copies {
             database.url(),
             &["inbox", "order_processing"],
         )
-        .await;
+        .await
+        .unwrap();
         assert!(
             read <= 4 * lookups as i64,
             "{lookups} lookups read {read} tuples of the inbox and the records"
