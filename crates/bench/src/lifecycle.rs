@@ -60,6 +60,9 @@ pub struct Pipeline {
     pub closed_loop_costs: Costs,
     /// Open loop at half `closed_loop_terminal_per_second`.
     pub half_rate: OpenLoop,
+    /// What each order of the half-rate open loop cost: batches are smaller
+    /// than in the closed loop, so an order costs more.
+    pub half_rate_costs: Costs,
 }
 
 /// The settings that switch every batching off (unknown names are
@@ -330,7 +333,11 @@ async fn pipeline(
     clear(&verdicts);
 
     let half = (closed_loop_terminal_per_second / 2.0).round().max(1.0) as u32;
+    let before = Snapshot::take(&watched, &admin, &databases).await;
     let half_rate = open_loop(&clients, &verdicts, half, LATENCY_FOR, 700_000_000).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = Snapshot::take(&watched, &admin, &databases).await;
+    let half_rate_costs = Costs::between(&before, &after, half_rate.terminal);
     clear(&verdicts);
 
     let extra = match plan {
@@ -369,6 +376,7 @@ async fn pipeline(
             closed_loop_terminal_per_second,
             closed_loop_costs,
             half_rate,
+            half_rate_costs,
         },
         extra,
     ))

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::Options;
+use crate::hops::Costs;
 use crate::latency::Latency;
 use crate::lifecycle::Lifecycle;
 use crate::load::Load;
@@ -315,13 +316,16 @@ impl Report {
                 );
             }
             println!();
-            row(
-                "cost per order (closed loop)",
-                "batching on".into(),
-                "batching off".into(),
-            );
+            let columns = |name: &str, a: &str, b: &str, c: &str| {
+                println!("{name:<44} {a:>16} {b:>14} {c:>14}");
+            };
+            columns("cost per order", "closed loop", "half rate", "batching off");
             println!("{}", "-".repeat(100));
-            let (a, b) = (&on.closed_loop_costs, &off.closed_loop_costs);
+            let (a, h, b) = (
+                &on.closed_loop_costs,
+                &on.half_rate_costs,
+                &off.closed_loop_costs,
+            );
             let figure = |value: f64| {
                 if value.is_nan() {
                     "–".to_owned()
@@ -329,63 +333,63 @@ impl Report {
                     format!("{value:.2}")
                 }
             };
-            let pair = |name: &str, x: f64, y: f64| row(name, figure(x), figure(y));
-            pair(
+            let three = |name: &str, x: f64, y: f64, z: f64| {
+                columns(name, &figure(x), &figure(y), &figure(z));
+            };
+            three(
                 "PlaceOrder calls per commit (write path)",
                 on.write_path_costs.place_orders_per_commit,
+                f64::NAN,
                 off.write_path_costs.place_orders_per_commit,
             );
-            pair(
-                "events per relay round, order service",
-                a.order_relay_events_per_round,
-                b.order_relay_events_per_round,
-            );
-            pair(
-                "relay claim statements per order, order service",
-                a.relay_claim_statements_per_order.0,
-                b.relay_claim_statements_per_order.0,
-            );
-            pair(
-                "relay claim statements per order, processor",
-                a.relay_claim_statements_per_order.1,
-                b.relay_claim_statements_per_order.1,
-            );
-            pair(
-                "messages per settlement commit, processor",
-                a.processor_messages_per_commit,
-                b.processor_messages_per_commit,
-            );
-            pair(
-                "events per relay round, processor",
-                a.processor_relay_events_per_round,
-                b.processor_relay_events_per_round,
-            );
-            pair(
-                "verdicts per commit, order service",
-                a.status_messages_per_commit,
-                b.status_messages_per_commit,
-            );
-            pair(
-                "SQL statements per order, all services",
-                a.statements_per_order,
-                b.statements_per_order,
-            );
+            let each = |name: &str, of: fn(&Costs) -> f64| three(name, of(a), of(h), of(b));
+            each("PlaceOrder calls per commit", |c| c.place_orders_per_commit);
+            each("events per relay round, order service", |c| {
+                c.order_relay_events_per_round
+            });
+            each("relay claim statements per order, order service", |c| {
+                c.relay_claim_statements_per_order.0
+            });
+            each("relay claim statements per order, processor", |c| {
+                c.relay_claim_statements_per_order.1
+            });
+            each("messages per settlement commit, processor", |c| {
+                c.processor_messages_per_commit
+            });
+            each("events per relay round, processor", |c| {
+                c.processor_relay_events_per_round
+            });
+            each("verdicts per commit, order service", |c| {
+                c.status_messages_per_commit
+            });
+            each("SQL statements per order, all services", |c| {
+                c.statements_per_order
+            });
+            let of = |map: &std::collections::BTreeMap<String, f64>, key: &str| {
+                map.get(key).copied().unwrap_or(f64::NAN)
+            };
             for (database, commits) in &a.commits_per_order {
-                let other = b
-                    .commits_per_order
-                    .get(database)
-                    .copied()
-                    .unwrap_or(f64::NAN);
-                pair(
+                three(
                     &format!("commits per order, {database} database"),
                     *commits,
-                    other,
+                    of(&h.commits_per_order, database),
+                    of(&b.commits_per_order, database),
                 );
             }
             for (process, micros) in &a.cpu_us_per_order {
-                let other = b.cpu_us_per_order.get(process).copied().unwrap_or(f64::NAN);
-                pair(&format!("CPU µs per order, {process}"), *micros, other);
+                three(
+                    &format!("CPU µs per order, {process}"),
+                    *micros,
+                    of(&h.cpu_us_per_order, process),
+                    of(&b.cpu_us_per_order, process),
+                );
             }
+            three(
+                "CPU µs per order, all of these",
+                a.cpu_us_per_order.values().sum(),
+                h.cpu_us_per_order.values().sum(),
+                b.cpu_us_per_order.values().sum(),
+            );
             println!();
             let sustained = &lifecycle.sustained;
             row(
