@@ -69,6 +69,8 @@ pub struct Pipeline {
 /// ignored by the binaries that do not read them).
 pub const BATCHING_OFF: &[(&str, &str)] = &[
     ("GROUP_COMMIT_MAX", "1"),
+    ("GROUP_COMMIT_LINGER", "0"),
+    ("PROCESSOR_SETTLE_LINGER", "0"),
     ("STATUS_SETTLE_BATCH", "1"),
     ("PROCESSOR_SETTLE_BATCH", "1"),
     ("OUTBOX_CLAIM_GROUP_MAX", "1"),

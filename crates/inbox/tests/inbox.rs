@@ -216,6 +216,7 @@ mod settlement {
     const ONE_WRITER: GroupCommitConfig = GroupCommitConfig {
         max_batch: 64,
         writers: 1,
+        linger: std::time::Duration::ZERO,
     };
 
     async fn scratch() -> (TestDatabase, DatabaseConnection) {

@@ -74,6 +74,7 @@ impl ClaimGroup {
                 GroupCommitConfig {
                     max_batch: max_partitions,
                     writers: 1,
+                    linger: std::time::Duration::ZERO,
                 },
                 write,
             )

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -27,6 +28,10 @@ pub struct GroupCommitConfig {
     pub max_batch: usize,
     /// Batches in flight at once (each on a connection of its own).
     pub writers: usize,
+    /// How long a writer waits for more jobs before it writes, while jobs
+    /// arrive closer together than this (see [`linger_for`]); zero never
+    /// waits.
+    pub linger: Duration,
 }
 
 impl GroupCommitConfig {
@@ -34,12 +39,28 @@ impl GroupCommitConfig {
     pub const OFF: Self = Self {
         max_batch: 1,
         writers: 1,
+        linger: Duration::ZERO,
     };
 
     /// Whether jobs are written together at all.
     pub fn is_batching(&self) -> bool {
         self.max_batch > 1
     }
+}
+
+/// The longest linger a setting may ask for.
+pub const MAX_LINGER: Duration = Duration::from_millis(50);
+
+/// What a linger setting expects, for its error message.
+pub const LINGER_EXPECTED: &str = "a duration from 0 to 50ms, such as 2ms";
+
+/// A linger setting: `0`, or a duration up to [`MAX_LINGER`].
+pub fn parse_linger(raw: &str) -> Option<Duration> {
+    let linger = match raw {
+        "0" => Some(Duration::ZERO),
+        raw => humantime::parse_duration(raw).ok(),
+    };
+    linger.filter(|linger| *linger <= MAX_LINGER)
 }
 
 /// Writes one batch and returns one outcome per job, in the jobs' order.
@@ -66,10 +87,71 @@ impl BatchCounts {
     }
 }
 
+/// When jobs were handed in: the last arrival and a moving mean of the
+/// gaps between arrivals (nanoseconds since `origin`).
+#[derive(Debug)]
+struct Arrivals {
+    origin: std::time::Instant,
+    last: AtomicU64,
+    mean_gap: AtomicU64,
+}
+
+impl Arrivals {
+    fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            last: AtomicU64::new(Self::NONE),
+            mean_gap: AtomicU64::new(Self::NONE),
+        }
+    }
+
+    /// No arrival yet, or no gap yet.
+    const NONE: u64 = u64::MAX;
+
+    /// Counts an arrival now (racing arrivals only blur the mean).
+    fn record(&self) {
+        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(Self::NONE - 1);
+        let previous = self.last.swap(now, Ordering::Relaxed);
+        if previous == Self::NONE {
+            return;
+        }
+        let gap = now.saturating_sub(previous);
+        let mean = self.mean_gap.load(Ordering::Relaxed);
+        let next = if mean == Self::NONE {
+            gap
+        } else {
+            mean - mean / 8 + gap / 8
+        };
+        self.mean_gap.store(next, Ordering::Relaxed);
+    }
+
+    fn mean_gap(&self) -> Duration {
+        Duration::from_nanos(self.mean_gap.load(Ordering::Relaxed))
+    }
+}
+
+/// How long a writer holding `taken` jobs waits for more before it writes:
+/// only while jobs arrive closer together than `linger` (at low load a job
+/// is written at once), never when the batch is full, and never past
+/// `linger`.
+pub fn linger_for(
+    taken: usize,
+    max_batch: usize,
+    mean_gap: Duration,
+    linger: Duration,
+) -> Duration {
+    if taken >= max_batch || mean_gap >= linger {
+        Duration::ZERO
+    } else {
+        linger
+    }
+}
+
 /// The submitting side of a group commit; clones share the writers.
 pub struct GroupCommit<J, O> {
     queue: mpsc::UnboundedSender<Queued<J, O>>,
     counts: Arc<BatchCounts>,
+    arrivals: Arc<Arrivals>,
 }
 
 impl<J, O> Clone for GroupCommit<J, O> {
@@ -77,6 +159,7 @@ impl<J, O> Clone for GroupCommit<J, O> {
         Self {
             queue: self.queue.clone(),
             counts: Arc::clone(&self.counts),
+            arrivals: Arc::clone(&self.arrivals),
         }
     }
 }
@@ -103,13 +186,16 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
         let (queue, receiver) = mpsc::unbounded_channel::<Queued<J, O>>();
         let receiver = Arc::new(Mutex::new(receiver));
         let counts = Arc::new(BatchCounts::default());
+        let arrivals = Arc::new(Arrivals::new());
+        let linger = config.linger;
         for _ in 0..config.writers.max(1) {
             let receiver = Arc::clone(&receiver);
             let write = Arc::clone(&write);
             let counts = Arc::clone(&counts);
+            let arrivals = Arc::clone(&arrivals);
             let max_batch = config.max_batch.max(1);
             tokio::spawn(async move {
-                while let Some(batch) = take_batch(&receiver, max_batch).await {
+                while let Some(batch) = take_batch(&receiver, max_batch, linger, &arrivals).await {
                     let (jobs, answers): (Vec<J>, Vec<oneshot::Sender<O>>) =
                         batch.into_iter().unzip();
                     counts.batches.fetch_add(1, Ordering::Relaxed);
@@ -122,13 +208,18 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
                 }
             });
         }
-        Self { queue, counts }
+        Self {
+            queue,
+            counts,
+            arrivals,
+        }
     }
 
     /// Queues `job` and waits for its outcome (written alone at once when
     /// a writer is idle, with the jobs queued beside it otherwise).
     pub async fn submit(&self, job: J) -> Result<O, WritersStopped> {
         let (answer, outcome) = oneshot::channel();
+        self.arrivals.record();
         self.queue.send((job, answer)).map_err(|_| WritersStopped)?;
         outcome.await.map_err(|_| WritersStopped)
     }
@@ -166,19 +257,44 @@ pub fn expose(out: &mut ordo_telemetry::metrics::Exposition, groups: &[(&str, Ar
 }
 
 /// Waits for one job, then takes every job already queued behind it, up
-/// to `max` in all; `None` when the queue is closed and empty.
-async fn take_batch<T>(receiver: &Mutex<mpsc::UnboundedReceiver<T>>, max: usize) -> Option<Vec<T>> {
+/// to `max` in all, and — while jobs arrive faster than `linger` apart —
+/// the jobs that come within `linger`; `None` when the queue is closed and
+/// empty.
+async fn take_batch<T>(
+    receiver: &Mutex<mpsc::UnboundedReceiver<T>>,
+    max: usize,
+    linger: Duration,
+    arrivals: &Arrivals,
+) -> Option<Vec<T>> {
     let mut receiver = receiver.lock().await;
     let first = receiver.recv().await?;
     let mut batch = Vec::with_capacity(max.min(64));
     batch.push(first);
+    take_queued(&mut receiver, &mut batch, max);
+    let wait = linger_for(batch.len(), max, arrivals.mean_gap(), linger);
+    if !wait.is_zero() {
+        let until = tokio::time::Instant::now() + wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(until, receiver.recv()).await {
+                Ok(Some(job)) => {
+                    batch.push(job);
+                    take_queued(&mut receiver, &mut batch, max);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// Every job already queued, until `batch` holds `max`.
+fn take_queued<T>(receiver: &mut mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>, max: usize) {
     while batch.len() < max {
         match receiver.try_recv() {
             Ok(job) => batch.push(job),
             Err(_) => break,
         }
     }
-    Some(batch)
 }
 
 #[cfg(test)]
@@ -208,6 +324,7 @@ mod tests {
             GroupCommitConfig {
                 max_batch: 64,
                 writers: 1,
+                linger: Duration::ZERO,
             },
             recording(Arc::clone(&sizes), Duration::ZERO),
         );
@@ -223,6 +340,7 @@ mod tests {
             GroupCommitConfig {
                 max_batch: 8,
                 writers: 1,
+                linger: Duration::ZERO,
             },
             recording(Arc::clone(&sizes), Duration::from_millis(50)),
         );
@@ -253,6 +371,7 @@ mod tests {
             GroupCommitConfig {
                 max_batch: 1,
                 writers: 1,
+                linger: Duration::ZERO,
             },
             recording(Arc::clone(&sizes), Duration::from_millis(5)),
         );
@@ -266,5 +385,74 @@ mod tests {
             handle.await.unwrap().unwrap();
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1; 5]);
+    }
+
+    #[test]
+    fn a_batch_lingers_only_while_jobs_come_closer_together_than_the_linger() {
+        let linger = Duration::from_millis(2);
+        let busy = Duration::from_micros(500);
+        assert_eq!(linger_for(1, 64, busy, linger), linger);
+        // Low load: the next job is not expected within the linger.
+        assert_eq!(
+            linger_for(1, 64, Duration::from_millis(5), linger),
+            Duration::ZERO
+        );
+        assert_eq!(linger_for(1, 64, Duration::MAX, linger), Duration::ZERO);
+        // A full batch is written at once; a zero linger never waits.
+        assert_eq!(linger_for(64, 64, busy, linger), Duration::ZERO);
+        assert_eq!(linger_for(1, 64, busy, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn linger_settings_are_zero_to_fifty_milliseconds() {
+        assert_eq!(parse_linger("0"), Some(Duration::ZERO));
+        assert_eq!(parse_linger("2ms"), Some(Duration::from_millis(2)));
+        assert_eq!(parse_linger("50ms"), Some(MAX_LINGER));
+        assert_eq!(parse_linger("51ms"), None);
+        assert_eq!(parse_linger("-1ms"), None);
+        assert_eq!(parse_linger("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn jobs_arriving_faster_than_the_linger_wait_for_each_other_and_a_lone_job_does_not() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let group = GroupCommit::start(
+            GroupCommitConfig {
+                max_batch: 64,
+                writers: 1,
+                linger: Duration::from_millis(40),
+            },
+            recording(Arc::clone(&sizes), Duration::ZERO),
+        );
+        // The first job has no gap to go by: written at once, alone.
+        let started = std::time::Instant::now();
+        assert_eq!(group.submit(1).await, Ok(10));
+        assert!(
+            started.elapsed() < Duration::from_millis(30),
+            "{:?}",
+            started.elapsed()
+        );
+        // Jobs 1 ms apart: each batch waits for those that follow.
+        let mut handles = Vec::new();
+        for job in 2..=9 {
+            let group = group.clone();
+            handles.push(tokio::spawn(async move { group.submit(job).await }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for (job, handle) in (2..=9).zip(handles) {
+            assert_eq!(handle.await.unwrap(), Ok(job * 10));
+        }
+        let busy: Vec<usize> = sizes.lock().unwrap()[1..].to_vec();
+        assert!(busy.len() < 8, "eight close jobs in {busy:?} batches");
+        assert_eq!(busy.iter().sum::<usize>(), 8);
+        // After a pause far longer than the linger, a job goes at once again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = std::time::Instant::now();
+        assert_eq!(group.submit(10).await, Ok(100));
+        assert!(
+            started.elapsed() < Duration::from_millis(30),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
-use ordo_service_kit::group_commit::GroupCommitConfig;
+use ordo_service_kit::group_commit::{self, GroupCommitConfig};
 use ordo_service_kit::serving::ServerLimits;
 pub use ordo_service_kit::{LogFormat, SettingsError};
 pub use ordo_telemetry::TelemetryConfig;
@@ -66,9 +66,10 @@ pub struct Settings {
     /// `INBOX_RETENTION` (at least `OUTBOX_DEDUP_WINDOW`),
     /// `INBOX_RETENTION_INTERVAL`: the sweep of the status consumer's inbox.
     pub inbox_retention: RetentionConfig,
-    /// `GROUP_COMMIT_MAX` (1 turns batching off), `GROUP_COMMIT_WRITERS`:
-    /// PlaceOrder and CancelOrder calls that arrive while a commit is in
-    /// flight are written together in the next transaction.
+    /// `GROUP_COMMIT_MAX` (1 turns batching off), `GROUP_COMMIT_WRITERS`,
+    /// `GROUP_COMMIT_LINGER` (also the verdicts' linger): PlaceOrder and
+    /// CancelOrder calls that arrive while a commit is in flight are written
+    /// together in the next transaction.
     pub group_commit: GroupCommitConfig,
     /// `IDEMPOTENCY_KEY_RETENTION` (default 7 days): PlaceOrder's
     /// idempotency keys are forgotten after this (a retry later places a new
@@ -106,11 +107,13 @@ impl Default for Settings {
             status_settle_batch: GroupCommitConfig {
                 max_batch: 64,
                 writers: 2,
+                linger: std::time::Duration::ZERO,
             },
             admin_tokens: Vec::new(),
             group_commit: GroupCommitConfig {
                 max_batch: 64,
                 writers: 2,
+                linger: std::time::Duration::ZERO,
             },
             idempotency_key_retention: RetentionConfig {
                 horizon: Duration::from_secs(7 * 24 * 3600),
@@ -210,6 +213,13 @@ impl Settings {
             1..=1000,
             defaults.database_max_connections,
         )?;
+        let linger = env
+            .parse(
+                "GROUP_COMMIT_LINGER",
+                group_commit::LINGER_EXPECTED,
+                group_commit::parse_linger,
+            )?
+            .unwrap_or(defaults.group_commit.linger);
         let group_commit = GroupCommitConfig {
             max_batch: env.number("GROUP_COMMIT_MAX", 1..=100, defaults.group_commit.max_batch)?,
             writers: env.number(
@@ -220,6 +230,7 @@ impl Settings {
                     .writers
                     .min(database_max_connections as usize),
             )?,
+            linger,
         };
         Ok(Self {
             admin_tokens,
@@ -264,6 +275,7 @@ impl Settings {
                     1..=1024,
                     defaults.status_settle_batch.max_batch,
                 )?,
+                linger,
                 ..defaults.status_settle_batch
             },
             inbox_retention,

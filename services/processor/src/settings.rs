@@ -12,7 +12,7 @@ use ordo_service_kit::serving::ServerLimits;
 use ordo_inbox::RetentionConfig;
 use ordo_outbox::RelayConfig;
 use ordo_service_kit::Lookup;
-use ordo_service_kit::group_commit::GroupCommitConfig;
+use ordo_service_kit::group_commit::{self, GroupCommitConfig};
 pub use ordo_service_kit::{LogFormat, SettingsError};
 pub use ordo_telemetry::TelemetryConfig;
 
@@ -93,7 +93,7 @@ pub struct ConsumerSettings {
     pub ack_wait: Duration,
     /// `PROCESSOR_CONCURRENCY`: messages handled at once per replica.
     pub concurrency: usize,
-    /// `PROCESSOR_SETTLE_BATCH` (1 turns batching off): record writes and
+    /// `PROCESSOR_SETTLE_BATCH` (1 turns batching off), `PROCESSOR_SETTLE_LINGER`: record writes and
     /// settlements that arrive together are written in one transaction,
     /// two transactions in flight at once.
     pub settle_batch: GroupCommitConfig,
@@ -179,6 +179,7 @@ impl Default for Settings {
                 settle_batch: GroupCommitConfig {
                     max_batch: 64,
                     writers: 2,
+                    linger: std::time::Duration::ZERO,
                 },
                 backoff: Backoff::full_jitter(Duration::from_secs(1), Duration::from_secs(60)),
                 instance: instance.clone(),
@@ -353,6 +354,13 @@ impl Settings {
                         1..=1024,
                         defaults.consuming.settle_batch.max_batch,
                     )?,
+                    linger: env
+                        .parse(
+                            "PROCESSOR_SETTLE_LINGER",
+                            group_commit::LINGER_EXPECTED,
+                            group_commit::parse_linger,
+                        )?
+                        .unwrap_or(defaults.consuming.settle_batch.linger),
                     ..defaults.consuming.settle_batch
                 },
                 backoff: backoff_from(&env, PROCESSOR_BACKOFF, defaults.consuming.backoff)?,

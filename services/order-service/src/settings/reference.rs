@@ -31,7 +31,7 @@ pub const SETTINGS: Reference = Reference {
 
 /// How orders are written, the verdicts consumed here, and who may call
 /// the admin RPCs.
-const ORDERS: [Setting; 7] = [
+const ORDERS: [Setting; 8] = [
     Setting::value(
         "GROUP_COMMIT_MAX",
         "64",
@@ -41,6 +41,11 @@ const ORDERS: [Setting; 7] = [
         "GROUP_COMMIT_WRITERS",
         "2",
         "group commit's transactions in flight at once (at most `DATABASE_MAX_CONNECTIONS`)",
+    ),
+    Setting::value(
+        "GROUP_COMMIT_LINGER",
+        "0",
+        "how long a PlaceOrder / CancelOrder batch (and a batch of verdicts) waits for more before it commits, only while they arrive closer together than this (0–50ms; `0` never waits): at low load nothing waits; at moderate load batches grow and an order costs less CPU, each waiting up to this long (see Benchmarks)",
     ),
     Setting::value(
         "STATUS_CONSUMER",

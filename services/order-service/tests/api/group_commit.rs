@@ -433,6 +433,7 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
     .with_group_commit(ordo_service_kit::group_commit::GroupCommitConfig {
         max_batch: 64,
         writers: 1,
+        linger: std::time::Duration::ZERO,
     });
     let batch = |orders: Vec<uuid::Uuid>| {
         let store = store.clone();

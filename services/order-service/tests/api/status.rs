@@ -181,6 +181,7 @@ async fn copies_of_a_verdict_settled_in_shared_transactions_have_one_effect() {
     copies_of_a_verdict_have_one_effect(ordo_service_kit::group_commit::GroupCommitConfig {
         max_batch: 64,
         writers: 2,
+        linger: std::time::Duration::ZERO,
     })
     .await;
 }
@@ -285,6 +286,7 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
     .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
         max_batch: 64,
         writers: 1,
+        linger: std::time::Duration::ZERO,
     });
     let mut orders = Vec::new();
     for _ in 0..31 {
@@ -467,6 +469,7 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
     .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
         max_batch: 64,
         writers: 1,
+        linger: std::time::Duration::ZERO,
     });
     let insert_orders = |rows: u32| {
         let db = db.clone();

@@ -171,6 +171,7 @@ mod racing_copies {
             ordo_service_kit::group_commit::GroupCommitConfig {
                 max_batch: 64,
                 writers: 2,
+                linger: std::time::Duration::ZERO,
             },
         );
         let counts = store.settlement_counts().unwrap();
@@ -248,6 +249,7 @@ mod racing_copies {
             ordo_service_kit::group_commit::GroupCommitConfig {
                 max_batch: 64,
                 writers: 1,
+                linger: std::time::Duration::ZERO,
             },
         );
         // Orders with a record and a handled message, with a record only,
@@ -315,6 +317,7 @@ mod racing_copies {
             .with_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
                 max_batch: 64,
                 writers: 1,
+                linger: std::time::Duration::ZERO,
             });
         let grow = |rows: u32| {
             let db = db.clone();
