@@ -213,11 +213,7 @@ mod settlement {
     use ordo_testkit::{Schema, TestDatabase};
     use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
-    const ONE_WRITER: GroupCommitConfig = GroupCommitConfig {
-        max_batch: 64,
-        writers: 1,
-        linger: std::time::Duration::ZERO,
-    };
+    const ONE_WRITER: GroupCommitConfig = GroupCommitConfig::batching(64, 1);
 
     async fn scratch() -> (TestDatabase, DatabaseConnection) {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();

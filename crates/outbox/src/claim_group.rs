@@ -70,14 +70,7 @@ impl ClaimGroup {
                     claims
                 })
             });
-            GroupCommit::start(
-                GroupCommitConfig {
-                    max_batch: max_partitions,
-                    writers: 1,
-                    linger: std::time::Duration::ZERO,
-                },
-                write,
-            )
+            GroupCommit::start(GroupCommitConfig::batching(max_partitions, 1), write)
         });
         Self {
             db,

@@ -42,6 +42,16 @@ impl GroupCommitConfig {
         linger: Duration::ZERO,
     };
 
+    /// Up to `max_batch` jobs a batch, `writers` batches in flight, no
+    /// linger.
+    pub const fn batching(max_batch: usize, writers: usize) -> Self {
+        Self {
+            max_batch,
+            writers,
+            linger: Duration::ZERO,
+        }
+    }
+
     /// Whether jobs are written together at all.
     pub fn is_batching(&self) -> bool {
         self.max_batch > 1
@@ -321,11 +331,7 @@ mod tests {
     async fn a_job_alone_is_written_at_once_alone() {
         let sizes = Arc::default();
         let group = GroupCommit::start(
-            GroupCommitConfig {
-                max_batch: 64,
-                writers: 1,
-                linger: Duration::ZERO,
-            },
+            GroupCommitConfig::batching(64, 1),
             recording(Arc::clone(&sizes), Duration::ZERO),
         );
         assert_eq!(group.submit(4).await, Ok(40));
@@ -337,11 +343,7 @@ mod tests {
     async fn jobs_arriving_during_a_commit_go_together_in_the_next_and_each_gets_its_own_outcome() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let group = GroupCommit::start(
-            GroupCommitConfig {
-                max_batch: 8,
-                writers: 1,
-                linger: Duration::ZERO,
-            },
+            GroupCommitConfig::batching(8, 1),
             recording(Arc::clone(&sizes), Duration::from_millis(50)),
         );
         let first = tokio::spawn({
@@ -368,11 +370,7 @@ mod tests {
     async fn batching_off_writes_every_job_alone() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let group = GroupCommit::start(
-            GroupCommitConfig {
-                max_batch: 1,
-                writers: 1,
-                linger: Duration::ZERO,
-            },
+            GroupCommitConfig::batching(1, 1),
             recording(Arc::clone(&sizes), Duration::from_millis(5)),
         );
         let handles: Vec<_> = (0..5)

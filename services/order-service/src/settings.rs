@@ -104,17 +104,9 @@ impl Default for Settings {
             outbox_relay: true,
             status_consumer: true,
             status_concurrency: 16,
-            status_settle_batch: GroupCommitConfig {
-                max_batch: 64,
-                writers: 2,
-                linger: std::time::Duration::ZERO,
-            },
+            status_settle_batch: GroupCommitConfig::batching(64, 2),
             admin_tokens: Vec::new(),
-            group_commit: GroupCommitConfig {
-                max_batch: 64,
-                writers: 2,
-                linger: std::time::Duration::ZERO,
-            },
+            group_commit: GroupCommitConfig::batching(64, 2),
             idempotency_key_retention: RetentionConfig {
                 horizon: Duration::from_secs(7 * 24 * 3600),
                 owner: owner.clone(),

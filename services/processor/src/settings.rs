@@ -176,11 +176,7 @@ impl Default for Settings {
                 max_deliver: None,
                 ack_wait: Duration::from_secs(30),
                 concurrency: 32,
-                settle_batch: GroupCommitConfig {
-                    max_batch: 64,
-                    writers: 2,
-                    linger: std::time::Duration::ZERO,
-                },
+                settle_batch: GroupCommitConfig::batching(64, 2),
                 backoff: Backoff::full_jitter(Duration::from_secs(1), Duration::from_secs(60)),
                 instance: instance.clone(),
             },

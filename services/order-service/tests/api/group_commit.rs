@@ -430,11 +430,9 @@ async fn cancellations_written_together_stay_index_probes_as_the_orders_grow() {
         ordo_outbox::PartitionCount::new(4).unwrap(),
         None,
     )
-    .with_group_commit(ordo_service_kit::group_commit::GroupCommitConfig {
-        max_batch: 64,
-        writers: 1,
-        linger: std::time::Duration::ZERO,
-    });
+    .with_group_commit(ordo_service_kit::group_commit::GroupCommitConfig::batching(
+        64, 1,
+    ));
     let batch = |orders: Vec<uuid::Uuid>| {
         let store = store.clone();
         async move {

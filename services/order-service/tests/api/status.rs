@@ -178,11 +178,9 @@ async fn copies_of_a_verdict_applied_at_once_have_one_effect() {
 /// one effect, each answered on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_of_a_verdict_settled_in_shared_transactions_have_one_effect() {
-    copies_of_a_verdict_have_one_effect(ordo_service_kit::group_commit::GroupCommitConfig {
-        max_batch: 64,
-        writers: 2,
-        linger: std::time::Duration::ZERO,
-    })
+    copies_of_a_verdict_have_one_effect(
+        ordo_service_kit::group_commit::GroupCommitConfig::batching(64, 2),
+    )
     .await;
 }
 
@@ -283,11 +281,9 @@ async fn verdicts_written_together_are_each_decided_as_if_alone() {
         ordo_outbox::PartitionCount::new(4).unwrap(),
         None,
     )
-    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
-        max_batch: 64,
-        writers: 1,
-        linger: std::time::Duration::ZERO,
-    });
+    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig::batching(
+        64, 1,
+    ));
     let mut orders = Vec::new();
     for _ in 0..31 {
         let order = app
@@ -466,11 +462,9 @@ async fn verdicts_written_together_stay_index_probes_as_the_orders_grow() {
         ordo_outbox::PartitionCount::new(4).unwrap(),
         None,
     )
-    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
-        max_batch: 64,
-        writers: 1,
-        linger: std::time::Duration::ZERO,
-    });
+    .with_status_settlement(ordo_service_kit::group_commit::GroupCommitConfig::batching(
+        64, 1,
+    ));
     let insert_orders = |rows: u32| {
         let db = db.clone();
         async move { crate::helpers::orders_inserted(&db, rows).await }

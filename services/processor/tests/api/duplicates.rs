@@ -168,11 +168,7 @@ mod racing_copies {
     async fn twenty_copies_settled_in_shared_transactions_have_one_effect() {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let store = store(&database).await.with_settlement(
-            ordo_service_kit::group_commit::GroupCommitConfig {
-                max_batch: 64,
-                writers: 2,
-                linger: std::time::Duration::ZERO,
-            },
+            ordo_service_kit::group_commit::GroupCommitConfig::batching(64, 2),
         );
         let counts = store.settlement_counts().unwrap();
         twenty_copies_have_one_effect(store).await;
@@ -246,11 +242,7 @@ mod racing_copies {
         let database = TestDatabase::create_for(Schema::Processor).await.unwrap();
         let alone = store(&database).await;
         let together = store(&database).await.with_settlement(
-            ordo_service_kit::group_commit::GroupCommitConfig {
-                max_batch: 64,
-                writers: 1,
-                linger: std::time::Duration::ZERO,
-            },
+            ordo_service_kit::group_commit::GroupCommitConfig::batching(64, 1),
         );
         // Orders with a record and a handled message, with a record only,
         // and with nothing at all.
@@ -314,11 +306,9 @@ mod racing_copies {
             .await
             .unwrap();
         let store = ProcessingStore::new(db.clone(), PartitionCount::new(4).unwrap(), None)
-            .with_settlement(ordo_service_kit::group_commit::GroupCommitConfig {
-                max_batch: 64,
-                writers: 1,
-                linger: std::time::Duration::ZERO,
-            });
+            .with_settlement(ordo_service_kit::group_commit::GroupCommitConfig::batching(
+                64, 1,
+            ));
         let grow = |rows: u32| {
             let db = db.clone();
             async move {
