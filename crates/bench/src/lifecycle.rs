@@ -266,6 +266,7 @@ async fn pipeline(
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
     let admin = sea_orm::Database::connect(orders_db.url()).await?;
+    let processor_admin = sea_orm::Database::connect(processor_db.url()).await?;
     let databases = [
         ("orders", orders_db.name()),
         ("processor", processor_db.name()),
@@ -316,11 +317,12 @@ async fn pipeline(
     settle(&verdicts, written, Duration::from_secs(120)).await;
     clear(&verdicts);
     let watched = [orders.watched(), processor.watched(), payments.watched()];
+    let quiet = || quiesce(&admin, &processor_admin, Duration::from_secs(120));
 
     // The whole life cycle, closed loop: CLIENTS callers back to back for
     // 10 s; terminal orders counted until the last of them settles.
     eprintln!("  life cycle: {CLIENTS} clients back to back for {closed_for:?}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    quiet().await?;
     let before = Snapshot::take(&watched, &admin, &databases).await;
     let closed_started = Instant::now();
     let placed_closed = closed_loop(&clients, closed_for, 500_000_000).await;
@@ -328,6 +330,7 @@ async fn pipeline(
     let settled_closed = settle(&verdicts, placed_closed, Duration::from_secs(120)).await;
     let closed_loop_terminal_per_second =
         settled_closed as f64 / closed_started.elapsed().as_secs_f64();
+    quiet().await?;
     // PostgreSQL's statistics reach pg_stat_database within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = Snapshot::take(&watched, &admin, &databases).await;
@@ -335,8 +338,10 @@ async fn pipeline(
     clear(&verdicts);
 
     let half = (closed_loop_terminal_per_second / 2.0).round().max(1.0) as u32;
+    quiet().await?;
     let before = Snapshot::take(&watched, &admin, &databases).await;
     let half_rate = open_loop(&clients, &verdicts, half, LATENCY_FOR, 700_000_000).await;
+    quiet().await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = Snapshot::take(&watched, &admin, &databases).await;
     let half_rate_costs = Costs::between(&before, &after, half_rate.terminal);
@@ -542,6 +547,45 @@ async fn settle(verdicts: &Verdicts, expected: usize, limit: Duration) -> usize 
             return seen;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (up to `limit`) until the work of the phase before is done
+/// everywhere — every order has its verdict applied and both outboxes are
+/// empty — so the counters read around the next phase hold its own
+/// orders' work only (the processor takes up the write path's orders, and
+/// the order service applies verdicts after they were seen on NATS).
+async fn quiesce(
+    orders: &sea_orm::DatabaseConnection,
+    processor: &sea_orm::DatabaseConnection,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let count = async |db: &sea_orm::DatabaseConnection, sql: &str| -> anyhow::Result<i64> {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await?
+            .context("a count returns a row")?;
+        Ok(row.try_get_by_index::<i64>(0)?)
+    };
+    let until = Instant::now() + limit;
+    loop {
+        let left = count(
+            orders,
+            "SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING') + (SELECT count(*) FROM outbox)",
+        )
+        .await?
+            + count(processor, "SELECT count(*) FROM outbox").await?;
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "the pipeline did not settle within {limit:?}: {left} orders pending or events unpublished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
