@@ -1,6 +1,7 @@
 //! The whole loop — order service, its relay, the processor, the payment
 //! simulator, the processor's relay, the order service's status consumer —
-//! under payment failures.
+//! under payment failures, with group commit's defaults and with every
+//! hop's linger on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,16 +9,36 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use ordo_proto::OrderServiceClient;
 use ordo_proto::order::v1::{OrderLine, PlaceOrderRequest};
+use ordo_service_kit::group_commit::GroupCommitConfig;
 use ordo_testkit::{TestDatabase, TestStream};
 use sea_orm::{ConnectionTrait, Statement};
 use uuid::Uuid;
 
 use crate::helpers::TestProcessor;
 
-const ORDERS: usize = 2_000;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactly_once() {
+    every_order_settles_exactly_once(2_000, Duration::ZERO).await;
+}
+
+/// With a linger on every group commit (placements, settlements, verdicts)
+/// batches are cut later; what each batch writes, and what each order ends
+/// as, must not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_hop_lingering_each_order_still_settles_exactly_once() {
+    let batches = every_order_settles_exactly_once(600, Duration::from_millis(5)).await;
+    assert!(
+        batches
+            .iter()
+            .all(|&(transactions, requests)| requests > transactions),
+        "every hop wrote several requests in some transaction: {batches:?}"
+    );
+}
+
+/// `count` orders through the whole loop, with `linger` as both services'
+/// group-commit linger; (transactions, requests) of the placements, the
+/// verdicts and the settlements.
+async fn every_order_settles_exactly_once(count: usize, linger: Duration) -> Vec<(f64, f64)> {
     let stream = TestStream::new().await;
     let stream_settings =
         ordo_outbox::StreamSettings::isolated(&stream.name, &stream.subject_prefix);
@@ -27,7 +48,10 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             subject_prefix: stream.subject_prefix.clone(),
         },
         stream_settings.clone(),
-        |settings| settings,
+        |mut settings| {
+            settings.consuming.settle_batch.linger = linger;
+            settings
+        },
     )
     .await;
     processor.payments.set_faults(0.3, false).await;
@@ -45,11 +69,20 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             poll_interval: Duration::from_millis(100),
             ..defaults.relay.clone()
         },
+        group_commit: GroupCommitConfig {
+            linger,
+            ..defaults.group_commit
+        },
+        status_settle_batch: GroupCommitConfig {
+            linger,
+            ..defaults.status_settle_batch
+        },
         ..defaults
     })
     .await
     .unwrap();
     let addr = order_service.local_addr();
+    let metrics_addr = order_service.metrics_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(order_service.run_until_stopped(async {
         let _ = stopped.await;
@@ -59,7 +92,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
         .unwrap();
 
     // Every tenth order is above the simulator's decline limit.
-    let placed: Vec<(Uuid, bool)> = futures::stream::iter(0..ORDERS)
+    let placed: Vec<(Uuid, bool)> = futures::stream::iter(0..count)
         .map(|n| {
             let mut client = client.clone();
             async move {
@@ -91,7 +124,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
         .buffer_unordered(16)
         .collect()
         .await;
-    assert_eq!(placed.len(), ORDERS);
+    assert_eq!(placed.len(), count);
 
     let orders = orders_db.connect().await.unwrap();
     let pending = || async {
@@ -125,7 +158,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             )
         })
         .collect();
-    assert_eq!(statuses.len(), ORDERS);
+    assert_eq!(statuses.len(), count);
     let mut confirmed = 0;
     for (order_id, declined) in &placed {
         let status = &statuses[order_id];
@@ -143,7 +176,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             confirmed += 1;
         }
     }
-    assert_eq!(confirmed, ORDERS - ORDERS / 10);
+    assert_eq!(confirmed, count - count / 10);
 
     // No order was both confirmed and rejected, and no verdict came twice.
     let mut verdicts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -155,7 +188,7 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
             verdict_count += 1;
         }
     }
-    assert_eq!(verdict_count, ORDERS);
+    assert_eq!(verdict_count, count);
     assert!(verdicts.values().all(|kinds| kinds.len() == 1));
     let ignored = orders
         .query_one_raw(Statement::from_string(
@@ -169,7 +202,22 @@ async fn two_thousand_orders_at_thirty_percent_payment_errors_each_settle_exactl
         .unwrap();
     assert_eq!(ignored, 0);
 
+    let mut batches = Vec::new();
+    for (addr, request) in [
+        (metrics_addr, "place_order"),
+        (metrics_addr, "status"),
+        (processor.metrics_addr, "settle"),
+    ] {
+        let scrape = crate::helpers::scrape(addr).await;
+        let labels = [("request", request)];
+        batches.push((
+            ordo_testkit::metric(&scrape, "ordo_group_commit_transactions_total", &labels),
+            ordo_testkit::metric(&scrape, "ordo_group_commit_requests_total", &labels),
+        ));
+    }
+
     let _ = stop.send(());
     running.await.unwrap().unwrap();
     processor.stop().await.unwrap();
+    batches
 }
