@@ -50,6 +50,11 @@ pub struct Lifecycle {
 /// at half the closed loop's terminal rate, with what each order cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pipeline {
+    /// The raw SQL order transaction measured just before this pipeline's
+    /// write path and just after its closed loop: the machine's raw limit
+    /// at the moments its closed loops ran (this VM's speed drifts by a
+    /// fifth within minutes, so the start of the run is too far away).
+    pub raw_sql_around: (f64, f64),
     /// PlaceOrder closed loop with the order service (and its relay) only.
     pub write_path_place_per_second: f64,
     pub write_path_costs: Costs,
@@ -64,6 +69,17 @@ pub struct Pipeline {
     /// than in the closed loop, so an order costs more.
     pub half_rate_costs: Costs,
 }
+
+impl Pipeline {
+    /// The raw limit this pipeline's closed loops are compared with: the
+    /// mean of the measurements around them.
+    pub fn raw_sql_per_second(&self) -> f64 {
+        (self.raw_sql_around.0 + self.raw_sql_around.1) / 2.0
+    }
+}
+
+/// How long each raw SQL measurement around a pipeline runs.
+const RAW_AROUND_FOR: Duration = Duration::from_secs(5);
 
 /// The settings that switch every batching off (unknown names are
 /// ignored by the binaries that do not read them).
@@ -263,6 +279,7 @@ async fn pipeline(
     plan: Option<Plan>,
 ) -> anyhow::Result<(Pipeline, Option<PlanRuns>)> {
     let nats = NatsServer::start().await?;
+    let raw_sql_before = raw_sql_order_txn(CLIENTS, RAW_AROUND_FOR).await?;
     let orders_db = TestDatabase::create().await?;
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
     let admin = sea_orm::Database::connect(orders_db.url()).await?;
@@ -336,6 +353,7 @@ async fn pipeline(
     let after = Snapshot::take(&watched, &admin, &databases).await;
     let closed_loop_costs = Costs::between(&before, &after, settled_closed);
     clear(&verdicts);
+    let raw_sql_after = raw_sql_order_txn(CLIENTS, RAW_AROUND_FOR).await?;
 
     let half = (closed_loop_terminal_per_second / 2.0).round().max(1.0) as u32;
     quiet().await?;
@@ -377,6 +395,7 @@ async fn pipeline(
     drop((payments, orders, processor));
     Ok((
         Pipeline {
+            raw_sql_around: (raw_sql_before, raw_sql_after),
             write_path_place_per_second,
             write_path_costs,
             closed_loop_place_per_second,
