@@ -1,6 +1,11 @@
 //! What each hop costs per order, read around a phase from the outside:
-//! the services' own counters at `/metrics`, PostgreSQL's commit counts
-//! per database, and each process's CPU time from `/proc`.
+//! the services' own counters at `/metrics` and each process's CPU time
+//! from `/proc`.
+//!
+//! PostgreSQL's own commit counts (`pg_stat_database.xact_commit`) are not
+//! read: a backend that goes idle reports them up to 10 s later
+//! (PostgreSQL 15's `PGSTAT_IDLE_INTERVAL`), so a phase's commits would be
+//! counted partly in the next one. The services' counters are exact.
 //!
 //! ```text
 //! snapshot before ─▶ phase ─▶ snapshot after ─▶ (after − before) / orders
@@ -9,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde::Serialize;
 
 /// A running service as the bench sees it.
@@ -50,23 +54,17 @@ const COUNTERS: &[(&str, &[(&str, &str)])] = &[
 /// (every process of that name: PostgreSQL's backends, the nats-servers).
 const SHARED_PROCESSES: &[&str] = &["postgres", "nats-server"];
 
-/// Counters of every process and commits of every database, at one moment.
+/// Counters and CPU time of every process, at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// (process, counter) → value.
     counters: BTreeMap<(String, String), f64>,
     /// process → CPU seconds (user + system).
     cpu_seconds: BTreeMap<String, f64>,
-    /// database → committed transactions.
-    commits: BTreeMap<String, i64>,
 }
 
 impl Snapshot {
-    pub async fn take(
-        processes: &[Watched],
-        admin: &DatabaseConnection,
-        databases: &[(&str, &str)],
-    ) -> Self {
+    pub async fn take(processes: &[Watched]) -> Self {
         let mut snapshot = Self::default();
         for process in processes {
             if let Ok(scrape) = ordo_testkit::scrape_parsed(process.metrics).await {
@@ -87,20 +85,6 @@ impl Snapshot {
             snapshot
                 .cpu_seconds
                 .insert((*name).to_owned(), cpu_seconds_of_command(name));
-        }
-        for (label, database) in databases {
-            let commits = admin
-                .query_one_raw(Statement::from_sql_and_values(
-                    sea_orm::DbBackend::Postgres,
-                    "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
-                    [(*database).into()],
-                ))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|row| row.try_get_by_index::<i64>(0).ok())
-                .unwrap_or_default();
-            snapshot.commits.insert((*label).to_owned(), commits);
         }
         snapshot
     }
@@ -142,8 +126,6 @@ pub struct Costs {
     pub status_messages_per_commit: f64,
     /// SQL statements per order, every process together.
     pub statements_per_order: f64,
-    /// Commits per order, per database.
-    pub commits_per_order: BTreeMap<String, f64>,
     /// CPU microseconds per order, per process.
     pub cpu_us_per_order: BTreeMap<String, f64>,
 }
@@ -213,14 +195,6 @@ impl Costs {
             processor_messages_per_commit: per_commit("processor", "settle"),
             status_messages_per_commit: per_commit("order-service", "status"),
             statements_per_order: per_order(statements),
-            commits_per_order: after
-                .commits
-                .iter()
-                .map(|(database, commits)| {
-                    let before = before.commits.get(database).copied().unwrap_or_default();
-                    (database.clone(), per_order((commits - before) as f64))
-                })
-                .collect(),
             cpu_us_per_order: after
                 .cpu_seconds
                 .iter()

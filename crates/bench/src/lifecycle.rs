@@ -284,10 +284,6 @@ async fn pipeline(
     let processor_db = TestDatabase::create_for(Schema::Processor).await?;
     let admin = sea_orm::Database::connect(orders_db.url()).await?;
     let processor_admin = sea_orm::Database::connect(processor_db.url()).await?;
-    let databases = [
-        ("orders", orders_db.name()),
-        ("processor", processor_db.name()),
-    ];
     let with = |own: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
         own.iter()
             .cloned()
@@ -313,12 +309,12 @@ async fn pipeline(
     eprintln!(
         "  write path: {CLIENTS} clients back to back for {closed_for:?}, processor not started"
     );
-    let before = Snapshot::take(&[orders.watched()], &admin, &databases[..1]).await;
+    let before = Snapshot::take(&[orders.watched()]).await;
     let written = closed_loop(&clients, closed_for, 10_000_000).await;
     let write_path_place_per_second = written as f64 / closed_for.as_secs_f64();
     // Let the relay publish what was written: its rounds count here too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = Snapshot::take(&[orders.watched()], &admin, &databases[..1]).await;
+    let after = Snapshot::take(&[orders.watched()]).await;
     let write_path_costs = Costs::between(&before, &after, written);
 
     let (processor, _) = spawn(
@@ -340,7 +336,7 @@ async fn pipeline(
     // 10 s; terminal orders counted until the last of them settles.
     eprintln!("  life cycle: {CLIENTS} clients back to back for {closed_for:?}");
     quiet().await?;
-    let before = Snapshot::take(&watched, &admin, &databases).await;
+    let before = Snapshot::take(&watched).await;
     let closed_started = Instant::now();
     let placed_closed = closed_loop(&clients, closed_for, 500_000_000).await;
     let closed_loop_place_per_second = placed_closed as f64 / closed_for.as_secs_f64();
@@ -348,20 +344,17 @@ async fn pipeline(
     let closed_loop_terminal_per_second =
         settled_closed as f64 / closed_started.elapsed().as_secs_f64();
     quiet().await?;
-    // PostgreSQL's statistics reach pg_stat_database within a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = Snapshot::take(&watched, &admin, &databases).await;
+    let after = Snapshot::take(&watched).await;
     let closed_loop_costs = Costs::between(&before, &after, settled_closed);
     clear(&verdicts);
     let raw_sql_after = raw_sql_order_txn(CLIENTS, RAW_AROUND_FOR).await?;
 
     let half = (closed_loop_terminal_per_second / 2.0).round().max(1.0) as u32;
     quiet().await?;
-    let before = Snapshot::take(&watched, &admin, &databases).await;
+    let before = Snapshot::take(&watched).await;
     let half_rate = open_loop(&clients, &verdicts, half, LATENCY_FOR, 700_000_000).await;
     quiet().await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = Snapshot::take(&watched, &admin, &databases).await;
+    let after = Snapshot::take(&watched).await;
     let half_rate_costs = Costs::between(&before, &after, half_rate.terminal);
     clear(&verdicts);
 

@@ -382,14 +382,6 @@ impl Report {
             let of = |map: &std::collections::BTreeMap<String, f64>, key: &str| {
                 map.get(key).copied().unwrap_or(f64::NAN)
             };
-            for (database, commits) in &a.commits_per_order {
-                three(
-                    &format!("commits per order, {database} database"),
-                    *commits,
-                    of(&h.commits_per_order, database),
-                    of(&b.commits_per_order, database),
-                );
-            }
             for (process, micros) in &a.cpu_us_per_order {
                 three(
                     &format!("CPU µs per order, {process}"),
