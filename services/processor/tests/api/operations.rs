@@ -434,6 +434,12 @@ async fn a_group_redrive_dry_run_changes_nothing_and_the_real_one_settles_each_o
     let left = listed(&processor, None).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].code, "undecodable");
+    // A record settles before the relay publishes its verdict.
+    ordo_testkit::eventually("three confirmations", Duration::from_secs(10), || async {
+        processor.emitted("confirmed").await.len() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         processor.emitted("confirmed").await.len(),
         3,
