@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
         let (before, after) = pipeline.raw_sql_around;
         let around = pipeline.raw_sql_per_second();
         println!(
-            "write path {:.2}× · life cycle {:.2}× raw SQL around the pipeline ({before:.0} before, {after:.0} after); {:.2}× · {:.2}× the start's",
+            "write path {:.2}× · life cycle {:.2}× the higher raw SQL around the pipeline ({before:.0} before, {after:.0} after); {:.2}× · {:.2}× the start's",
             pipeline.write_path_place_per_second / around,
             pipeline.closed_loop_terminal_per_second / around,
             pipeline.write_path_place_per_second / raw_sql,

@@ -233,7 +233,7 @@ impl Report {
                     &format!("  raw SQL around the {mode} pipeline"),
                     format!("{:.0} /s", pipeline.raw_sql_per_second()),
                     format!(
-                        "{before:.0} before its write path, {after:.0} after its closed loop; its ratios are to their mean"
+                        "{before:.0} before its write path, {after:.0} after its closed loop; its ratios are to the higher"
                     ),
                 );
             }
